@@ -1,0 +1,73 @@
+# Shipyard: `make demo` runs the main job end to end on the embedded default; `make test` runs every test.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+# Python 3.12 (xgboost 3.4 needs it). Override with `make PYTHON=/path/to/python3.12`.
+PYTHON ?= $(shell for p in python3.12 /root/.pyenv/versions/3.12*/bin/python3.12 /usr/bin/python3.12; do \
+	$$p -c 'import sys; sys.exit(sys.version_info[:2] != (3, 12))' 2>/dev/null && { command -v $$p || echo $$p; } && break; done)
+VENVS := .venv
+UV := $(VENVS)/bootstrap/bin/uv
+UV_INSTALL := $(UV) pip install --quiet --compile-bytecode
+AIRFLOW_PY := $(VENVS)/airflow/bin/python
+PIPELINE_PY := $(VENVS)/pipeline/bin/python
+SERVING_PY := $(VENVS)/serving/bin/python
+TOOLS_PY := $(VENVS)/tools/bin/python
+export SHIPYARD_PIPELINE_PYTHON := $(abspath $(PIPELINE_PY))
+export SHIPYARD_SERVING_PYTHON := $(abspath $(SERVING_PY))
+
+.PHONY: help venvs lint format test test-pipeline test-serving test-airflow demo locks clean
+
+help:  ## List the targets
+	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
+
+$(UV):
+	@test -n "$(PYTHON)" || { echo "Python 3.12 not found: run make PYTHON=/path/to/python3.12" >&2; exit 1; }
+	$(PYTHON) -m venv $(VENVS)/bootstrap
+	$(VENVS)/bootstrap/bin/pip install --quiet --disable-pip-version-check uv==0.13.9
+
+# Each virtualenv is rebuilt only when its lock file (or a local package it installs) changes.
+$(VENVS)/airflow/.done: $(UV) requirements.txt requirements-dev.txt spec/pyproject.toml
+	$(UV) venv --quiet --allow-existing --python $(PYTHON) $(VENVS)/airflow
+	$(UV_INSTALL) --python $(AIRFLOW_PY) -r requirements.txt -r requirements-dev.txt -e spec
+	touch $@
+
+$(VENVS)/pipeline/.done: $(UV) images/pipeline/requirements.txt images/pipeline/pyproject.toml spec/pyproject.toml
+	$(UV) venv --quiet --allow-existing --python $(PYTHON) $(VENVS)/pipeline
+	$(UV_INSTALL) --python $(PIPELINE_PY) -r images/pipeline/requirements.txt -e spec -e images/pipeline
+	touch $@
+
+$(VENVS)/serving/.done: $(UV) images/serving/requirements.txt images/serving/pyproject.toml
+	$(UV) venv --quiet --allow-existing --python $(PYTHON) $(VENVS)/serving
+	$(UV_INSTALL) --python $(SERVING_PY) -r images/serving/requirements.txt -e images/serving
+	touch $@
+
+venvs: $(VENVS)/airflow/.done $(VENVS)/pipeline/.done $(VENVS)/serving/.done  ## Create the three runtime virtualenvs
+
+locks: $(UV)  ## Re-resolve every lock file from its .in file
+	$(UV) pip compile -q --python-version 3.12 requirements.in -o requirements.txt
+	$(UV) pip compile -q --python-version 3.12 requirements-dev.in -o requirements-dev.txt
+	$(UV) pip compile -q --python-version 3.12 images/pipeline/requirements.in -o images/pipeline/requirements.txt
+	$(UV) pip compile -q --python-version 3.12 images/serving/requirements.in -o images/serving/requirements.txt
+	$(UV) pip compile -q --python-version 3.12 tools/requirements.in -o tools/requirements.txt
+
+lint: $(VENVS)/airflow/.done  ## ruff check + format check
+	$(VENVS)/airflow/bin/ruff check .
+	$(VENVS)/airflow/bin/ruff format --check .
+
+format: $(VENVS)/airflow/.done  ## Apply ruff fixes and formatting
+	$(VENVS)/airflow/bin/ruff check --fix .
+	$(VENVS)/airflow/bin/ruff format .
+
+test-pipeline: $(VENVS)/pipeline/.done  ## Tests of the pipeline steps (pipeline venv)
+	$(PIPELINE_PY) -m pytest tests/images/pipeline tests/spec
+
+test-serving: $(VENVS)/serving/.done $(VENVS)/pipeline/.done  ## Tests of the predictor (serving venv)
+	$(SERVING_PY) -m pytest tests/images/serving
+
+test-airflow: venvs  ## Tests of DAGs, plugins and chart (Airflow venv)
+	$(AIRFLOW_PY) -m pytest tests/dags tests/plugins tests/charts
+
+test: lint test-pipeline test-serving test-airflow  ## Set up everything and run every test
+
+clean:  ## Remove virtualenvs and local state
+	rm -rf $(VENVS) .shipyard

@@ -1,0 +1,298 @@
+"""The pipeline spec: one YAML file per pipeline, validated by these models.
+
+This module is the single source of truth for the spec. It is installed into the
+Airflow environment (DAG factory, rollout controller) and into the pipeline image
+(step CLIs), so both read the same fields with the same defaults. It imports only
+pydantic and the standard library, so DAG parsing stays fast.
+"""
+
+from __future__ import annotations
+
+from datetime import date
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+Fraction = Annotated[float, Field(gt=0, lt=1)]
+Identifier = Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")]
+
+
+class StrictModel(BaseModel):
+    """Rejects unknown keys so a typo in the YAML is an error, not a silent default."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Schedule(StrictModel):
+    """When the training DAG runs; each run owns [data_interval_start, data_interval_end)."""
+
+    cron: str = "0 3 * * 1"
+    timezone: str = "UTC"
+    start_date: date
+
+
+class SqlSource(StrictModel):
+    """Rows read through SQLAlchemy. `${VAR}` in the URL is expanded from the environment."""
+
+    kind: Literal["sql"]
+    url: str
+    table: Identifier | None = None
+    query: str | None = None
+
+    @model_validator(mode="after")
+    def _table_or_query(self) -> SqlSource:
+        if (self.table is None) == (self.query is None):
+            raise ValueError("give exactly one of 'table' or 'query'")
+        return self
+
+
+class FileSource(StrictModel):
+    """Parquet or CSV files read through fsspec (local paths, s3://, gs://, ...)."""
+
+    kind: Literal["files"]
+    paths: list[str] = Field(min_length=1)
+    format: Literal["parquet", "csv"] = "parquet"
+
+
+class Columns(StrictModel):
+    """The roles of the special columns in the source table."""
+
+    event_time: str | None = None
+    id: str
+    target: str
+    positive_label: str | int | bool = 1
+
+
+class Features(StrictModel):
+    """Feature columns, listed explicitly or inferred from the source (minus `exclude`)."""
+
+    numeric: list[str] = []
+    categorical: list[str] = []
+    infer: bool = False
+    exclude: list[str] = []
+
+    @model_validator(mode="after")
+    def _explicit_or_inferred(self) -> Features:
+        if not self.infer and not (self.numeric or self.categorical):
+            raise ValueError("list 'numeric' and/or 'categorical' features, or set 'infer: true'")
+        overlap = set(self.numeric) & set(self.categorical)
+        if overlap:
+            raise ValueError(f"columns both numeric and categorical: {sorted(overlap)}")
+        return self
+
+
+class Bounds(StrictModel):
+    """An inclusive range; either end may be open."""
+
+    min: float | None = None
+    max: float | None = None
+
+    @model_validator(mode="after")
+    def _ordered(self) -> Bounds:
+        if self.min is not None and self.max is not None and self.min > self.max:
+            raise ValueError(f"min {self.min} is greater than max {self.max}")
+        return self
+
+
+class Expectations(StrictModel):
+    """Data expectations; schema checks (columns present, types) are inferred from the spec."""
+
+    row_count: Bounds = Bounds(min=1)
+    target_rate: Bounds | None = None
+    not_null: list[str] = []
+    max_null_fraction: Annotated[float, Field(ge=0, le=1)] = 0.05
+    ranges: dict[str, Bounds] = {}
+    allowed_values: dict[str, list[str | int | float | bool]] = {}
+    unique: list[str] = []
+
+
+class Split(StrictModel):
+    """How the training window is split. `time` is the default and the only choice with event times."""
+
+    policy: Literal["time", "random"] = "time"
+    validation_fraction: Fraction = 0.15
+    test_fraction: Fraction = 0.15
+    seed: int = 42
+
+    @model_validator(mode="after")
+    def _leaves_training_rows(self) -> Split:
+        if self.validation_fraction + self.test_fraction >= 0.9:
+            raise ValueError("validation_fraction + test_fraction must leave at least 10% to train on")
+        return self
+
+
+class Tuning(StrictModel):
+    """A bounded hyper-parameter search on the validation split (never the test split)."""
+
+    enabled: bool = False
+    max_trials: Annotated[int, Field(ge=1, le=500)] = 20
+    timeout_seconds: Annotated[int, Field(ge=1)] = 300
+
+
+class ModelConfig(StrictModel):
+    """The estimator after the shared preprocessing; params go to the XGBoost classifier."""
+
+    type: Literal["xgboost"] = "xgboost"
+    params: dict[str, float | int | str | bool] = {}
+    early_stopping_rounds: Annotated[int, Field(ge=1)] | None = 50
+    tuning: Tuning = Tuning()
+
+
+class Training(StrictModel):
+    """The training window: the snapshots of the last N intervals up to the run's interval end."""
+
+    window_intervals: Annotated[int, Field(ge=1)] = 26
+
+
+class Evaluation(StrictModel):
+    """Test-set evaluation: the decision threshold and the slices to report."""
+
+    threshold: Annotated[float, Field(gt=0, lt=1)] = 0.5
+    slices: list[str] = []
+    min_slice_size: Annotated[int, Field(ge=1)] = 50
+
+
+class Gates(StrictModel):
+    """A challenger must pass all of these before it is registered."""
+
+    min_roc_auc: Annotated[float, Field(ge=0, le=1)] = 0.5
+    max_baseline_shortfall: Annotated[float, Field(ge=0, le=1)] = 0.02
+    max_champion_regression: Annotated[float, Field(ge=0, le=1)] = 0.01
+
+
+class MlflowConfig(StrictModel):
+    """Where runs and model versions go in MLflow."""
+
+    experiment: str
+    registered_model: Annotated[str, Field(pattern=r"^[A-Za-z0-9_.-]+$")]
+
+
+class StepResources(StrictModel):
+    """Kubernetes container resources for one step's pod."""
+
+    cpu: str = "500m"
+    memory: str = "1Gi"
+    cpu_limit: str | None = None
+    memory_limit: str | None = "2Gi"
+    gpu: Annotated[int, Field(ge=0)] = 0
+
+
+StepName = Literal["ingest", "validate", "train", "evaluate", "register", "drift"]
+
+# Pod resources used when the spec does not name a step; training gets more room.
+DEFAULT_STEP_RESOURCES: dict[str, StepResources] = {
+    "train": StepResources(cpu="1", memory="2Gi", memory_limit="4Gi"),
+}
+
+
+class Metrics(StrictModel):
+    """Where canary metrics come from: a Prometheus server, or a direct scrape of /metrics."""
+
+    provider: Literal["prometheus", "scrape"] = "scrape"
+    prometheus_url: str | None = None
+    preset: Literal["shipyard", "knative-legacy", "knative-otel"] = "shipyard"
+
+    @model_validator(mode="after")
+    def _prometheus_needs_url(self) -> Metrics:
+        if self.provider == "prometheus" and not self.prometheus_url:
+            raise ValueError("provider 'prometheus' needs 'prometheus_url'")
+        return self
+
+
+class KServeTarget(StrictModel):
+    """The InferenceService that the kserve backend drives."""
+
+    namespace: str = "shipyard"
+    name: str | None = None
+    mode: Literal["knative", "standard"] = "knative"
+    runtime: str = "shipyard-predictor"
+    storage_uri_prefix: str | None = None
+
+
+class Rollout(StrictModel):
+    """Canary policy in Flagger / Argo Rollouts terms. Defaults are the safe ones."""
+
+    backend: Literal["local", "kserve"] = "local"
+    steps: list[Annotated[int, Field(ge=1, le=100)]] = [10, 25, 50, 100]
+    interval_seconds: Annotated[float, Field(gt=0)] = 60
+    checks_per_step: Annotated[int, Field(ge=1)] = 1
+    failure_limit: Annotated[int, Field(ge=0)] = 1
+    min_requests: Annotated[int, Field(ge=1)] = 20
+    max_error_rate: Annotated[float, Field(ge=0, le=1)] = 0.01
+    max_p99_latency_ms: Annotated[float, Field(gt=0)] = 250
+    max_error_rate_ratio: Annotated[float, Field(gt=0)] | None = None
+    no_data_deadline_seconds: Annotated[float, Field(gt=0)] = 600
+    progress_deadline_seconds: Annotated[float, Field(gt=0)] = 600
+    manual_confirmation: bool = False
+    metrics: Metrics = Metrics()
+    kserve: KServeTarget = KServeTarget()
+
+    @model_validator(mode="after")
+    def _steps_rise_to_100(self) -> Rollout:
+        if any(b <= a for a, b in zip(self.steps, self.steps[1:], strict=False)):
+            raise ValueError(f"steps must strictly increase, got {self.steps}")
+        if not self.steps or self.steps[-1] != 100:
+            raise ValueError(f"the last step must be 100, got {self.steps}")
+        return self
+
+
+class LabelsSource(StrictModel):
+    """Ground truth that arrives later, joined to prediction logs by the id column."""
+
+    url: str
+    table: Identifier
+    id_column: str
+    label_column: str
+    auc_tolerance: Annotated[float, Field(ge=0, le=1)] = 0.05
+
+
+class Drift(StrictModel):
+    """Daily drift check of the champion's prediction logs against its reference profile."""
+
+    cron: str = "0 4 * * *"
+    bins: Annotated[int, Field(ge=2, le=100)] = 10
+    psi_threshold: Annotated[float, Field(gt=0)] = 0.2
+    score_psi_threshold: Annotated[float, Field(gt=0)] = 0.2
+    key_features: list[str] = []
+    min_rows: Annotated[int, Field(ge=1)] = 100
+    labels: LabelsSource | None = None
+
+
+class PipelineSpec(StrictModel):
+    """One pipeline: data source, features, training, gates, registry names, rollout and drift."""
+
+    name: Identifier
+    description: str = ""
+    owner: str = "shipyard"
+    tags: list[str] = []
+    schedule: Schedule
+    source: Annotated[SqlSource | FileSource, Field(discriminator="kind")]
+    columns: Columns
+    features: Features
+    expectations: Expectations = Expectations()
+    split: Split = Split()
+    training: Training = Training()
+    model: ModelConfig = ModelConfig()
+    evaluation: Evaluation = Evaluation()
+    gates: Gates = Gates()
+    mlflow: MlflowConfig
+    resources: dict[StepName, StepResources] = {}
+    rollout: Rollout = Rollout()
+    drift: Drift = Drift()
+
+    @model_validator(mode="after")
+    def _coherent(self) -> PipelineSpec:
+        if self.split.policy == "random" and self.columns.event_time:
+            raise ValueError(
+                "split.policy 'random' is not allowed when columns.event_time is set: "
+                "a random split leaks the future into training"
+            )
+        special = {self.columns.id, self.columns.target, self.columns.event_time}
+        leaked = special & (set(self.features.numeric) | set(self.features.categorical))
+        if leaked:
+            raise ValueError(f"features must not include the id/target/event-time columns: {sorted(leaked)}")
+        return self
+
+    def resources_for(self, step: StepName) -> StepResources:
+        """Pod resources for one step: the spec's entry, else the step's default."""
+        return self.resources.get(step) or DEFAULT_STEP_RESOURCES.get(step, StepResources())
