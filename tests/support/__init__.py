@@ -1,0 +1,1 @@
+"""Test helpers shared by every runtime's test run (standard library only)."""
