@@ -1,0 +1,155 @@
+"""`shipyard-step <step>`: one CLI per pipeline step, the same arguments in a pod and a subprocess.
+
+Every step takes the common arguments (spec, data interval, run id, storage root, result
+path) from one parent parser; step modules are imported only when chosen, so `ingest` does
+not pay for Great Expectations or MLflow imports. Exit codes: 0 ok, 3 a check failed
+(validation or gate: not worth a retry), 1 any other error, with a one-line cause on stderr.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import logging
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from shipyard_pipeline import storage
+from shipyard_pipeline.context import RunContext, to_utc
+from shipyard_pipeline.errors import EXIT_ERROR, EXIT_OK, StepError
+from shipyard_spec import SpecError, load_spec
+
+DEFAULT_RESULT_PATH = "/airflow/xcom/return.json"
+log = logging.getLogger("shipyard_pipeline")
+
+
+def common_arguments() -> argparse.ArgumentParser:
+    """The arguments every step shares (the step CLI contract in docs/architecture.md)."""
+    parser = argparse.ArgumentParser(add_help=False)
+    parser.add_argument("--spec", required=True, help="pipeline spec YAML file")
+    parser.add_argument("--interval-start", required=True, type=to_utc, help="data interval start, ISO-8601")
+    parser.add_argument("--interval-end", required=True, type=to_utc, help="data interval end (exclusive)")
+    parser.add_argument("--run-id", required=True, help="Airflow run id: keys the run's outputs in storage")
+    parser.add_argument("--storage-root", required=True, help="local path or fsspec URI for all outputs")
+    parser.add_argument(
+        "--result-path", default=DEFAULT_RESULT_PATH, help=f"where the JSON result goes ({DEFAULT_RESULT_PATH})"
+    )
+    return parser
+
+
+def _ingest_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--force", action="store_true", help="re-ingest an interval already published")
+
+
+def _train_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--window-intervals", type=int, default=None, help="training window in intervals (default: the spec's)"
+    )
+    parser.add_argument("--skip-tuning", action="store_true", help="train with the spec's params, no search")
+
+
+def _drift_options(parser: argparse.ArgumentParser) -> None:
+    from shipyard_pipeline.drift.cli import add_arguments
+
+    add_arguments(parser)
+
+
+@dataclass(frozen=True)
+class Step:
+    """A step: the module whose `run(context, **options)` does the work, and its own options."""
+
+    module: str
+    help: str
+    add_options: Callable[[argparse.ArgumentParser], None] = lambda parser: None
+    options: tuple[str, ...] = field(default=())
+
+
+STEPS: dict[str, Step] = {
+    "ingest": Step(
+        "shipyard_pipeline.ingest", "copy one data interval into a snapshot", _ingest_options, ("force",)
+    ),
+    "validate": Step("shipyard_pipeline.validate", "check the snapshot with Great Expectations"),
+    "train": Step(
+        "shipyard_pipeline.train",
+        "fit the model on the training window",
+        _train_options,
+        ("window_intervals", "skip_tuning"),
+    ),
+    "evaluate": Step("shipyard_pipeline.evaluate", "test metrics, plots, model card and gates"),
+    "register": Step("shipyard_pipeline.register", "register the model version as `challenger`"),
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="shipyard-step", description=__doc__.split("\n\n")[0])
+    steps = parser.add_subparsers(dest="step", required=True, metavar="STEP")
+    common = common_arguments()
+    for name, step in STEPS.items():
+        step.add_options(steps.add_parser(name, parents=[common], help=step.help))
+    drift = steps.add_parser("drift", parents=[common], help="compare the champion's traffic with its reference")
+    _drift_options(drift)
+    return parser
+
+
+def run_step(args: argparse.Namespace) -> dict[str, Any]:
+    """Load the spec, run the chosen step, and store its result for later steps of the run."""
+    step = STEPS[args.step]
+    context = RunContext(
+        spec=load_spec(args.spec),
+        interval_start=args.interval_start,
+        interval_end=args.interval_end,
+        run_id=args.run_id,
+        storage_root=args.storage_root,
+    )
+    log.info(
+        "%s %s: interval [%s, %s), run %s",
+        args.step,
+        context.spec.name,
+        context.interval_start.isoformat(),
+        context.interval_end.isoformat(),
+        context.run_id,
+    )
+    module = importlib.import_module(step.module)
+    result = module.run(context, **{name: getattr(args, name) for name in step.options})
+    storage.write_json(context.step_result_uri(args.step), result)
+    return result
+
+
+def write_result(path: str, result: dict[str, Any]) -> None:
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_text(json.dumps(result, default=str))
+
+
+def main(argv: list[str] | None = None) -> int:
+    logging.basicConfig(
+        level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    for noisy in ("great_expectations", "alembic", "urllib3"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    args = build_parser().parse_args(argv)
+    try:
+        if args.step == "drift":  # the drift step writes its own result (shipyard_pipeline.drift)
+            from shipyard_pipeline.drift.cli import run as run_drift
+
+            return run_drift(args)
+        result = run_step(args)
+        write_result(args.result_path, result)
+    except SpecError as e:
+        return _fail(args.step, "; ".join(f"{f}: {p}" for f, p in e.problems) + f" ({e.source})", EXIT_ERROR)
+    except StepError as e:
+        return _fail(args.step, str(e), e.exit_code)
+    except Exception as e:
+        log.exception("%s failed unexpectedly", args.step)
+        return _fail(args.step, f"{type(e).__name__}: {e}", EXIT_ERROR)
+    log.info("%s done: %s", args.step, json.dumps(result, default=str))
+    return EXIT_OK
+
+
+def _fail(step: str, cause: str, code: int) -> int:
+    print(f"shipyard-step {step}: {' '.join(cause.split())}", file=sys.stderr)
+    return code

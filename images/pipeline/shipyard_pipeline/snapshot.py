@@ -1,0 +1,93 @@
+"""Snapshot partitions: one immutable Parquet file per data interval, complete once its manifest exists.
+
+    {root}/{pipeline}/snapshots/interval_start=<YYYY-MM-DDTHH:MM:SS>/data.parquet
+                                                                   /_MANIFEST.json
+
+The manifest (rows, schema fingerprint, content hash) is written last and atomically, so a
+reader that finds it can trust the data file; a directory without one is an unfinished
+ingest and is ignored.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import pandas as pd
+
+from shipyard_pipeline import storage
+from shipyard_pipeline.context import to_utc
+
+DATA_FILE = "data.parquet"
+MANIFEST_FILE = "_MANIFEST.json"
+
+
+def schema_fingerprint(frame: pd.DataFrame) -> str:
+    """Hash of the column names and dtypes, in order: it changes when the schema drifts."""
+    schema = ";".join(f"{name}:{dtype}" for name, dtype in frame.dtypes.astype(str).items())
+    return hashlib.sha256(schema.encode()).hexdigest()[:16]
+
+
+def content_hash(frame: pd.DataFrame) -> str:
+    """Hash of the values (and the schema): equal for equal rows whatever wrote them."""
+    digest = hashlib.sha256(schema_fingerprint(frame).encode())
+    digest.update(pd.util.hash_pandas_object(frame, index=False).to_numpy().tobytes())
+    return digest.hexdigest()[:32]
+
+
+def dataset_fingerprint(manifests: list[dict[str, Any]]) -> str:
+    """One fingerprint for a training window: the content hashes of its snapshots, in order."""
+    hashes = "".join(m["content_hash"] for m in sorted(manifests, key=lambda m: m["interval_start"]))
+    return hashlib.sha256(hashes.encode()).hexdigest()[:32]
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """A published partition: its directory and its manifest."""
+
+    directory: str
+    manifest: dict[str, Any]
+
+    @property
+    def data_uri(self) -> str:
+        return storage.join(self.directory, DATA_FILE)
+
+    @property
+    def interval_start(self) -> datetime:
+        return to_utc(self.manifest["interval_start"])
+
+    @property
+    def interval_end(self) -> datetime:
+        return to_utc(self.manifest["interval_end"])
+
+    def read(self) -> pd.DataFrame:
+        fs, path = storage.filesystem(self.data_uri)
+        with fs.open(path, "rb") as handle:
+            return pd.read_parquet(handle)
+
+
+def read_published(directory: str) -> Snapshot | None:
+    """The snapshot in `directory`, or None if its manifest was never published."""
+    manifest_uri = storage.join(directory, MANIFEST_FILE)
+    if not storage.exists(manifest_uri):
+        return None
+    return Snapshot(directory, storage.read_json(manifest_uri))
+
+
+def publish(directory: str, frame: pd.DataFrame, manifest: dict[str, Any]) -> Snapshot:
+    """Write the data, then the manifest; any manifest left by an earlier ingest goes first."""
+    storage.remove(storage.join(directory, MANIFEST_FILE))
+    buffer = io.BytesIO()
+    frame.to_parquet(buffer, index=False)
+    storage.write_bytes_atomic(storage.join(directory, DATA_FILE), buffer.getvalue())
+    storage.write_json(storage.join(directory, MANIFEST_FILE), manifest)
+    return Snapshot(directory, manifest)
+
+
+def list_published(snapshots_root: str) -> list[Snapshot]:
+    """Every published snapshot under the root, oldest interval first."""
+    found = (read_published(storage.join(snapshots_root, name)) for name in storage.list_dirs(snapshots_root))
+    return sorted((s for s in found if s is not None), key=lambda s: s.interval_start)

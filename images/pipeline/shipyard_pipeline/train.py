@@ -1,0 +1,170 @@
+"""train: fit the Pipeline on the training window, track it in MLflow, keep the split for evaluate.
+
+Outputs: an MLflow run (params, validation metrics, dataset fingerprints, code version,
+Airflow run tags, the logged model, `reference_profile.json` for drift, the spec) and the
+split as Parquet under `{root}/{pipeline}/runs/{run_id}/train/split/`, so evaluate scores
+exactly the rows the model never saw.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import mlflow
+import mlflow.data
+import mlflow.sklearn
+import numpy as np
+import pandas as pd
+import sklearn
+import xgboost
+
+from shipyard_pipeline import dataset, snapshot, storage, tracking
+from shipyard_pipeline.context import RunContext
+from shipyard_pipeline.drift.profile import PROFILE_ARTIFACT, build_reference_profile
+from shipyard_pipeline.fitting import Data, fit_model
+from shipyard_pipeline.model_artifact import model_kwargs
+
+log = logging.getLogger(__name__)
+
+MODEL_NAME = "model"  # the logged model's name inside the run
+
+
+def split_uri(context: RunContext, part: str) -> str:
+    return storage.join(context.step_dir("train"), "split", f"{part}.parquet")
+
+
+def read_split(context: RunContext, part: str) -> pd.DataFrame:
+    fs, path = storage.filesystem(split_uri(context, part))
+    with fs.open(path, "rb") as handle:
+        return pd.read_parquet(handle)
+
+
+def pip_requirements() -> list[str]:
+    """The serving environment, pinned to the versions that fitted the model (CPU build of xgboost)."""
+    return [
+        f"mlflow=={mlflow.__version__}",
+        f"scikit-learn=={sklearn.__version__}",
+        f"xgboost-cpu=={xgboost.__version__}",
+        f"pandas=={pd.__version__}",
+        f"numpy=={np.__version__}",
+    ]
+
+
+def run(context: RunContext, window_intervals: int | None = None, skip_tuning: bool = False) -> dict[str, Any]:
+    spec = context.spec
+    client = tracking.connect()
+    intervals = window_intervals or spec.training.window_intervals
+    snapshots = dataset.window_snapshots(
+        context.snapshots_root, context.interval_start, context.interval_end, intervals
+    )
+    frame = dataset.load(snapshots)
+    features = dataset.resolve_features(spec, frame)
+    parts = dataset.split(spec, frame)
+    target = spec.columns.target
+    log.info(
+        "%d rows from %d snapshot(s): train %d, validation %d, test %d; features %d numeric, %d categorical",
+        len(frame),
+        len(snapshots),
+        len(parts.train),
+        len(parts.validation),
+        len(parts.test),
+        len(features.numeric),
+        len(features.categorical),
+    )
+    data = Data(
+        parts.train[features.columns],
+        dataset.target_vector(spec, parts.train[target]),
+        parts.validation[features.columns],
+        dataset.target_vector(spec, parts.validation[target]),
+    )
+    tune = spec.model.tuning.enabled and not skip_tuning
+    started = time.monotonic()
+    fit = fit_model(features, spec.model, data, tune=tune, seed=spec.split.seed)
+    fit_seconds = time.monotonic() - started
+
+    for name, part in parts.parts().items():
+        buffer = io.BytesIO()
+        part.to_parquet(buffer, index=False)
+        storage.write_bytes_atomic(split_uri(context, name), buffer.getvalue())
+
+    x_test = parts.test[features.columns]
+    y_test = dataset.target_vector(spec, parts.test[target])
+    test_scores = fit.pipeline.predict_proba(x_test)[:, 1]
+    profile = build_reference_profile(
+        x_test, test_scores, features.numeric, features.categorical, bins=spec.drift.bins, labels=y_test
+    )
+    manifests = [s.manifest for s in snapshots]
+    fingerprint = snapshot.dataset_fingerprint(manifests)
+
+    experiment_id = tracking.experiment_id(client, spec.mlflow.experiment)
+    tags = {
+        **context.tags(),
+        "shipyard.step": "train",
+        "shipyard.dataset_fingerprint": fingerprint,
+        "shipyard.code_version": tracking.code_version(),
+    }
+    run_name = f"{spec.name}-{context.interval_end.date().isoformat()}"
+    with mlflow.start_run(experiment_id=experiment_id, run_name=run_name, tags=tags) as active:
+        mlflow.log_params({f"model.{k}": v for k, v in fit.params.items()})
+        mlflow.log_params(
+            {
+                "window_intervals": intervals,
+                "snapshots": len(snapshots),
+                "features.numeric": ",".join(features.numeric),
+                "features.categorical": ",".join(features.categorical),
+                "split.policy": spec.split.policy,
+                "tuning": json.dumps(fit.tuning.get("enabled", False)),
+            }
+        )
+        mlflow.log_metrics(
+            {
+                "validation_roc_auc": fit.validation_roc_auc,
+                "fit_seconds": fit_seconds,
+                "rows_train": len(parts.train),
+                "rows_validation": len(parts.validation),
+                "rows_test": len(parts.test),
+                **({"best_iteration": fit.best_iteration} if fit.best_iteration else {}),
+            }
+        )
+        for name, part in parts.parts().items():
+            mlflow.log_input(
+                mlflow.data.from_pandas(part, source=split_uri(context, name), targets=target, name=f"{spec.name}-{name}"),
+                context=name,
+            )
+        with tempfile.TemporaryDirectory() as tmp:
+            (Path(tmp) / PROFILE_ARTIFACT).write_text(json.dumps(profile.to_dict()))
+            (Path(tmp) / "snapshots.json").write_text(json.dumps(manifests, indent=2))
+            if fit.tuning.get("enabled"):
+                (Path(tmp) / "tuning.json").write_text(json.dumps(fit.tuning, indent=2))
+            mlflow.log_artifacts(tmp)
+        mlflow.log_dict(spec.model_dump(mode="json"), "spec.json")
+        model_info = mlflow.sklearn.log_model(
+            name=MODEL_NAME,
+            pip_requirements=pip_requirements(),
+            **model_kwargs(fit.pipeline, data.x_train),
+        )
+        run_id = active.info.run_id
+    log.info("MLflow run %s, model %s", run_id, model_info.model_uri)
+    return {
+        "mlflow_run_id": run_id,
+        "mlflow_run_url": tracking.run_url(experiment_id, run_id),
+        "mlflow_experiment_id": experiment_id,
+        "model_uri": model_info.model_uri,
+        "model_id": model_info.model_id,
+        "features": {"numeric": features.numeric, "categorical": features.categorical},
+        "rows": {name: len(part) for name, part in parts.parts().items()},
+        "split_uri": storage.join(context.step_dir("train"), "split"),
+        "snapshots": [s.directory for s in snapshots],
+        "dataset_fingerprint": fingerprint,
+        "params": fit.params,
+        "best_iteration": fit.best_iteration,
+        "validation_roc_auc": fit.validation_roc_auc,
+        "tuning": fit.tuning,
+        "reference_profile": PROFILE_ARTIFACT,
+    }
