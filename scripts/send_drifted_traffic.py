@@ -22,14 +22,17 @@ import mlflow.sklearn
 import numpy as np
 import pandas as pd
 from mlflow import MlflowClient
-from shipyard_spec import load_spec
 
 from shipyard_pipeline.drift.prediction_logs import write_parts
+from shipyard_pipeline.drift.profile import ReferenceProfile
 from shipyard_pipeline.drift.statistics import MISSING
 from shipyard_pipeline.drift.step import find_champion, load_profile
+from shipyard_spec import load_spec
 
 
-def sample(profile, rows: int, rng: np.random.Generator, numeric: str, category: str, clean: bool) -> pd.DataFrame:
+def sample(
+    profile: ReferenceProfile, rows: int, rng: np.random.Generator, numeric: str, category: str, clean: bool
+) -> pd.DataFrame:
     """Rows drawn from the reference profile, shifted on `numeric` and `category` unless clean."""
     columns = {}
     for name, ref in profile.numeric.items():
@@ -52,11 +55,15 @@ def sample(profile, rows: int, rng: np.random.Generator, numeric: str, category:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--spec", default="dags/pipelines/telco_churn.yaml")
     parser.add_argument("--rows", type=int, default=500)
     parser.add_argument("--hours", type=float, default=20, help="spread rows over the last N hours")
-    parser.add_argument("--numeric", default=None, help="numeric feature to shift (default: first key feature)")
+    parser.add_argument(
+        "--numeric", default=None, help="numeric feature to shift (default: first key feature)"
+    )
     parser.add_argument("--category", default=None, help="categorical feature to re-mix")
     parser.add_argument("--clean", action="store_true", help="send undrifted traffic")
     parser.add_argument("--log-root", default=None, help="default: $SHIPYARD_HOME/storage/prediction_logs")

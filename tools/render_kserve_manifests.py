@@ -81,7 +81,9 @@ def stale_files(helm: str) -> list[str]:
     with tempfile.TemporaryDirectory() as tmp:
         fresh = {path.name for path in write(render(helm), Path(tmp))}
         committed = {path.name for path in KSERVE.glob("*.yaml")} - {VALUES.name}
-        changed = [name for name in fresh & committed if not filecmp.cmp(Path(tmp, name), KSERVE / name, False)]
+        changed = [
+            name for name in fresh & committed if not filecmp.cmp(Path(tmp, name), KSERVE / name, False)
+        ]
         return sorted((fresh ^ committed) | set(changed))
 
 
@@ -93,7 +95,9 @@ def main(argv: list[str] | None = None) -> None:
     if args.check:
         stale = stale_files(args.helm)
         if stale:
-            sys.exit(f"kserve/ is out of date with charts/shipyard ({', '.join(stale)}): run make kserve-manifests")
+            sys.exit(
+                f"kserve/ is out of date with charts/shipyard ({', '.join(stale)}): run make kserve-manifests"
+            )
         return
     for path in write(render(args.helm), KSERVE):
         print(path.relative_to(REPO))

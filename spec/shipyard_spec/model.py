@@ -188,9 +188,17 @@ DEFAULT_STEP_RESOURCES: dict[str, StepResources] = {
 class Metrics(StrictModel):
     """Where canary metrics come from: a Prometheus server, or a direct scrape of /metrics."""
 
+    # `scrape` reads the predictors' /metrics directly (embedded); `prometheus` runs PromQL.
     provider: Literal["prometheus", "scrape"] = "scrape"
+    # Base URL of the Prometheus HTTP API (required with provider `prometheus`).
     prometheus_url: str | None = None
+    # Metric names: `shipyard` (our predictor), `knative-legacy` (queue-proxy, Knative <= 1.18),
+    # `knative-otel` (Knative >= 1.21 OpenTelemetry names).
     preset: Literal["shipyard", "knative-legacy", "knative-otel"] = "shipyard"
+    # PromQL range window; default: the analysis interval. Must cover >= 2 scrapes.
+    window_seconds: Annotated[float, Field(gt=0)] | None = None
+    # Seconds before a query or scrape counts as "provider unreachable" (an error verdict).
+    timeout_seconds: Annotated[float, Field(gt=0)] = 5
 
     @model_validator(mode="after")
     def _prometheus_needs_url(self) -> Metrics:
@@ -203,26 +211,49 @@ class KServeTarget(StrictModel):
     """The InferenceService that the kserve backend drives."""
 
     namespace: str = "shipyard"
+    # InferenceService name; default: the pipeline name with `_` turned into `-`.
     name: str | None = None
+    # `knative`: spec.predictor.canaryTrafficPercent; `standard`: spec.canary[] (KServe >= 0.20).
     mode: Literal["knative", "standard"] = "knative"
+    # The ServingRuntime that serves the model (the chart's shipyard-predictor).
     runtime: str = "shipyard-predictor"
+    # storageUri = `{prefix}/{version}/model`; default: the version's MLflow download URI.
     storage_uri_prefix: str | None = None
+    # Airflow connection of the cluster (cncf.kubernetes KubernetesHook).
+    kubernetes_conn_id: str = "kubernetes_default"
 
 
 class Rollout(StrictModel):
-    """Canary policy in Flagger / Argo Rollouts terms. Defaults are the safe ones."""
+    """Canary policy in Flagger / Argo Rollouts terms. Defaults are the safe ones.
 
+    A check passes, fails, is inconclusive (fewer than `min_requests`, no data) or is an error
+    (metrics provider unreachable). Inconclusive and error never count as a pass: after
+    `no_data_deadline_seconds` without a conclusive check the canary is rolled back.
+    """
+
+    # `local`: predictor processes behind a local splitter (embedded); `kserve`: an InferenceService.
     backend: Literal["local", "kserve"] = "local"
+    # Canary traffic percentages, strictly rising, ending at 100 (promotion).
     steps: list[Annotated[int, Field(ge=1, le=100)]] = [10, 25, 50, 100]
+    # Seconds between checks; each check judges the traffic of the interval before it.
     interval_seconds: Annotated[float, Field(gt=0)] = 60
+    # Passing checks needed at each step before traffic moves on.
     checks_per_step: Annotated[int, Field(ge=1)] = 1
-    failure_limit: Annotated[int, Field(ge=0)] = 1
+    # Failed checks that trigger a rollback (Flagger's `threshold`): 1 = the first failure.
+    failure_limit: Annotated[int, Field(ge=1)] = 1
+    # Fewer canary requests than this in a check's window: inconclusive, not a pass.
     min_requests: Annotated[int, Field(ge=1)] = 20
+    # Maximum canary server-error rate (5xx / requests) per check.
     max_error_rate: Annotated[float, Field(ge=0, le=1)] = 0.01
+    # Maximum canary p99 latency per check, milliseconds.
     max_p99_latency_ms: Annotated[float, Field(gt=0)] = 250
+    # Optional: maximum canary error rate as a multiple of the stable version's (floored at 1/requests).
     max_error_rate_ratio: Annotated[float, Field(gt=0)] | None = None
+    # How long checks may stay inconclusive/error before the canary counts as failed.
     no_data_deadline_seconds: Annotated[float, Field(gt=0)] = 600
+    # How long the canary may take to become ready before it is rolled back.
     progress_deadline_seconds: Annotated[float, Field(gt=0)] = 600
+    # Wait before 100% until the model version carries the tag `shipyard.rollout.confirm=true`.
     manual_confirmation: bool = False
     metrics: Metrics = Metrics()
     kserve: KServeTarget = KServeTarget()

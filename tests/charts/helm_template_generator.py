@@ -54,9 +54,8 @@ def validate_builtin(obj: dict[str, Any]) -> None:
             kubernetes_validate.validate(obj, version, strict=True)
         except kubernetes_validate.ValidationError as e:
             where = ".".join(str(p) for p in e.path)
-            raise AssertionError(
-                f"{obj['kind']}/{obj['metadata']['name']} is invalid for Kubernetes {version} at {where}: {e.message}"
-            ) from e
+            name = f"{obj['kind']}/{obj['metadata']['name']}"
+            raise AssertionError(f"{name} is invalid for Kubernetes {version} at {where}: {e.message}") from e
 
 
 def render_chart(

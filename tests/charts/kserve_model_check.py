@@ -13,8 +13,8 @@ import re
 import sys
 from typing import Any
 
-import kubernetes.client.models as kubernetes_models
 import kserve.models as kserve_models
+import kubernetes.client.models as kubernetes_models
 
 TOP_LEVEL = {
     ("serving.kserve.io/v1alpha1", "ServingRuntime"): "V1alpha1ServingRuntime",
@@ -31,7 +31,8 @@ SCALARS: dict[str, tuple[type, ...]] = {
     "object": (object,),
     "ResourceQuantity": (str, int, float),
 }
-# Both spellings occur: kserve's models write list[X]/dict(str, X), the Kubernetes client's List[X]/Dict[str, X].
+# Both spellings occur: kserve's models write list[X] and dict(str, X),
+# the Kubernetes client's List[X] and Dict[str, X].
 LIST = re.compile(r"^[Ll]ist\[(.+)\]$")
 DICT = re.compile(r"^(?:dict\(str, (.+)\)|Dict\[str, (.+)\])$")
 

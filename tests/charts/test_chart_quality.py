@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -16,7 +17,6 @@ from helm_template_generator import (
     REPO,
     HelmError,
     by_kind_name,
-    get,
     helm,
     kserve_model_problems,
     render_chart,
@@ -102,7 +102,9 @@ class TestCustomNamespace:
         objects = render_scenario(CHART / "ci" / "custom-namespace-values.yaml", namespace="ml-prod")
         assert {obj["metadata"]["namespace"] for obj in objects} == {"ml-prod"}
         binding = by_kind_name(objects)[("RoleBinding", "ml-airflow-worker")]
-        assert binding["subjects"] == [{"kind": "ServiceAccount", "name": "airflow-worker", "namespace": "ml-prod"}]
+        assert binding["subjects"] == [
+            {"kind": "ServiceAccount", "name": "airflow-worker", "namespace": "ml-prod"}
+        ]
 
 
 def schema_paths(schema: dict[str, Any], prefix: str = "") -> set[str]:
@@ -161,12 +163,25 @@ class TestValuesSchema:
             ({"mlflow": {"enabeld": True}}, "enabeld"),
             ({"inferenceServices": {"deploymentMode": "Serverless"}}, "/inferenceServices/deploymentMode"),
             ({"images": {"serving": {"digest": "latest"}}}, "digest"),
-            ({"inferenceServices": {"pipelines": {"telco_churn": {"storageUri": "s3://b/m"}}}}, "modelVersion"),
+            (
+                {"inferenceServices": {"pipelines": {"telco_churn": {"storageUri": "s3://b/m"}}}},
+                "modelVersion",
+            ),
         ],
     )
     def test_helm_rejects_values_outside_the_schema(self, values, message):
         with pytest.raises(HelmError, match=message):
             render_chart(values)
+
+    def test_readme_table_lists_every_value(self):
+        readme = (CHART / "README.md").read_text()
+        rows = set(re.findall(r"^\| `([\w.]+)` \|", readme, re.M))
+        sections = {p for p in schema_paths(SCHEMA) for q in schema_paths(SCHEMA) if q.startswith(p + ".")}
+        expected = {
+            p for p in schema_paths(SCHEMA) - sections if not p.startswith("inferenceServices.pipelines.")
+        }
+        assert expected - rows == set()
+        assert rows - expected == set()
 
     def test_every_value_has_a_comment_line(self):
         """Each key the schema declares is preceded by a `#` line in values.yaml (its documentation)."""
@@ -229,9 +244,10 @@ class TestKServeObjects:
         runtime = render_chart(show_only=["templates/servingruntime.yaml"])[0]
         runtime["spec"]["protocolVersion"] = ["v1"]
         runtime["spec"]["containers"][0]["ports"][0]["containerPort"] = "8080"
+        prefix = "ServingRuntime/shipyard-predictor: .spec."
         assert sorted(kserve_model_problems([runtime])) == [
-            "ServingRuntime/shipyard-predictor: .spec.containers[0].ports[0].containerPort: expected int, got str '8080'",
-            "ServingRuntime/shipyard-predictor: .spec.protocolVersion: unknown field of V1alpha1ServingRuntimeSpec",
+            prefix + "containers[0].ports[0].containerPort: expected int, got str '8080'",
+            prefix + "protocolVersion: unknown field of V1alpha1ServingRuntimeSpec",
         ]
 
     def test_the_kubernetes_check_rejects_unknown_fields(self):
@@ -285,7 +301,17 @@ class TestCheckov:
             ]
             assert failed == [], (check_type, "\n".join(failed))
             assert summary["passed"] > 100, check_type
-        assert skipped_ids(results) == {"CKV_K8S_8", "CKV_K8S_9", "CKV_K8S_10", "CKV_K8S_11", "CKV_K8S_12", "CKV_K8S_13", "CKV_K8S_15", "CKV_K8S_35", "CKV_K8S_43"}
+        assert skipped_ids(results) == {
+            "CKV_K8S_8",
+            "CKV_K8S_9",
+            "CKV_K8S_10",
+            "CKV_K8S_11",
+            "CKV_K8S_12",
+            "CKV_K8S_13",
+            "CKV_K8S_15",
+            "CKV_K8S_35",
+            "CKV_K8S_43",
+        }
         skipped = results["kubernetes"]["results"]["skipped_checks"]
         unexplained = [c["check_id"] for c in skipped if len(c["check_result"]["suppress_comment"]) < 20]
         assert unexplained == []
@@ -294,3 +320,37 @@ class TestCheckov:
 def skipped_ids(results: dict[str, Any]) -> set[str]:
     """The check ids skipped anywhere; a new skip must be added here on purpose."""
     return {c["check_id"] for item in results.values() for c in item["results"]["skipped_checks"]}
+
+
+def notes(values_files: list[Path]) -> str:
+    """NOTES.txt as `helm install --dry-run=client` prints it (no cluster involved)."""
+    args = ["install", "shipyard", str(CHART), "--namespace", "shipyard", "--dry-run=client"]
+    for path in values_files:
+        args += ["--values", str(path)]
+    return helm(*args).stdout.split("NOTES:", 1)[1]
+
+
+class TestNotes:
+    def test_defaults_tell_how_to_wire_airflow(self):
+        text = notes([])
+        assert "ServiceAccount shipyard-airflow-worker" in text
+        assert "ConfigMap shipyard-pod-templates at /opt/shipyard/pod-templates" in text
+        assert "- telco_churn.yaml" in text
+        assert "the rollout controller creates one per pipeline" in text
+
+    @pytest.mark.parametrize(
+        ("scenario", "reach"),
+        [
+            ("knative", "get inferenceservice telco-churn -o jsonpath='{.status.url}'"),
+            ("standard", "port-forward svc/telco-churn-predictor 8080:80"),
+        ],
+    )
+    def test_each_endpoint_and_how_to_reach_it(self, scenario, reach):
+        text = notes([CHART / "ci" / f"{scenario}-values.yaml"])
+        assert "http://telco-churn-predictor.shipyard.svc.cluster.local/v1/models/telco-churn:predict" in text
+        assert reach in text
+        assert "helm test shipyard -n shipyard" in text
+
+    def test_mlflow_tracking_uri_when_enabled(self):
+        text = notes([CHART / "ci" / "mlflow-values.yaml"])
+        assert "MLFLOW_TRACKING_URI=http://shipyard-mlflow.shipyard.svc.cluster.local:5000" in text

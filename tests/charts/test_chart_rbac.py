@@ -24,6 +24,13 @@ class TestAirflowWorkerRole:
             ("serving.kserve.io", "inferenceservices"): ["create", "get", "list", "patch", "watch"],
         }
 
+    def test_pod_events_are_an_opt_in_read_only_extra(self):
+        values = {"airflowWorker": {"rbac": {"podEvents": True}}}
+        role = by_kind_name(render_chart(values, show_only=RBAC))[("Role", "shipyard-airflow-worker")]
+        extra = [rule for rule in role["rules"] if "events" in rule["resources"]]
+        assert extra == [{"apiGroups": [""], "resources": ["events"], "verbs": ["list"]}]
+        assert len(role["rules"]) == 5
+
     def test_no_rule_uses_wildcards_or_resource_names(self):
         role = by_kind_name(render_chart(show_only=RBAC))[("Role", "shipyard-airflow-worker")]
         for rule in role["rules"]:
@@ -50,7 +57,9 @@ class TestAirflowWorkerRole:
         assert binding["subjects"][0]["name"] == "airflow-worker"
 
     def test_rbac_can_be_left_to_the_platform(self):
-        kinds = {kind for kind, _ in by_kind_name(render_chart({"airflowWorker": {"rbac": {"create": False}}}))}
+        kinds = {
+            kind for kind, _ in by_kind_name(render_chart({"airflowWorker": {"rbac": {"create": False}}}))
+        }
         assert not kinds & {"Role", "RoleBinding"}
 
 

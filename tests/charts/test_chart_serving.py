@@ -2,6 +2,12 @@
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
 import pytest
 from helm_template_generator import HelmError, by_kind_name, get, render_chart
 
@@ -11,7 +17,10 @@ TELCO = {"storageUri": "s3://models/telco_churn/3/model", "modelVersion": "3"}
 
 
 def with_isvc(mode: str = "Knative", **extra) -> dict:
-    return {"inferenceServices": {"enabled": True, "deploymentMode": mode, "pipelines": {"telco_churn": TELCO}}, **extra}
+    return {
+        "inferenceServices": {"enabled": True, "deploymentMode": mode, "pipelines": {"telco_churn": TELCO}},
+        **extra,
+    }
 
 
 class TestServingRuntime:
@@ -89,17 +98,23 @@ class TestMonitors:
         assert not kinds & {"PodMonitor", "ServiceMonitor"}
 
     def test_pod_monitor_scrapes_the_pods_the_runtime_labels(self):
-        objects = by_kind_name(render_chart({"monitoring": {"podMonitor": {"enabled": True, "labels": {"r": "p"}}}}))
+        objects = by_kind_name(
+            render_chart({"monitoring": {"podMonitor": {"enabled": True, "labels": {"r": "p"}}}})
+        )
         monitor = objects[("PodMonitor", "shipyard-predictors")]
         runtime = objects[("ServingRuntime", "shipyard-predictor")]
         selector = monitor["spec"]["selector"]["matchLabels"]
         assert selector.items() <= runtime["spec"]["labels"].items()
         port = runtime["spec"]["containers"][0]["ports"][0]
-        assert monitor["spec"]["podMetricsEndpoints"] == [{"port": port["name"], "path": "/metrics", "interval": "30s"}]
+        assert monitor["spec"]["podMetricsEndpoints"] == [
+            {"port": port["name"], "path": "/metrics", "interval": "30s"}
+        ]
         assert monitor["metadata"]["labels"]["r"] == "p"
 
     def test_service_monitor_scrapes_predictor_services_on_the_container_port(self):
-        objects = render_chart({"monitoring": {"serviceMonitor": {"enabled": True}}}, show_only=["templates/servicemonitor.yaml"])
+        objects = render_chart(
+            {"monitoring": {"serviceMonitor": {"enabled": True}}}, show_only=["templates/servicemonitor.yaml"]
+        )
         endpoint = objects[0]["spec"]["endpoints"][0]
         assert (endpoint["targetPort"], endpoint["path"]) == (8080, "/metrics")
 
@@ -116,6 +131,34 @@ class TestHelmTestPod:
         assert 'body.get("ready") is True' in script
         assert get(pod, "spec.restartPolicy") == "Never"
 
-    def test_the_probe_script_is_valid_python(self):
+    @pytest.mark.parametrize(("ready", "exit_code"), [(True, 0), (False, 1)])
+    def test_the_probe_passes_only_when_the_model_is_ready(self, ready, exit_code):
+        # No cluster here: the in-cluster host is replaced by a local server answering like kserve's V1 API.
         pod = render_chart(with_isvc(), show_only=["templates/tests/test-predictor-ready.yaml"])[0]
-        compile(pod["spec"]["containers"][0]["args"][0], "helm-test", "exec")
+        script = pod["spec"]["containers"][0]["args"][0]
+        body = json.dumps({"name": "telco-churn", "ready": ready}).encode()
+
+        class ModelReady(BaseHTTPRequestHandler):
+            def do_GET(self):
+                self.send_response(200 if self.path == "/v1/models/telco-churn" else 404)
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args):
+                pass
+
+        server = ThreadingHTTPServer(("127.0.0.1", 0), ModelReady)
+        thread = threading.Thread(target=server.serve_forever, daemon=True)
+        thread.start()
+        try:
+            local = script.replace(
+                "http://telco-churn-predictor.shipyard.svc.cluster.local",
+                f"http://127.0.0.1:{server.server_port}",
+            )
+            result = subprocess.run(
+                [sys.executable, "-c", local], capture_output=True, timeout=30, check=False
+            )
+        finally:
+            server.shutdown()
+            server.server_close()
+        assert result.returncode == exit_code, result.stderr

@@ -36,7 +36,9 @@ def common_arguments() -> argparse.ArgumentParser:
     parser.add_argument("--run-id", required=True, help="Airflow run id: keys the run's outputs in storage")
     parser.add_argument("--storage-root", required=True, help="local path or fsspec URI for all outputs")
     parser.add_argument(
-        "--result-path", default=DEFAULT_RESULT_PATH, help=f"where the JSON result goes ({DEFAULT_RESULT_PATH})"
+        "--result-path",
+        default=DEFAULT_RESULT_PATH,
+        help=f"where the JSON result goes ({DEFAULT_RESULT_PATH})",
     )
     return parser
 
@@ -47,7 +49,10 @@ def _ingest_options(parser: argparse.ArgumentParser) -> None:
 
 def _train_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
-        "--window-intervals", type=int, default=None, help="training window in intervals (default: the spec's)"
+        "--window-intervals",
+        type=int,
+        default=None,
+        help="training window in intervals (default: the spec's)",
     )
     parser.add_argument("--skip-tuning", action="store_true", help="train with the spec's params, no search")
 
@@ -90,7 +95,9 @@ def build_parser() -> argparse.ArgumentParser:
     common = common_arguments()
     for name, step in STEPS.items():
         step.add_options(steps.add_parser(name, parents=[common], help=step.help))
-    drift = steps.add_parser("drift", parents=[common], help="compare the champion's traffic with its reference")
+    drift = steps.add_parser(
+        "drift", parents=[common], help="compare the champion's traffic with its reference"
+    )
     _drift_options(drift)
     return parser
 

@@ -69,7 +69,9 @@ class RunContext:
         return storage.join(self.pipeline_root, "snapshots")
 
     def snapshot_dir(self, interval_start: datetime | None = None) -> str:
-        return storage.join(self.snapshots_root, f"interval_start={partition_key(interval_start or self.interval_start)}")
+        return storage.join(
+            self.snapshots_root, f"interval_start={partition_key(interval_start or self.interval_start)}"
+        )
 
     def step_dir(self, step: str, run_id: str | None = None) -> str:
         """`{root}/{pipeline}/runs/{run_id}/{step}`: reports and results of one step of one run."""

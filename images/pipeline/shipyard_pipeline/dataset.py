@@ -25,7 +25,7 @@ def window_snapshots(
 ) -> list[snapshot.Snapshot]:
     """Published snapshots of the last `intervals` intervals up to `interval_end`.
 
-    The window is [end - intervals × (end - start), end): interval lengths come from the run
+    The window is [end - intervals * (end - start), end): interval lengths come from the run
     itself, so a weekly and a daily schedule both work without parsing cron. A snapshot that
     overlaps the window and ends by `interval_end` belongs to it (never one from the future).
     """
@@ -76,7 +76,9 @@ def resolve_features(spec: PipelineSpec, frame: pd.DataFrame) -> FeatureSet:
             dtype = frame[column].dtype
             if pd.api.types.is_bool_dtype(dtype) or pd.api.types.is_numeric_dtype(dtype):
                 numeric.append(column)
-            elif pd.api.types.is_object_dtype(dtype) or isinstance(dtype, pd.CategoricalDtype | pd.StringDtype):
+            elif pd.api.types.is_object_dtype(dtype) or isinstance(
+                dtype, pd.CategoricalDtype | pd.StringDtype
+            ):
                 categorical.append(column)
     missing = [c for c in [*numeric, *categorical] if c not in frame.columns]
     if missing:
@@ -115,8 +117,8 @@ def split(spec: PipelineSpec, frame: pd.DataFrame) -> Split:
         ordered = frame.sample(frac=1.0, random_state=policy.seed)
     ordered = ordered.reset_index(drop=True)
     rows = len(ordered)
-    test_start = int(round(rows * (1 - policy.test_fraction)))
-    validation_start = int(round(rows * (1 - policy.test_fraction - policy.validation_fraction)))
+    test_start = round(rows * (1 - policy.test_fraction))
+    validation_start = round(rows * (1 - policy.test_fraction - policy.validation_fraction))
     parts = Split(ordered[:validation_start], ordered[validation_start:test_start], ordered[test_start:])
     for name, part in parts.parts().items():
         labels = set(target_vector(spec, part[spec.columns.target]))

@@ -98,11 +98,16 @@ def seed(home: Path, bad: bool = False, now: datetime | None = None) -> Path:
 
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    parser = argparse.ArgumentParser(prog="python -m shipyard_pipeline.demo", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m shipyard_pipeline.demo", description=__doc__.split("\n\n")[0]
+    )
     commands = parser.add_subparsers(dest="command", required=True)
     seeding = commands.add_parser("seed", help="write the Telco demo database")
     seeding.add_argument(
-        "--home", type=Path, default=os.environ.get("SHIPYARD_HOME"), help="SHIPYARD_HOME (default: $SHIPYARD_HOME)"
+        "--home",
+        type=Path,
+        default=os.environ.get("SHIPYARD_HOME"),
+        help="SHIPYARD_HOME (default: $SHIPYARD_HOME)",
     )
     seeding.add_argument("--corrupt", action="store_true", help="break every fifth row (failure-path demo)")
     args = parser.parse_args(argv)

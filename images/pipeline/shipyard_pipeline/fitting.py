@@ -31,7 +31,7 @@ log = logging.getLogger(__name__)
 class Fit:
     pipeline: Pipeline
     params: dict[str, Any]
-    best_iteration: int | None
+    trees: int | None  # chosen by early stopping (None without it)
     validation_roc_auc: float
     tuning: dict[str, Any] = field(default_factory=dict)
 
@@ -73,7 +73,10 @@ def probe(features: FeatureSet, params: Mapping[str, Any], rounds: int, data: Da
     model = pipeline.named_steps["model"].set_params(early_stopping_rounds=rounds)
     validation = preprocess.transform(data.x_validation)
     model.fit(
-        preprocess.transform(data.x_train), data.y_train, eval_set=[(validation, data.y_validation)], verbose=False
+        preprocess.transform(data.x_train),
+        data.y_train,
+        eval_set=[(validation, data.y_validation)],
+        verbose=False,
     )
     # predict_proba stops at best_iteration after early stopping.
     auc = float(roc_auc_score(data.y_validation, model.predict_proba(validation)[:, 1]))
@@ -106,8 +109,19 @@ def search(
 
     study = optuna.create_study(direction="maximize", sampler=optuna.samplers.TPESampler(seed=seed))
     defaults = {**DEFAULT_XGBOOST_PARAMS, "min_child_weight": 1.0, "reg_lambda": 1.0, **params}
-    study.enqueue_trial({name: defaults[name] for name in ("max_depth", "learning_rate", "subsample",
-                                                            "colsample_bytree", "min_child_weight", "reg_lambda")})
+    study.enqueue_trial(
+        {
+            name: defaults[name]
+            for name in (
+                "max_depth",
+                "learning_rate",
+                "subsample",
+                "colsample_bytree",
+                "min_child_weight",
+                "reg_lambda",
+            )
+        }
+    )
     study.optimize(objective, n_trials=config.tuning.max_trials, timeout=config.tuning.timeout_seconds)
     best = study.best_trial
     log.info(

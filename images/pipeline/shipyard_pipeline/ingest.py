@@ -30,11 +30,15 @@ def run(context: RunContext, force: bool = False) -> dict[str, Any]:
     directory = context.snapshot_dir()
     existing = snapshot.read_published(directory)
     if existing is not None and not force:
-        log.info("snapshot %s already published (%d rows): nothing to do", directory, existing.manifest["rows"])
+        log.info(
+            "snapshot %s already published (%d rows): nothing to do", directory, existing.manifest["rows"]
+        )
         return _result(existing, skipped=True)
 
     where = source.describe(spec)
-    log.info("reading %s for [%s, %s)", where, context.interval_start.isoformat(), context.interval_end.isoformat())
+    log.info(
+        "reading %s for [%s, %s)", where, context.interval_start.isoformat(), context.interval_end.isoformat()
+    )
     frame = source.read_interval(spec, context.interval_start, context.interval_end)
     missing = [c for c in required_columns(spec) if c not in frame.columns]
     if missing:

@@ -44,7 +44,9 @@ def read_interval(spec: PipelineSpec, start: datetime, end: datetime) -> pd.Data
 
 def _require_column(frame: pd.DataFrame, column: str, where: str) -> pd.DataFrame:
     if column not in frame.columns:
-        raise StepError(f"event-time column {column!r} is missing from {where} (columns: {list(frame.columns)})")
+        raise StepError(
+            f"event-time column {column!r} is missing from {where} (columns: {list(frame.columns)})"
+        )
     return frame
 
 

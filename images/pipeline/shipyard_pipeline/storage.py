@@ -64,5 +64,8 @@ def list_dirs(uri: str) -> list[str]:
     fs, path = filesystem(uri)
     if not fs.exists(path):
         return []
-    return sorted(entry["name"].rstrip("/").rsplit("/", 1)[-1] for entry in fs.ls(path, detail=True)
-                  if entry["type"] == "directory")
+    return sorted(
+        entry["name"].rstrip("/").rsplit("/", 1)[-1]
+        for entry in fs.ls(path, detail=True)
+        if entry["type"] == "directory"
+    )

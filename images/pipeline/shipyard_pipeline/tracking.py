@@ -21,9 +21,11 @@ log = logging.getLogger(__name__)
 os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "2")
 os.environ.setdefault("MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR", "1")
 os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "60")
+os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # a bar per download floods task logs
 
 import mlflow  # noqa: E402  (after the retry settings above, which mlflow reads at import)
 from mlflow import MlflowClient  # noqa: E402
+from mlflow.entities.model_registry import ModelVersion  # noqa: E402
 from mlflow.exceptions import MlflowException  # noqa: E402
 
 
@@ -50,7 +52,9 @@ def connect() -> MlflowClient:
             if attempt >= attempts:
                 cause = " ".join(str(e).split())[:300]
                 raise StepError(f"MLflow at {uri} unreachable after {attempts} attempts: {cause}") from e
-            log.warning("MLflow at %s not reachable (attempt %d/%d), retrying in %.0fs", uri, attempt, attempts, delay)
+            log.warning(
+                "MLflow at %s not reachable (attempt %d/%d), retrying in %.0fs", uri, attempt, attempts, delay
+            )
             time.sleep(delay)
             delay *= 2
             attempt += 1
@@ -75,7 +79,7 @@ def run_url(experiment: str, run_id: str) -> str:
 
 
 def code_version() -> str:
-    """The image's code version: SHIPYARD_CODE_VERSION (set at build time, e.g. a git sha) or the package's."""
+    """SHIPYARD_CODE_VERSION (set when the image is built, e.g. a git sha), else the package version."""
     explicit = os.environ.get("SHIPYARD_CODE_VERSION")
     if explicit:
         return explicit
@@ -83,3 +87,19 @@ def code_version() -> str:
         return f"shipyard-pipeline=={version('shipyard-pipeline')}"
     except PackageNotFoundError:
         return "unknown"
+
+
+def version_by_alias(client: MlflowClient, name: str, alias: str) -> ModelVersion | None:
+    """The version holding `alias`, or None when the model or the alias does not exist (yet).
+
+    Read from the registered model's alias map: `get_model_version_by_alias` reports a
+    missing alias as INVALID_PARAMETER_VALUE, indistinguishable from a real bad request.
+    """
+    try:
+        model = client.get_registered_model(name)
+    except MlflowException as e:
+        if e.error_code == "RESOURCE_DOES_NOT_EXIST":
+            return None
+        raise
+    version = model.aliases.get(alias)
+    return None if version is None else client.get_model_version(name, version)

@@ -13,6 +13,7 @@ import json
 import logging
 import tempfile
 import time
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -56,7 +57,9 @@ def pip_requirements() -> list[str]:
     ]
 
 
-def run(context: RunContext, window_intervals: int | None = None, skip_tuning: bool = False) -> dict[str, Any]:
+def run(
+    context: RunContext, window_intervals: int | None = None, skip_tuning: bool = False
+) -> dict[str, Any]:
     spec = context.spec
     client = tracking.connect()
     intervals = window_intervals or spec.training.window_intervals
@@ -129,14 +132,18 @@ def run(context: RunContext, window_intervals: int | None = None, skip_tuning: b
                 "rows_train": len(parts.train),
                 "rows_validation": len(parts.validation),
                 "rows_test": len(parts.test),
-                **({"best_iteration": fit.best_iteration} if fit.best_iteration else {}),
+                **({"early_stopped_trees": fit.trees} if fit.trees else {}),
             }
         )
-        for name, part in parts.parts().items():
-            mlflow.log_input(
-                mlflow.data.from_pandas(part, source=split_uri(context, name), targets=target, name=f"{spec.name}-{name}"),
-                context=name,
-            )
+        with warnings.catch_warnings():
+            # from_pandas warns that integer columns cannot hold missing values and that a local
+            # path matches two source types; both are about MLflow's dataset record, not the model.
+            warnings.simplefilter("ignore", UserWarning)
+            for name, part in parts.parts().items():
+                dataset_record = mlflow.data.from_pandas(
+                    part, source=split_uri(context, name), targets=target, name=f"{spec.name}-{name}"
+                )
+                mlflow.log_input(dataset_record, context=name)
         with tempfile.TemporaryDirectory() as tmp:
             (Path(tmp) / PROFILE_ARTIFACT).write_text(json.dumps(profile.to_dict()))
             (Path(tmp) / "snapshots.json").write_text(json.dumps(manifests, indent=2))
@@ -160,10 +167,11 @@ def run(context: RunContext, window_intervals: int | None = None, skip_tuning: b
         "features": {"numeric": features.numeric, "categorical": features.categorical},
         "rows": {name: len(part) for name, part in parts.parts().items()},
         "split_uri": storage.join(context.step_dir("train"), "split"),
-        "snapshots": [s.directory for s in snapshots],
+        "snapshots": len(snapshots),
+        "window": [snapshots[0].manifest["interval_start"], snapshots[-1].manifest["interval_end"]],
         "dataset_fingerprint": fingerprint,
         "params": fit.params,
-        "best_iteration": fit.best_iteration,
+        "trees": fit.params.get("n_estimators"),
         "validation_roc_auc": fit.validation_roc_auc,
         "tuning": fit.tuning,
         "reference_profile": PROFILE_ARTIFACT,

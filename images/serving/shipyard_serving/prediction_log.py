@@ -1,0 +1,150 @@
+"""Sampled prediction log for drift monitoring, written off the request path.
+
+Format and layout are a contract with the drift check (docs/architecture.md): JSON Lines
+micro-batches under `{log_root}/{model_name}/date=<YYYY-MM-DD>/part-<unix_ms>-<pid>.jsonl`,
+one record per sampled row, each file written under a temporary name (which the reader's
+`part-*.jsonl` glob does not match) and renamed when complete.
+
+The request path only samples rows and puts them on a bounded queue; a daemon thread
+batches and writes. A full queue (storage slower than traffic) drops records and counts
+them in `shipyard_prediction_log_dropped_total` — a request never waits for storage.
+"""
+
+from __future__ import annotations
+
+import atexit
+import json
+import logging
+import os
+import queue
+import random
+import threading
+import time
+from collections import defaultdict
+from datetime import UTC, datetime
+from typing import Any
+
+import fsspec
+import numpy as np
+from prometheus_client import Counter
+
+from shipyard_serving.requests import Batch
+
+log = logging.getLogger(__name__)
+
+DROPPED = Counter("shipyard_prediction_log_dropped", "Sampled prediction records dropped (queue full)", ["model_name"])
+WRITE_ERRORS = Counter("shipyard_prediction_log_write_errors", "Prediction log parts that failed to write", ["model_name"])
+
+
+class PredictionLog:
+    """Samples rows and hands them to a background writer; one writer thread per process."""
+
+    def __init__(
+        self,
+        log_root: str,
+        model_name: str,
+        model_version: str,
+        sample_rate: float,
+        flush_seconds: float = 10.0,
+        max_records_per_part: int = 5000,
+        max_queued: int = 50_000,
+    ):
+        if not 0.0 <= sample_rate <= 1.0:
+            raise ValueError(f"prediction log sample rate {sample_rate} is outside [0, 1]")
+        self.log_root = log_root.rstrip("/")
+        self.model_name = model_name
+        self.model_version = model_version
+        self.sample_rate = sample_rate
+        self.flush_seconds = flush_seconds
+        self.max_records_per_part = max_records_per_part
+        self.max_queued = max_queued
+        self._started_in: int | None = None
+
+    def __getstate__(self) -> dict[str, Any]:
+        """Workers receive the model pickled: send the settings, each worker starts its own thread."""
+        state = {k: v for k, v in self.__dict__.items() if not k.startswith("_")}
+        state["_started_in"] = None
+        return state
+
+    def record(self, batch: Batch, scores: np.ndarray) -> None:
+        """Queue the sampled rows of one answered request (called on the request path: cheap, never blocks)."""
+        if self.sample_rate <= 0.0:
+            return
+        chosen = range(len(scores)) if self.sample_rate >= 1.0 else [i for i in range(len(scores)) if random.random() < self.sample_rate]
+        if not chosen:
+            return
+        if self._started_in != os.getpid():
+            self._start()
+        ts = datetime.now(UTC).isoformat()
+        for i in chosen:
+            record = {
+                "ts": ts,
+                "model_name": self.model_name,
+                "model_version": self.model_version,
+                "inputs": batch.row(i),
+                "score": float(scores[i]),
+            }
+            if batch.ids is not None:
+                record["id"] = batch.ids[i]
+            try:
+                self._queue.put_nowait(record)
+            except queue.Full:
+                DROPPED.labels(self.model_name).inc()
+
+    def close(self) -> None:
+        """Write what is queued and stop the writer (model unload, process exit)."""
+        if self._started_in == os.getpid():
+            self._queue.put(None)
+            self._thread.join(timeout=30)
+            self._started_in = None
+
+    def _start(self) -> None:
+        self._queue: queue.Queue[dict[str, Any] | None] = queue.Queue(maxsize=self.max_queued)
+        self._thread = threading.Thread(target=self._run, name="prediction-log-writer", daemon=True)
+        self._started_in = os.getpid()
+        self._thread.start()
+        atexit.register(self.close)
+
+    def _run(self) -> None:
+        pending: list[dict[str, Any]] = []
+        deadline = time.monotonic() + self.flush_seconds
+        stop = False
+        while not stop:
+            try:
+                item = self._queue.get(timeout=max(0.0, deadline - time.monotonic()))
+                if item is None:
+                    stop = True
+                else:
+                    pending.append(item)
+            except queue.Empty:
+                pass
+            if stop or len(pending) >= self.max_records_per_part or time.monotonic() >= deadline:
+                self._flush(pending)
+                pending = []
+                deadline = time.monotonic() + self.flush_seconds
+
+    def _flush(self, records: list[dict[str, Any]]) -> None:
+        if not records:
+            return
+        by_day: dict[str, list[dict[str, Any]]] = defaultdict(list)
+        for record in records:
+            by_day[record["ts"][:10]].append(record)
+        for day, group in by_day.items():
+            try:
+                write_part(self.log_root, self.model_name, day, group)
+            except OSError as e:
+                WRITE_ERRORS.labels(self.model_name).inc()
+                log.error("prediction log: %d records for %s on %s lost: %s", len(group), self.model_name, day, e)
+
+
+def write_part(log_root: str, model_name: str, day: str, records: list[dict[str, Any]]) -> str:
+    """Write one part file atomically (temporary name, then rename); returns its path."""
+    fs, root = fsspec.core.url_to_fs(log_root)
+    directory = f"{root}/{model_name}/date={day}"
+    fs.makedirs(directory, exist_ok=True)
+    name = f"part-{time.time_ns() // 1_000_000}-{os.getpid()}.jsonl"
+    temporary = f"{directory}/.{name}.tmp"
+    with fs.open(temporary, "w") as handle:
+        handle.writelines(json.dumps(record) + "\n" for record in records)
+    fs.mv(temporary, f"{directory}/{name}")
+    return f"{directory}/{name}"

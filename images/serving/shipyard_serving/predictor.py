@@ -1,0 +1,157 @@
+"""The Shipyard predictor: one registered model version behind the kserve V1 and V2 protocols.
+
+`load()` reads the model directory, compiles the numpy fast path, proves it against the
+Pipeline on the stored input example (else serves the exact pandas path and says so) and
+answers a warm-up prediction before `ready` is set. `preprocess` validates the request
+against the signature (client mistakes are 400s), `predict` scores it, and every request is
+counted per model version and outcome for the canary analysis (metrics.py).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from kserve import Model
+from kserve.errors import InvalidInput
+from kserve.model import InferenceVerb
+from kserve.protocol.infer_type import InferOutput, InferRequest, InferResponse
+
+from shipyard_serving import metrics
+from shipyard_serving.fast_path import FastPath, UnsupportedPipeline
+from shipyard_serving.faults import Faults
+from shipyard_serving.model_dir import ModelDirectory, read_model_dir
+from shipyard_serving.prediction_log import PredictionLog
+from shipyard_serving.requests import Batch, RequestDecoder
+
+log = logging.getLogger(__name__)
+
+PARITY_TOLERANCE = 1e-6
+OUTPUT_NAME = "probability"
+
+
+@dataclass(frozen=True)
+class Settings:
+    model_dir: str
+    model_version: str = "unknown"
+    max_batch_size: int = 1000
+    nthread: int = 1
+    fast_path: bool = True
+
+
+class ShipyardModel(Model):
+    def __init__(
+        self, name: str, settings: Settings, prediction_log: PredictionLog | None = None, faults: Faults | None = None
+    ):
+        super().__init__(name)
+        self.settings = settings
+        self.model_version = settings.model_version
+        self.prediction_log = prediction_log
+        self.faults = faults or Faults()
+        self.pipeline: Any = None
+        self.decoder: RequestDecoder | None = None
+        self.fast: FastPath | None = None
+
+    @property
+    def path(self) -> str:
+        """Which prediction path serves requests: 'fast' (numpy) or 'exact' (the Pipeline on pandas)."""
+        return "fast" if self.fast is not None else "exact"
+
+    def load(self) -> bool:
+        directory = read_model_dir(self.settings.model_dir)
+        self.pipeline = directory.pipeline
+        self.pipeline.named_steps["model"].set_params(n_jobs=self.settings.nthread)
+        self.decoder = RequestDecoder(directory.features, self.settings.max_batch_size)
+        example = self.decoder.from_v1({"inputs": directory.input_example})
+        self.fast = self._proven_fast_path(directory, example) if self.settings.fast_path else None
+        self.score(example)  # warm-up: the first request must not pay for lazy initialisation
+        metrics.for_model(self.name, self.model_version)
+        self.ready = not self.faults.never_ready
+        log.info(
+            "loaded %s version %s from %s: %d features, %s path, ready=%s%s",
+            self.name,
+            self.model_version,
+            directory.path,
+            len(directory.features),
+            self.path,
+            self.ready,
+            f" (FAULT INJECTION ACTIVE: {self.faults})" if self.faults.active else "",
+        )
+        return self.ready
+
+    def _proven_fast_path(self, directory: ModelDirectory, example: Batch) -> FastPath | None:
+        """The compiled path if it matches the Pipeline on the input example within 1e-6, else None."""
+        try:
+            fast = FastPath(self.pipeline, directory.numeric, directory.categorical, self.settings.nthread)
+        except UnsupportedPipeline as e:
+            log.warning("fast path refused for %s: %s; serving the exact (pandas) path", directory.path, e)
+            return None
+        gap = float(np.max(np.abs(fast.predict(example.numeric, example.categorical) - self.exact(example))))
+        if not gap <= PARITY_TOLERANCE:
+            log.warning(
+                "fast path refused for %s: max |Δp| %.3g on the input example exceeds %g; serving the exact path",
+                directory.path,
+                gap,
+                PARITY_TOLERANCE,
+            )
+            return None
+        return fast
+
+    def exact(self, batch: Batch) -> np.ndarray:
+        """The training Pipeline itself on a DataFrame built as training saw it (NaN numbers, None strings)."""
+        columns = {name: batch.numeric[:, j] for j, name in enumerate(batch.numeric_names)}
+        columns |= {name: pd.Series(values, dtype=object) for name, values in batch.categorical.items()}
+        frame = pd.DataFrame(columns)[[f.name for f in self.decoder.features]]
+        return self.pipeline.predict_proba(frame)[:, 1]
+
+    def score(self, batch: Batch) -> np.ndarray:
+        if self.fast is not None:
+            return self.fast.predict(batch.numeric, batch.categorical)
+        return self.exact(batch)
+
+    async def __call__(
+        self, body: Any, headers: dict[str, str] | None = None, verb: InferenceVerb = InferenceVerb.PREDICT
+    ) -> Any:
+        """kserve's preprocess → predict → postprocess, counted by outcome and timed per model version."""
+        counters = metrics.for_model(self.name, self.model_version)
+        start = time.perf_counter()
+        outcome = counters.server_error
+        try:
+            if self.faults.active:
+                await self.faults.inject(self.name)
+            result = await super().__call__(body, headers, verb)
+            outcome = counters.success
+            return result
+        except InvalidInput:
+            outcome = counters.client_error
+            raise
+        finally:
+            outcome.inc()
+            counters.duration.observe(time.perf_counter() - start)
+
+    def preprocess(self, payload: dict | InferRequest | bytes, headers: dict[str, str] | None = None) -> Batch:
+        return self.decoder.decode(payload)
+
+    def predict(self, payload: Batch, headers: dict[str, str] | None = None) -> dict | InferResponse:
+        scores = self.score(payload)
+        if self.prediction_log is not None:
+            self.prediction_log.record(payload, scores)
+        if not payload.is_v2:
+            return {"predictions": scores.tolist()}
+        output = InferOutput(OUTPUT_NAME, [payload.rows], "FP64", data=scores.tolist())
+        return InferResponse(
+            response_id=payload.v2_request_id or str(uuid.uuid4()),
+            model_name=self.name,
+            model_version=self.model_version,
+            infer_outputs=[output],
+        )
+
+    def stop(self) -> None:
+        if self.prediction_log is not None:
+            self.prediction_log.close()
+        super().stop()

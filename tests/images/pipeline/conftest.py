@@ -1,0 +1,133 @@
+"""Fixtures for the pipeline steps: the seeded Telco demo database, MLflow, and a step runner.
+
+Steps run in process through `shipyard_pipeline.cli.main` (same argument parsing, exit codes
+and stderr as the console script) except in the end-to-end chain, which runs them as
+subprocesses exactly as the local Airflow runtime does.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from shipyard_pipeline import demo
+from shipyard_pipeline.cli import main
+
+REPO = Path(__file__).resolve().parents[3]
+TELCO_SPEC = REPO / "dags" / "pipelines" / "telco_churn.yaml"
+SPECS = Path(__file__).resolve().parent / "specs"
+
+
+@pytest.fixture(scope="session")
+def shipyard_home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """SHIPYARD_HOME with the seeded Telco database, exported for the spec's `${SHIPYARD_HOME}`."""
+    home = tmp_path_factory.mktemp("shipyard-home")
+    demo.seed(home)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("SHIPYARD_HOME", str(home))
+        yield home
+
+
+@pytest.fixture(scope="session")
+def telco_spec() -> Path:
+    return TELCO_SPEC
+
+
+@pytest.fixture(scope="session")
+def last_week() -> tuple[datetime, datetime]:
+    """The newest complete weekly interval of the demo data."""
+    end = demo.last_monday()
+    return end - timedelta(weeks=1), end
+
+
+@pytest.fixture
+def mlflow_env(mlflow_tracking_uri: str, monkeypatch: pytest.MonkeyPatch) -> str:
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", mlflow_tracking_uri)
+    return mlflow_tracking_uri
+
+
+@dataclass
+class Outcome:
+    code: int
+    result: dict[str, Any] | None
+    stderr: str
+
+
+@dataclass
+class StepRunner:
+    """Calls `shipyard-step <step>` with one run's common arguments."""
+
+    spec: Path
+    storage_root: Path
+    start: datetime
+    end: datetime
+    run_id: str
+    results: Path
+
+    def arguments(self, step: str, *extra: str) -> list[str]:
+        return [
+            step,
+            "--spec", str(self.spec),
+            "--interval-start", self.start.isoformat(),
+            "--interval-end", self.end.isoformat(),
+            "--run-id", self.run_id,
+            "--storage-root", str(self.storage_root),
+            "--result-path", str(self.results / f"{step}.json"),
+            *extra,
+        ]  # fmt: skip
+
+    def __call__(self, step: str, *extra: str) -> Outcome:
+        result_path = self.results / f"{step}.json"
+        result_path.unlink(missing_ok=True)
+        stderr = io.StringIO()
+        with contextlib.redirect_stderr(stderr):
+            code = main(self.arguments(step, *extra))
+        result = json.loads(result_path.read_text()) if result_path.exists() else None
+        return Outcome(code, result, stderr.getvalue())
+
+
+@pytest.fixture
+def make_runner(tmp_path: Path, last_week: tuple[datetime, datetime]):
+    """A runner for one spec over the last demo week, storage under tmp_path."""
+
+    def make(spec: Path = TELCO_SPEC, start: datetime | None = None, end: datetime | None = None) -> StepRunner:
+        results = tmp_path / f"results-{uuid.uuid4().hex[:6]}"
+        results.mkdir()
+        return StepRunner(
+            spec=spec,
+            storage_root=tmp_path / "storage",
+            start=start or last_week[0],
+            end=end or last_week[1],
+            run_id=f"manual__{uuid.uuid4().hex[:8]}",
+            results=results,
+        )
+
+    return make
+
+
+@pytest.fixture
+def spec_variant(tmp_path: Path):
+    """Write a copy of a spec with top-level sections replaced or merged (dicts merge one level deep)."""
+    import yaml
+
+    def write(base: Path = TELCO_SPEC, **changes: Any) -> Path:
+        data = yaml.safe_load(base.read_text())
+        for key, value in changes.items():
+            if isinstance(value, dict) and isinstance(data.get(key), dict):
+                data[key] = {**data[key], **value}
+            else:
+                data[key] = value
+        path = tmp_path / f"spec-{uuid.uuid4().hex[:6]}.yaml"
+        path.write_text(yaml.safe_dump(data))
+        return path
+
+    return write

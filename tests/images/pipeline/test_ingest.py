@@ -1,0 +1,77 @@
+"""ingest: one interval into an immutable, manifest-published snapshot; clear failures."""
+
+from __future__ import annotations
+
+import json
+from datetime import timedelta
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from shipyard_pipeline import snapshot
+from shipyard_pipeline.errors import EXIT_CHECK_FAILED, EXIT_ERROR
+
+pytestmark = pytest.mark.usefixtures("shipyard_home")
+
+
+def test_ingest_writes_the_interval_rows_and_a_manifest(make_runner) -> None:
+    runner = make_runner()
+    outcome = runner("ingest")
+    assert outcome.code == 0, outcome.stderr
+    result = outcome.result
+    manifest = json.loads((Path(result["snapshot_uri"]) / "_MANIFEST.json").read_text())
+    frame = pd.read_parquet(result["data_uri"])
+    assert result["rows"] == manifest["rows"] == len(frame) > 200
+    assert frame["event_time"].min() >= pd.Timestamp(runner.start)
+    assert frame["event_time"].max() < pd.Timestamp(runner.end)
+    assert manifest["content_hash"] == snapshot.content_hash(frame)
+    assert Path(result["snapshot_uri"]).name == f"interval_start={runner.start:%Y-%m-%dT%H:%M:%S}"
+
+
+def test_ingest_is_idempotent_and_force_reproduces_the_same_partition(make_runner) -> None:
+    runner = make_runner()
+    first = runner("ingest").result
+    again = runner("ingest").result
+    forced = runner("ingest", "--force").result
+    assert (first["skipped"], again["skipped"], forced["skipped"]) == (False, True, False)
+    assert first["content_hash"] == again["content_hash"] == forced["content_hash"]
+    assert first["snapshot_uri"] == forced["snapshot_uri"]
+
+
+def test_missing_table_fails_naming_the_table(make_runner, spec_variant) -> None:
+    spec = spec_variant(source={"table": "no_such_table"})
+    outcome = make_runner(spec)("ingest")
+    assert outcome.code == EXIT_ERROR
+    assert "table 'no_such_table' does not exist" in outcome.stderr
+
+
+def test_empty_interval_fails_as_a_check_and_publishes_nothing(make_runner, last_week) -> None:
+    start = last_week[1] + timedelta(weeks=4)  # a future week: no rows yet
+    runner = make_runner(start=start, end=start + timedelta(weeks=1))
+    outcome = runner("ingest")
+    assert outcome.code == EXIT_CHECK_FAILED
+    assert "empty interval" in outcome.stderr
+    assert snapshot.list_published(str(runner.storage_root / "telco_churn" / "snapshots")) == []
+
+
+def test_source_without_a_spec_column_is_schema_drift(make_runner, spec_variant) -> None:
+    spec = spec_variant(features={"numeric": ["tenure", "loyalty_points"]})
+    outcome = make_runner(spec)("ingest")
+    assert outcome.code == EXIT_CHECK_FAILED
+    assert "schema drift" in outcome.stderr and "loyalty_points" in outcome.stderr
+
+
+def test_a_partition_without_manifest_is_not_published(tmp_path: Path) -> None:
+    unfinished = tmp_path / "snapshots" / "interval_start=2026-01-05T00:00:00"
+    unfinished.mkdir(parents=True)
+    pd.DataFrame({"a": [1]}).to_parquet(unfinished / snapshot.DATA_FILE)
+    assert snapshot.read_published(str(unfinished)) is None
+    assert snapshot.list_published(str(tmp_path / "snapshots")) == []
+
+
+def test_unset_environment_variable_in_the_source_url_is_named(make_runner, monkeypatch) -> None:
+    monkeypatch.delenv("SHIPYARD_HOME")
+    outcome = make_runner()("ingest")
+    assert outcome.code == EXIT_ERROR
+    assert "SHIPYARD_HOME" in outcome.stderr
