@@ -64,6 +64,10 @@ test-pipeline: $(VENVS)/pipeline/.done  ## Tests of the pipeline steps (pipeline
 test-serving: $(VENVS)/serving/.done $(VENVS)/pipeline/.done  ## Tests of the predictor (serving venv)
 	$(SERVING_PY) -m pytest tests/images/serving
 
+bench-serving: $(VENVS)/serving/.done $(VENVS)/pipeline/.done  ## Benchmark the predictor vs mlflow serve vs naive kserve (needs hey)
+	@command -v hey >/dev/null || apt-get install -y hey || { echo "install hey (Debian: apt-get install -y hey)" >&2; exit 1; }
+	$(SERVING_PY) benchmarks/serving/run.py
+
 test-airflow: venvs  ## Tests of DAGs and plugins (Airflow venv)
 	$(AIRFLOW_PY) -m pytest tests/dags tests/plugins
 

@@ -50,8 +50,15 @@ def window_snapshots(
     return chosen
 
 
-def load(snapshots: list[snapshot.Snapshot]) -> pd.DataFrame:
-    return pd.concat([s.read() for s in snapshots], ignore_index=True)
+def load(spec: PipelineSpec, snapshots: list[snapshot.Snapshot]) -> pd.DataFrame:
+    """The window's rows; a row found in two snapshots (a wide bootstrap ingest overlapping
+    weekly ones) is kept once, keyed by id and event time."""
+    frame = pd.concat([s.read() for s in snapshots], ignore_index=True)
+    key = [c for c in (spec.columns.id, spec.columns.event_time) if c]
+    deduplicated = frame.drop_duplicates(subset=key, keep="last", ignore_index=True)
+    if len(deduplicated) < len(frame):
+        log.info("dropped %d rows present in more than one snapshot", len(frame) - len(deduplicated))
+    return deduplicated
 
 
 @dataclass(frozen=True)

@@ -66,7 +66,7 @@ def run(
     snapshots = dataset.window_snapshots(
         context.snapshots_root, context.interval_start, context.interval_end, intervals
     )
-    frame = dataset.load(snapshots)
+    frame = dataset.load(spec, snapshots)
     features = dataset.resolve_features(spec, frame)
     parts = dataset.split(spec, frame)
     target = spec.columns.target

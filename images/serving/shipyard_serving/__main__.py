@@ -15,9 +15,10 @@ import shutil
 import tempfile
 from importlib import resources
 
+from kserve.utils.utils import strtobool
+
 from kserve import logging as kserve_logging
 from kserve import model_server
-from kserve.utils.utils import strtobool
 
 THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
 
@@ -30,26 +31,40 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--model_version",
         default=os.environ.get("SHIPYARD_MODEL_VERSION", "unknown"),
-        help="registered model version, the label on every metric and log record (env SHIPYARD_MODEL_VERSION)",
+        help="registered model version: label of every metric and log record (env SHIPYARD_MODEL_VERSION)",
     )
     parser.add_argument("--max_batch_size", type=int, default=1000, help="most rows accepted in one request")
     parser.add_argument(
-        "--nthread", type=int, default=1, help="threads per worker for XGBoost/OpenMP (scale with --workers instead)"
+        "--nthread",
+        type=int,
+        default=1,
+        help="threads per worker for XGBoost/OpenMP (scale with --workers instead)",
     )
     parser.add_argument(
-        "--fast_path", type=strtobool, default=True, help="serve the numpy fast path when it proves parity at load"
+        "--fast_path",
+        type=strtobool,
+        default=True,
+        help="serve the numpy fast path when it proves parity at load",
     )
     parser.add_argument(
         "--prediction_log_uri",
         default=os.environ.get("SHIPYARD_PREDICTION_LOG_URI"),
         help="root (local path or fsspec URI) of the sampled prediction log; unset = no log",
     )
-    parser.add_argument("--prediction_log_sample_rate", type=float, default=1.0, help="share of rows logged, 0..1")
-    parser.add_argument("--prediction_log_flush_seconds", type=float, default=10.0, help="seconds per log part file")
+    parser.add_argument(
+        "--prediction_log_sample_rate", type=float, default=1.0, help="share of rows logged, 0..1"
+    )
+    parser.add_argument(
+        "--prediction_log_flush_seconds", type=float, default=10.0, help="seconds per log part file"
+    )
     faults = parser.add_argument_group("fault injection (canary tests only; off by default)")
-    faults.add_argument("--fault_error_rate", type=float, default=0.0, help="share of requests answered with a 500")
+    faults.add_argument(
+        "--fault_error_rate", type=float, default=0.0, help="share of requests answered with a 500"
+    )
     faults.add_argument("--fault_latency_ms", type=float, default=0.0, help="latency added to every request")
-    faults.add_argument("--fault_never_ready", action="store_true", help="load the model but never report ready")
+    faults.add_argument(
+        "--fault_never_ready", action="store_true", help="load the model but never report ready"
+    )
     parser.set_defaults(
         enable_grpc=False,
         enable_latency_logging=False,
@@ -72,6 +87,7 @@ def main(argv: list[str] | None = None) -> None:
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir  # read by the workers' metrics.py, see there
 
     # Imported only now: xgboost reads the thread variables set above when it loads.
+    from shipyard_serving.dataplane import ModelsReadyDataPlane
     from shipyard_serving.faults import Faults
     from shipyard_serving.prediction_log import PredictionLog
     from shipyard_serving.predictor import Settings, ShipyardModel
@@ -105,6 +121,7 @@ def main(argv: list[str] | None = None) -> None:
         event_loop=args.event_loop,
         timeout_keep_alive=args.timeout_keep_alive,
     )
+    server.dataplane = ModelsReadyDataPlane(model_registry=server.registered_models)
     # Registered directly rather than through start([model]): kserve refuses to start without a
     # ready model, and `--fault_never_ready` must serve health endpoints while never being ready.
     server.register_model(model)

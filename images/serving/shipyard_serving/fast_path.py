@@ -41,11 +41,20 @@ class CategoricalBlock:
 class FastPath:
     """Probability of the positive class from feature columns, without pandas."""
 
-    def __init__(self, pipeline: Pipeline, numeric: Sequence[str], categorical: Sequence[str], nthread: int = 1):
+    def __init__(
+        self, pipeline: Pipeline, numeric: Sequence[str], categorical: Sequence[str], nthread: int = 1
+    ):
         preprocess, classifier = _split(pipeline)
-        blocks = {name: (transformer, list(columns)) for name, transformer, columns in preprocess.transformers_}
-        if set(blocks) - {"remainder"} != {"numeric", "categorical"} or blocks.get("remainder", ("drop",))[0] != "drop":
-            raise UnsupportedPipeline(f"ColumnTransformer blocks {sorted(blocks)}, expected numeric + categorical")
+        blocks = {
+            name: (transformer, list(columns)) for name, transformer, columns in preprocess.transformers_
+        }
+        if (
+            set(blocks) - {"remainder"} != {"numeric", "categorical"}
+            or blocks.get("remainder", ("drop",))[0] != "drop"
+        ):
+            raise UnsupportedPipeline(
+                f"ColumnTransformer blocks {sorted(blocks)}, expected numeric + categorical"
+            )
         numeric_steps, numeric_columns = blocks["numeric"]
         categorical_steps, categorical_columns = blocks["categorical"]
         if numeric_columns != list(numeric) or categorical_columns != list(categorical):
@@ -58,7 +67,9 @@ class FastPath:
         self.blocks = _categorical_blocks(categorical_steps, categorical_columns, start=len(self.numeric))
         self.width = len(self.numeric) + sum(len(b.index) for b in self.blocks)
         if classifier.n_features_in_ != self.width:
-            raise UnsupportedPipeline(f"booster expects {classifier.n_features_in_} features, transform gives {self.width}")
+            raise UnsupportedPipeline(
+                f"booster expects {classifier.n_features_in_} features, transform gives {self.width}"
+            )
         self.booster = classifier.get_booster()
         self.booster.set_param({"nthread": nthread})
         self.missing = classifier.missing
@@ -66,7 +77,7 @@ class FastPath:
         self.iteration_range = (0, best + 1) if best is not None else (0, 0)
 
     def transform(self, numeric: np.ndarray, categorical: Mapping[str, Sequence[Any]]) -> np.ndarray:
-        """The ColumnTransformer's output for `numeric` (rows × numeric columns, NaN = missing)."""
+        """The ColumnTransformer's output for `numeric` (rows x numeric columns, NaN = missing)."""
         rows = numeric.shape[0]
         matrix = np.zeros((rows, self.width), dtype=np.float64)
         filled = np.where(np.isnan(numeric), self.fill, numeric)
@@ -94,8 +105,14 @@ class FastPath:
 def _split(pipeline: Pipeline) -> tuple[ColumnTransformer, XGBClassifier]:
     steps = getattr(pipeline, "named_steps", {})
     preprocess, classifier = steps.get("preprocess"), steps.get("model")
-    if len(steps) != 2 or not isinstance(preprocess, ColumnTransformer) or not isinstance(classifier, XGBClassifier):
-        raise UnsupportedPipeline(f"pipeline steps {list(steps)}, expected preprocess (ColumnTransformer) + model (XGBClassifier)")
+    if (
+        len(steps) != 2
+        or not isinstance(preprocess, ColumnTransformer)
+        or not isinstance(classifier, XGBClassifier)
+    ):
+        raise UnsupportedPipeline(
+            f"pipeline steps {list(steps)}, expected preprocess (ColumnTransformer) + model (XGBClassifier)"
+        )
     if classifier.objective != "binary:logistic":
         raise UnsupportedPipeline(f"XGBoost objective {classifier.objective!r}, expected 'binary:logistic'")
     return preprocess, classifier
@@ -127,7 +144,9 @@ def _categorical_blocks(transformer: Any, columns: list[str], start: int) -> lis
         or encoder.min_frequency is not None
         or encoder.max_categories is not None
     ):
-        raise UnsupportedPipeline(f"encoder {encoder!r}, expected handle_unknown='ignore', no drop, no infrequent")
+        raise UnsupportedPipeline(
+            f"encoder {encoder!r}, expected handle_unknown='ignore', no drop, no infrequent"
+        )
     # The constant imputer replaces NaN only: decoded requests carry None for a missing string,
     # which the imputer leaves alone in training too (pandas reads parquet nulls as None), so
     # the raw value is looked up directly.

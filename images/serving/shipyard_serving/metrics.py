@@ -3,7 +3,7 @@
 kserve's own `/metrics` has latency histograms labelled by model name only and no error
 counter, so a canary and its stable version cannot be told apart. These two families can:
 
-    shipyard_requests_total{model_name, model_version, outcome}   outcome: success | client_error | server_error
+    shipyard_requests_total{model_name, model_version, outcome}  (success | client_error | server_error)
     shipyard_request_duration_seconds{model_name, model_version}  histogram
 
 With several uvicorn workers (`--workers N`) each worker is its own process and a scrape
@@ -51,7 +51,10 @@ class _WorkersSum:
 # this worker's share only) and exported through _WorkersSum instead.
 _registry = None if MULTIPROCESS_DIR else REGISTRY
 REQUESTS = Counter(
-    "shipyard_requests", "Prediction requests by outcome", ["model_name", "model_version", "outcome"], registry=_registry
+    "shipyard_requests",
+    "Prediction requests by outcome",
+    ["model_name", "model_version", "outcome"],
+    registry=_registry,
 )
 DURATION = Histogram(
     "shipyard_request_duration_seconds",

@@ -75,7 +75,9 @@ def _read_yaml(path: Path) -> dict[str, Any]:
 def _signature_features(root: Path, mlmodel: dict[str, Any]) -> tuple[Feature, ...]:
     inputs = (mlmodel.get("signature") or {}).get("inputs")
     if not inputs:
-        raise ModelDirError(f"{root / MLMODEL} has no signature inputs: the predictor validates requests by them")
+        raise ModelDirError(
+            f"{root / MLMODEL} has no signature inputs: the predictor validates requests by them"
+        )
     columns = json.loads(inputs)
     features = []
     for column in columns:
@@ -92,15 +94,18 @@ def _signature_features(root: Path, mlmodel: dict[str, Any]) -> tuple[Feature, .
 def _unpickle_pipeline(root: Path, mlmodel: dict[str, Any]) -> Any:
     flavour = (mlmodel.get("flavors") or {}).get("sklearn")
     if flavour is None:
-        raise ModelDirError(f"{root / MLMODEL} has no sklearn flavour (flavours: {sorted(mlmodel.get('flavors') or {})})")
+        raise ModelDirError(
+            f"{root / MLMODEL} has no sklearn flavour (flavours: {sorted(mlmodel.get('flavors') or {})})"
+        )
     if flavour.get("serialization_format") != "pickle":
         raise ModelDirError(
-            f"{root / MLMODEL}: serialization_format {flavour.get('serialization_format')!r}, expected 'pickle'"
+            f"{root / MLMODEL}: serialization_format "
+            f"{flavour.get('serialization_format')!r}, expected 'pickle'"
         )
     pickled = root / flavour.get("pickled_model", "model.pkl")
     try:
         with pickled.open("rb") as handle:
-            pipeline = pickle.load(handle)  # noqa: S301 - the registry's own artifact, see module docstring
+            pipeline = pickle.load(handle)
     except (OSError, pickle.UnpicklingError, AttributeError, ModuleNotFoundError, EOFError) as e:
         raise ModelDirError(f"cannot unpickle {pickled}: {e}") from e
     if not hasattr(pipeline, "predict_proba") or list(getattr(pipeline, "classes_", [])) != [0, 1]:
@@ -120,5 +125,7 @@ def _input_example(root: Path, features: tuple[Feature, ...]) -> dict[str, list[
     columns, rows = example.get("columns"), example.get("data")
     names = [f.name for f in features]
     if columns != names or not rows:
-        raise ModelDirError(f"{path}: columns {columns} with {len(rows or [])} rows do not match the signature {names}")
+        raise ModelDirError(
+            f"{path}: columns {columns} with {len(rows or [])} rows do not match the signature {names}"
+        )
     return {name: [row[i] for row in rows] for i, name in enumerate(names)}

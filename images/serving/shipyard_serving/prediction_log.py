@@ -32,8 +32,12 @@ from shipyard_serving.requests import Batch
 
 log = logging.getLogger(__name__)
 
-DROPPED = Counter("shipyard_prediction_log_dropped", "Sampled prediction records dropped (queue full)", ["model_name"])
-WRITE_ERRORS = Counter("shipyard_prediction_log_write_errors", "Prediction log parts that failed to write", ["model_name"])
+DROPPED = Counter(
+    "shipyard_prediction_log_dropped", "Sampled prediction records dropped (queue full)", ["model_name"]
+)
+WRITE_ERRORS = Counter(
+    "shipyard_prediction_log_write_errors", "Prediction log parts that failed to write", ["model_name"]
+)
 
 
 class PredictionLog:
@@ -67,10 +71,14 @@ class PredictionLog:
         return state
 
     def record(self, batch: Batch, scores: np.ndarray) -> None:
-        """Queue the sampled rows of one answered request (called on the request path: cheap, never blocks)."""
+        """Queue the sampled rows of one answered request (on the request path: cheap, never blocks)."""
         if self.sample_rate <= 0.0:
             return
-        chosen = range(len(scores)) if self.sample_rate >= 1.0 else [i for i in range(len(scores)) if random.random() < self.sample_rate]
+        chosen = (
+            range(len(scores))
+            if self.sample_rate >= 1.0
+            else [i for i in range(len(scores)) if random.random() < self.sample_rate]
+        )
         if not chosen:
             return
         if self._started_in != os.getpid():
@@ -134,7 +142,9 @@ class PredictionLog:
                 write_part(self.log_root, self.model_name, day, group)
             except OSError as e:
                 WRITE_ERRORS.labels(self.model_name).inc()
-                log.error("prediction log: %d records for %s on %s lost: %s", len(group), self.model_name, day, e)
+                log.error(
+                    "prediction log: %d records for %s on %s lost: %s", len(group), self.model_name, day, e
+                )
 
 
 def write_part(log_root: str, model_name: str, day: str, records: list[dict[str, Any]]) -> str:

@@ -17,11 +17,11 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from kserve import Model
 from kserve.errors import InvalidInput
 from kserve.model import InferenceVerb
 from kserve.protocol.infer_type import InferOutput, InferRequest, InferResponse
 
+from kserve import Model
 from shipyard_serving import metrics
 from shipyard_serving.fast_path import FastPath, UnsupportedPipeline
 from shipyard_serving.faults import Faults
@@ -46,7 +46,11 @@ class Settings:
 
 class ShipyardModel(Model):
     def __init__(
-        self, name: str, settings: Settings, prediction_log: PredictionLog | None = None, faults: Faults | None = None
+        self,
+        name: str,
+        settings: Settings,
+        prediction_log: PredictionLog | None = None,
+        faults: Faults | None = None,
     ):
         super().__init__(name)
         self.settings = settings
@@ -94,7 +98,7 @@ class ShipyardModel(Model):
         gap = float(np.max(np.abs(fast.predict(example.numeric, example.categorical) - self.exact(example))))
         if not gap <= PARITY_TOLERANCE:
             log.warning(
-                "fast path refused for %s: max |Δp| %.3g on the input example exceeds %g; serving the exact path",
+                "fast path refused for %s: max |Δp| %.3g on the input example exceeds %g; serving exact path",
                 directory.path,
                 gap,
                 PARITY_TOLERANCE,
@@ -103,7 +107,7 @@ class ShipyardModel(Model):
         return fast
 
     def exact(self, batch: Batch) -> np.ndarray:
-        """The training Pipeline itself on a DataFrame built as training saw it (NaN numbers, None strings)."""
+        """The training Pipeline on a DataFrame built as training saw it (NaN numbers, None strings)."""
         columns = {name: batch.numeric[:, j] for j, name in enumerate(batch.numeric_names)}
         columns |= {name: pd.Series(values, dtype=object) for name, values in batch.categorical.items()}
         frame = pd.DataFrame(columns)[[f.name for f in self.decoder.features]]
@@ -134,7 +138,9 @@ class ShipyardModel(Model):
             outcome.inc()
             counters.duration.observe(time.perf_counter() - start)
 
-    def preprocess(self, payload: dict | InferRequest | bytes, headers: dict[str, str] | None = None) -> Batch:
+    def preprocess(
+        self, payload: dict | InferRequest | bytes, headers: dict[str, str] | None = None
+    ) -> Batch:
         return self.decoder.decode(payload)
 
     def predict(self, payload: Batch, headers: dict[str, str] | None = None) -> dict | InferResponse:

@@ -21,7 +21,9 @@ from kserve.protocol.infer_type import InferInput, InferRequest
 
 from shipyard_serving.model_dir import Feature
 
-V2_NUMERIC_TYPES = frozenset({"FP64", "FP32", "INT64", "INT32", "INT16", "INT8", "UINT64", "UINT32", "UINT16", "UINT8"})
+V2_NUMERIC_TYPES = frozenset(
+    {"FP64", "FP32", "INT64", "INT32", "INT16", "INT8", "UINT64", "UINT32", "UINT16", "UINT8"}
+)
 V2_STRING_TYPE = "BYTES"
 V1_KEYS = ("instances", "inputs")
 
@@ -73,16 +75,19 @@ class RequestDecoder:
             except orjson.JSONDecodeError as e:
                 raise InvalidInput(f"request body is not JSON: {e}") from e
         if not isinstance(body, dict):
-            raise InvalidInput(f"request body is a JSON {type(body).__name__}, expected an object with 'instances'")
+            raise InvalidInput(
+                f"request body is a JSON {type(body).__name__}, expected an object with 'instances'"
+            )
         return self.from_v1(body)
 
     def from_v1(self, body: dict[str, Any]) -> Batch:
-        """`{"instances": [{feature: value}, ...]}` (records) or `{"inputs": {feature: [values]}}` (columns)."""
+        """`{"instances": [{feature: value}, ...]}` (records) or `{"inputs": {feature: [values]}}`."""
         unexpected = sorted(set(body) - {*V1_KEYS, "ids"})
         present = [key for key in V1_KEYS if key in body]
         if unexpected or len(present) != 1:
             raise InvalidInput(
-                f"request body keys {sorted(body)}: expected exactly one of {list(V1_KEYS)} (and optionally 'ids')"
+                f"request body keys {sorted(body)}: expected exactly one of {list(V1_KEYS)} "
+                "(and optionally 'ids')"
             )
         if present[0] == "instances":
             columns = self._records_to_columns(body["instances"])
@@ -103,12 +108,16 @@ class RequestDecoder:
 
     def _tensor_values(self, tensor: InferInput) -> list[Any]:
         if tensor.name not in self.names:
-            raise InvalidInput(f"unknown input tensor {tensor.name!r}; the model's features are {self._listing()}")
+            raise InvalidInput(
+                f"unknown input tensor {tensor.name!r}; the model's features are {self._listing()}"
+            )
         numeric = tensor.name in self.numeric
         expected = "a numeric datatype such as FP64" if numeric else V2_STRING_TYPE
         allowed = V2_NUMERIC_TYPES if numeric else {V2_STRING_TYPE}
         if tensor.datatype not in allowed:
-            raise InvalidInput(f"input tensor {tensor.name!r} has datatype {tensor.datatype}, expected {expected}")
+            raise InvalidInput(
+                f"input tensor {tensor.name!r} has datatype {tensor.datatype}, expected {expected}"
+            )
         data = tensor.data
         if not isinstance(data, list):
             raise InvalidInput(f"input tensor {tensor.name!r} carries no JSON data list")
@@ -116,12 +125,16 @@ class RequestDecoder:
             data = [value for row in data for value in (row if isinstance(row, list) else [row])]
         shape = list(tensor.shape)
         if shape not in ([len(data)], [len(data), 1]):
-            raise InvalidInput(f"input tensor {tensor.name!r} has shape {shape} but {len(data)} values; use [rows]")
+            raise InvalidInput(
+                f"input tensor {tensor.name!r} has shape {shape} but {len(data)} values; use [rows]"
+            )
         return data
 
     def _records_to_columns(self, instances: Any) -> dict[str, list[Any]]:
         if not isinstance(instances, list):
-            raise InvalidInput(f"'instances' is a JSON {type(instances).__name__}, expected a list of records")
+            raise InvalidInput(
+                f"'instances' is a JSON {type(instances).__name__}, expected a list of records"
+            )
         self._check_size(len(instances))
         for number, record in enumerate(instances):
             if not isinstance(record, dict):
@@ -132,12 +145,16 @@ class RequestDecoder:
 
     def _check_columns(self, columns: Any) -> dict[str, list[Any]]:
         if not isinstance(columns, dict):
-            raise InvalidInput(f"'inputs' is a JSON {type(columns).__name__}, expected an object of feature columns")
+            raise InvalidInput(
+                f"'inputs' is a JSON {type(columns).__name__}, expected an object of feature columns"
+            )
         if columns.keys() != self.names:
             self._name_mismatch(columns.keys(), "request")
         lengths = {name: len(values) if isinstance(values, list) else -1 for name, values in columns.items()}
         if -1 in lengths.values():
-            raise InvalidInput(f"feature {next(n for n, v in lengths.items() if v == -1)!r} is not a list of values")
+            raise InvalidInput(
+                f"feature {next(n for n, v in lengths.items() if v == -1)!r} is not a list of values"
+            )
         if len(set(lengths.values())) != 1:
             raise InvalidInput(f"feature columns have different lengths: {lengths}")
         self._check_size(next(iter(lengths.values())))
@@ -147,12 +164,17 @@ class RequestDecoder:
         if rows == 0:
             raise InvalidInput("empty batch: send at least one row")
         if rows > self.max_batch_size:
-            raise InvalidInput(f"batch of {rows} rows exceeds the limit of {self.max_batch_size} (--max_batch_size)")
+            raise InvalidInput(
+                f"batch of {rows} rows exceeds the limit of {self.max_batch_size} (--max_batch_size)"
+            )
 
     def _name_mismatch(self, keys: Any, where: str) -> None:
         missing = sorted(self.names - set(keys))
         unknown = sorted(set(keys) - self.names)
-        problems = [f"missing feature(s) {missing}" if missing else "", f"unknown feature(s) {unknown}" if unknown else ""]
+        problems = [
+            f"missing feature(s) {missing}" if missing else "",
+            f"unknown feature(s) {unknown}" if unknown else "",
+        ]
         raise InvalidInput(f"{where}: {'; '.join(p for p in problems if p)}; expected {self._listing()}")
 
     def _listing(self) -> str:
@@ -165,7 +187,10 @@ class RequestDecoder:
         numeric = np.empty((rows, len(self.numeric)), dtype=np.float64)
         for j, name in enumerate(self.numeric):
             numeric[:, j] = [_number(name, row, value) for row, value in enumerate(columns[name])]
-        categorical = {name: [_string(name, row, value) for row, value in enumerate(columns[name])] for name in self.categorical}
+        categorical = {
+            name: [_string(name, row, value) for row, value in enumerate(columns[name])]
+            for name in self.categorical
+        }
         return Batch(tuple(self.numeric), numeric, categorical, ids)
 
 
@@ -181,7 +206,9 @@ def _number(feature: str, row: int, value: Any) -> float:
         except ValueError as e:
             raise InvalidInput(f"feature {feature!r} row {row}: {value!r} is not a number") from e
     else:
-        raise InvalidInput(f"feature {feature!r} row {row}: {value!r} is a JSON {kind.__name__}, expected a number")
+        raise InvalidInput(
+            f"feature {feature!r} row {row}: {value!r} is a JSON {kind.__name__}, expected a number"
+        )
     if math.isinf(number):
         raise InvalidInput(f"feature {feature!r} row {row}: {value!r} is not a finite number")
     return number
@@ -193,5 +220,6 @@ def _string(feature: str, row: int, value: Any) -> str | None:
     if isinstance(value, bytes):
         return value.decode("utf-8", errors="replace")
     raise InvalidInput(
-        f"feature {feature!r} row {row}: {value!r} is a JSON {type(value).__name__}, expected a string (category)"
+        f"feature {feature!r} row {row}: {value!r} is a JSON {type(value).__name__}, "
+        "expected a string (category)"
     )

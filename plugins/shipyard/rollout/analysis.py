@@ -12,9 +12,8 @@ import enum
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from shipyard_spec import Rollout
-
 from shipyard.rollout.errors import NoDataError, ProviderError
+from shipyard_spec.model import Rollout
 
 
 class Verdict(enum.StrEnum):

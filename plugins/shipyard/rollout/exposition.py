@@ -44,8 +44,10 @@ def parse(text: str) -> Iterator[MetricSample]:
         match = _SAMPLE.match(line)
         if match is None:
             raise ValueError(f"malformed metrics line {line!r}")
-        value = match["value"]
-        number = math.inf if value == "+Inf" else -math.inf if value == "-Inf" else float(value)
+        try:
+            number = float(match["value"])  # float() reads "+Inf", "-Inf" and "NaN" as Prometheus writes them
+        except ValueError as e:
+            raise ValueError(f"malformed metrics line {line!r}: value {match['value']!r}") from e
         yield MetricSample(match["name"], _parse_labels(match["labels"] or "", line), number)
 
 

@@ -99,7 +99,9 @@ class StepRunner:
 def make_runner(tmp_path: Path, last_week: tuple[datetime, datetime]):
     """A runner for one spec over the last demo week, storage under tmp_path."""
 
-    def make(spec: Path = TELCO_SPEC, start: datetime | None = None, end: datetime | None = None) -> StepRunner:
+    def make(
+        spec: Path = TELCO_SPEC, start: datetime | None = None, end: datetime | None = None
+    ) -> StepRunner:
         results = tmp_path / f"results-{uuid.uuid4().hex[:6]}"
         results.mkdir()
         return StepRunner(

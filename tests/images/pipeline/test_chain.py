@@ -33,7 +33,9 @@ STEPS = ["ingest", "validate", "train", "evaluate", "register"]
 MIN_TEST_ROC_AUC = 0.83  # what this data allows (docs/architecture.md); the demo split gives ~0.856
 
 
-def run_cli(step: str, common: list[str], result_dir: Path, env: dict[str, str]) -> tuple[dict[str, Any], float]:
+def run_cli(
+    step: str, common: list[str], result_dir: Path, env: dict[str, str]
+) -> tuple[dict[str, Any], float]:
     result_path = result_dir / f"{step}.json"
     started = time.monotonic()
     completed = subprocess.run(
@@ -61,7 +63,9 @@ def chain(
     spec = load_spec(telco_spec)
     for weeks_back in range(spec.training.window_intervals - 1, 0, -1):
         week = start - timedelta(weeks=weeks_back)
-        ingest.run(RunContext(spec, week, week + timedelta(weeks=1), f"backfill__{weeks_back}", str(storage_root)))
+        ingest.run(
+            RunContext(spec, week, week + timedelta(weeks=1), f"backfill__{weeks_back}", str(storage_root))
+        )
     run_id = f"scheduled__{end.isoformat()}"
     common = [
         "--spec", str(telco_spec), "--interval-start", start.isoformat(), "--interval-end", end.isoformat(),
@@ -88,13 +92,19 @@ def test_chain_ends_with_a_challenger_version(chain: dict[str, Any], mlflow_trac
     assert version.run_id == chain["results"]["train"]["mlflow_run_id"]
     assert version.tags["shipyard.airflow_run_id"] == chain["run_id"]
     assert version.tags["shipyard.dataset_fingerprint"] == chain["results"]["train"]["dataset_fingerprint"]
-    assert json.loads(version.tags["shipyard.gates"]) == {"min_roc_auc": True, "baseline": True, "champion": True}
+    assert json.loads(version.tags["shipyard.gates"]) == {
+        "min_roc_auc": True,
+        "baseline": True,
+        "champion": True,
+    }
 
 
 def test_telco_model_beats_the_floor_and_matches_the_logistic_baseline(chain: dict[str, Any]) -> None:
     evaluated = chain["results"]["evaluate"]
     auc, baseline = evaluated["metrics"]["roc_auc"], evaluated["baseline_roc_auc"]
-    print(f"\nTelco test ROC AUC: XGBoost pipeline {auc:.4f} vs logistic baseline {baseline:.4f} (same split)")
+    print(
+        f"\nTelco test ROC AUC: XGBoost pipeline {auc:.4f} vs logistic baseline {baseline:.4f} (same split)"
+    )
     assert auc >= MIN_TEST_ROC_AUC
     assert auc >= baseline - 0.02
     assert evaluated["passed"]
@@ -104,7 +114,9 @@ def test_register_twice_gives_the_same_version(chain: dict[str, Any], mlflow_tra
     first, again = chain["results"]["register"], chain["results"]["register_again"]
     assert first["version"] == again["version"]
     run_id = chain["results"]["train"]["mlflow_run_id"]
-    versions = MlflowClient(mlflow_tracking_uri).search_model_versions(f"name='telco_churn' and run_id='{run_id}'")
+    versions = MlflowClient(mlflow_tracking_uri).search_model_versions(
+        f"name='telco_churn' and run_id='{run_id}'"
+    )
     assert len(versions) == 1
 
 
@@ -127,15 +139,22 @@ def test_train_run_carries_tags_plots_model_card_and_reference_profile(
     client = MlflowClient(mlflow_tracking_uri)
     run = client.get_run(trained["mlflow_run_id"])
     assert run.data.tags["shipyard.airflow_run_id"] == chain["run_id"]
-    assert "shipyard.interval_start" in run.data.tags and "shipyard.interval_end" in run.data.tags
-    assert run.data.metrics["test_roc_auc"] == pytest.approx(chain["results"]["evaluate"]["metrics"]["roc_auc"])
+    assert {"shipyard.interval_start", "shipyard.interval_end"} <= set(run.data.tags)
+    assert run.data.metrics["test_roc_auc"] == pytest.approx(
+        chain["results"]["evaluate"]["metrics"]["roc_auc"]
+    )
     evaluation = {Path(a.path).name for a in client.list_artifacts(run.info.run_id, "evaluation")}
     assert {"roc.png", "precision_recall.png", "calibration.png", "confusion_matrix.png"} <= evaluation
     assert {"feature_importance.png", "model_card.md"} <= evaluation
     assert trained["mlflow_run_url"] == (
         f"{mlflow_tracking_uri}/#/experiments/{run.info.experiment_id}/runs/{run.info.run_id}"
     )
-    path = download_artifacts(run_id=run.info.run_id, artifact_path=PROFILE_ARTIFACT, dst_path=str(tmp_path))
+    path = download_artifacts(
+        run_id=run.info.run_id,
+        artifact_path=PROFILE_ARTIFACT,
+        dst_path=str(tmp_path),
+        tracking_uri=mlflow_tracking_uri,
+    )
     profile = ReferenceProfile.from_dict(json.loads(Path(path).read_text()))
     assert set(profile.features) == {*trained["features"]["numeric"], *trained["features"]["categorical"]}
     assert profile.rows == trained["rows"]["test"]
@@ -149,7 +168,11 @@ def test_a_weaker_challenger_fails_the_champion_gate_and_is_not_registered(
     client.set_registered_model_alias("telco_churn", "champion", chain["results"]["register"]["version"])
     monkeypatch.setenv("MLFLOW_TRACKING_URI", mlflow_tracking_uri)
     weak = spec_variant(
-        model={"params": {"n_estimators": 2, "max_depth": 1}, "early_stopping_rounds": None, "tuning": {"enabled": False}},
+        model={
+            "params": {"n_estimators": 2, "max_depth": 1},
+            "early_stopping_rounds": None,
+            "tuning": {"enabled": False},
+        },
         gates={"min_roc_auc": 0.5, "max_baseline_shortfall": 1.0, "max_champion_regression": 0.01},
     )
     runner = make_runner(weak)
@@ -161,4 +184,7 @@ def test_a_weaker_challenger_fails_the_champion_gate_and_is_not_registered(
     refused = runner("register")
     assert refused.code == EXIT_CHECK_FAILED
     assert "did not pass evaluation" in refused.stderr
-    assert client.get_model_version_by_alias("telco_churn", "challenger").version == chain["results"]["register"]["version"]
+    assert (
+        client.get_model_version_by_alias("telco_churn", "challenger").version
+        == chain["results"]["register"]["version"]
+    )

@@ -7,10 +7,10 @@ import sys
 import time
 
 import pytest
+from support.servers import free_port
 
 from shipyard_pipeline.cli import STEPS, build_parser
 from shipyard_pipeline.errors import EXIT_ERROR
-from support.servers import free_port
 
 
 def test_every_step_takes_the_common_arguments() -> None:

@@ -20,7 +20,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
 from support.servers import free_port, venv_python, wait_http_ok
 
 HERE = Path(__file__).resolve().parent
@@ -43,7 +42,9 @@ class Predictor:
 
     def post(self, path: str, body: Any, content_type: str = "application/json") -> tuple[int, Any]:
         data = body if isinstance(body, bytes) else json.dumps(body).encode()
-        request = urllib.request.Request(f"{self.url}{path}", data=data, headers={"content-type": content_type})
+        request = urllib.request.Request(
+            f"{self.url}{path}", data=data, headers={"content-type": content_type}
+        )
         try:
             with urllib.request.urlopen(request, timeout=60) as response:
                 return response.status, json.loads(response.read())
@@ -60,7 +61,8 @@ class Predictor:
     def counter(self, outcome: str) -> float:
         """shipyard_requests_total for this model version and `outcome`, from /metrics."""
         _, text = self.get("/metrics")
-        prefix = f'shipyard_requests_total{{model_name="{MODEL_NAME}",model_version="{MODEL_VERSION}",outcome="{outcome}"}}'
+        labels = f'model_name="{MODEL_NAME}",model_version="{MODEL_VERSION}",outcome="{outcome}"'
+        prefix = f"shipyard_requests_total{{{labels}}}"
         values = [float(line.split()[-1]) for line in text.splitlines() if line.startswith(prefix)]
         return values[0] if values else 0.0
 
@@ -91,11 +93,16 @@ def predictor_process(model_dir: Path, workdir: Path, *args: str, ready: bool = 
     ]  # fmt: skip
     with output.open("wb") as sink:
         process = subprocess.Popen(
-            command, stdout=sink, stderr=subprocess.STDOUT, env={**os.environ, "SHIPYARD_MODEL_VERSION": MODEL_VERSION}
+            command,
+            stdout=sink,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, "SHIPYARD_MODEL_VERSION": MODEL_VERSION},
         )
         url = f"http://127.0.0.1:{port}"
         try:
-            wait_http_ok(f"{url}/v2/models/{MODEL_NAME}/ready" if ready else f"{url}/v2/health/live", 90, process)
+            wait_http_ok(
+                f"{url}/v2/models/{MODEL_NAME}/ready" if ready else f"{url}/v2/health/live", 90, process
+            )
             yield Predictor(url, log_root, output)
         except Exception:
             sys.stderr.write(output.read_text())
@@ -112,7 +119,9 @@ def predictor_process(model_dir: Path, workdir: Path, *args: str, ready: bool = 
 @pytest.fixture(scope="session")
 def predictor(trained: Trained, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Predictor]:
     """The predictor as deployed, with a batch limit that fits the whole Telco data set in one request."""
-    with predictor_process(trained.model_dir, tmp_path_factory.mktemp("predictor"), "--max_batch_size", "10000") as p:
+    with predictor_process(
+        trained.model_dir, tmp_path_factory.mktemp("predictor"), "--max_batch_size", "10000"
+    ) as p:
         yield p
 
 

@@ -68,11 +68,15 @@ def main() -> None:
 
     rows = pd.concat([features, edge_rows(features)], ignore_index=True)
     columns = {
-        c: [None if pd.isna(v) else (float(v) if c in NUMERIC else str(v)) for v in rows[c]] for c in rows.columns
+        c: [None if pd.isna(v) else (float(v) if c in NUMERIC else str(v)) for v in rows[c]]
+        for c in rows.columns
     }
     # Scored from the JSON columns, the way a request reaches the predictor's exact path.
     frame = pd.DataFrame(
-        {c: np.array(columns[c], dtype=float) if c in NUMERIC else pd.Series(columns[c], dtype=object) for c in columns}
+        {
+            c: np.array(columns[c], dtype=float) if c in NUMERIC else pd.Series(columns[c], dtype=object)
+            for c in columns
+        }
     )
     reference = {"columns": columns, "probabilities": pipeline.predict_proba(frame)[:, 1].tolist()}
     (args.out / "parity.json").write_text(json.dumps(reference))

@@ -59,19 +59,13 @@ class RouteTable:
             if not isinstance(weight, int) or weight < 0:
                 raise ValueError(f"route {route.get('name')!r}: weight {weight!r} is not an integer >= 0")
         with self._lock:
-            kept = self._routes
-            self._routes = {}
+            kept, self._routes = self._routes, {}
             for spec in routes:
                 name, url = str(spec["name"]), str(spec["url"])
-                route = kept.get(name) if kept.get(name) and kept[name].url == url else None
-                route = route or Route(name, url, 0)
+                same = kept.get(name)
+                route = same if same is not None and same.url == url else Route(name, url, 0)
                 route.weight = int(spec["weight"])  # type: ignore[call-overload]
                 self._routes[name] = route
-            # In-flight requests of a removed route still finish: keep counting them until done.
-            for name, route in kept.items():
-                if name not in self._routes and route.in_flight:
-                    route.weight = 0
-                    self._routes[name] = route
 
     def snapshot(self) -> list[dict[str, object]]:
         with self._lock:
@@ -102,7 +96,7 @@ class SplitterHandler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     server: SplitterServer
 
-    def log_message(self, format: str, *args: object) -> None:  # noqa: A002 - the stdlib's signature
+    def log_message(self, format: str, *args: object) -> None:
         log.debug(format, *args)
 
     def _send(self, status: int, body: bytes, headers: list[tuple[str, str]] = ()) -> None:
@@ -130,25 +124,24 @@ class SplitterHandler(BaseHTTPRequestHandler):
             log.info("routes now %s", self.server.routes.snapshot())
         self._send_json(200, {"routes": self.server.routes.snapshot()})
 
-    def _forward(self, route: Route, body: bytes) -> tuple[int, list[tuple[str, str]], bytes]:
+    def _exchange(self, url: str, body: bytes) -> tuple[int, list[tuple[str, str]], bytes]:
         headers = {k: v for k, v in self.headers.items() if k.lower() not in HOP_BY_HOP}
-        for attempt in (1, 2):
-            connection, reused = self.server.connection(route.url)
-            try:
-                connection.request(self.command, self.path, body=body, headers=headers)
-                response = connection.getresponse()
-                payload = response.read()
-            except STALE_CONNECTION:
-                self.server.drop_connection(route.url)
-                if not reused or attempt == 2:
-                    raise
-                continue
-            except OSError:
-                self.server.drop_connection(route.url)
-                raise
-            kept = [(k, v) for k, v in response.getheaders() if k.lower() not in HOP_BY_HOP | {"content-length"}]
-            return response.status, kept, payload
-        raise AssertionError("unreachable")  # pragma: no cover
+        connection, reused = self.server.connection(url)
+        try:
+            connection.request(self.command, self.path, body=body, headers=headers)
+            response = connection.getresponse()
+            payload = response.read()
+        except OSError as e:
+            self.server.drop_connection(url)
+            if reused and isinstance(e, STALE_CONNECTION):
+                return self._exchange(url, body)  # a fresh connection now: no further retry
+            raise
+        dropped = HOP_BY_HOP | {"content-length"}
+        return (
+            response.status,
+            [(k, v) for k, v in response.getheaders() if k.lower() not in dropped],
+            payload,
+        )
 
     def _proxy(self) -> None:
         body = self._body()
@@ -161,7 +154,7 @@ class SplitterHandler(BaseHTTPRequestHandler):
             return
         failed = True
         try:
-            status, headers, payload = self._forward(route, body)
+            status, headers, payload = self._exchange(route.url, body)
             failed = status >= 500
             self._send(status, payload, headers)
         except OSError as e:

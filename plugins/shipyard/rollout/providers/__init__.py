@@ -11,9 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Protocol
 
-from shipyard_spec import Metrics
-
 from shipyard.rollout.analysis import Sample
+from shipyard_spec.model import Metrics
 
 
 @dataclass(frozen=True)
@@ -41,7 +40,9 @@ def build_provider(metrics: Metrics) -> MetricsProvider:
     if metrics.provider == "prometheus":
         from shipyard.rollout.providers.prometheus import PrometheusProvider
 
-        return PrometheusProvider(str(metrics.prometheus_url), metrics.preset, timeout=metrics.timeout_seconds)
+        return PrometheusProvider(
+            str(metrics.prometheus_url), metrics.preset, timeout=metrics.timeout_seconds
+        )
     if metrics.provider == "scrape":
         from shipyard.rollout.providers.scrape import ScrapeProvider
 

@@ -38,7 +38,8 @@ PRESETS = {
         selector='namespace_name="{namespace}",revision_name="{revision}"',
         requests="sum(increase(revision_request_count{{{sel}}}[{window}]))",
         errors='sum(increase(revision_request_count{{{sel},response_code_class="5xx"}}[{window}]))',
-        p99_ms="histogram_quantile(0.99, sum by (le) (rate(revision_request_latencies_bucket{{{sel}}}[{window}])))",
+        p99_ms="histogram_quantile(0.99, sum by (le) "
+        "(rate(revision_request_latencies_bucket{{{sel}}}[{window}])))",
     ),
     "knative-otel": Preset(  # Knative >= 1.21 (OpenTelemetry): no response_code_class any more
         selector='k8s_namespace_name="{namespace}",kn_revision_name="{revision}"',

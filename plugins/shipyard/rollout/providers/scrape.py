@@ -83,15 +83,17 @@ class ScrapeProvider:
         key = (target.metrics_url, target.model_name, target.model_version)
         current = self.scrape(target)
         if current is None:
-            raise NoDataError(f"no data: {target.metrics_url} exports no series for version {target.model_version}")
+            raise NoDataError(
+                f"no data: {target.metrics_url} exports no series for version {target.model_version}"
+            )
         previous = self._last.get(key)
         self._last[key] = (time.monotonic(), current)
         if previous is None:
-            raise NoDataError(f"no data yet: first scrape of {target.role} {target.metrics_url} is the baseline")
+            raise NoDataError(
+                f"no data yet: first scrape of {target.role} {target.metrics_url} is the baseline"
+            )
         before = previous[1]
-        buckets = {
-            le: _increase(count, before.buckets.get(le, 0.0)) for le, count in current.buckets.items()
-        }
+        buckets = {le: _increase(count, before.buckets.get(le, 0.0)) for le, count in current.buckets.items()}
         p99 = exposition.histogram_quantile(0.99, buckets)
         return Sample(
             requests=_increase(current.requests, before.requests),

@@ -1,0 +1,9 @@
+"""Training DAGs (airflow): one per pipeline spec in dags/pipelines/, built by shipyard.dag_factory."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from shipyard.dag_factory import build_training_dags
+
+globals().update(build_training_dags(sorted((Path(__file__).parent / "pipelines").glob("*.yaml"))))

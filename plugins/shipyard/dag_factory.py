@@ -1,0 +1,231 @@
+"""One training DAG per pipeline spec: ingest → validate → train → evaluate → register.
+
+The DAG file `dags/shipyard_pipelines.py` calls `build_training_dags()` over
+`dags/pipelines/*.yaml`. Each run owns the window [data_interval_start, data_interval_end)
+of the spec's cron (`CronDataIntervalTimetable`), so scheduled runs and backfills process
+disjoint intervals; the drift DAG's Asset can also queue a run, which then takes the last
+full interval. Steps run through one of two runners (`shipyard.settings.runner()`), with
+the same CLI arguments. Only the Airflow SDK, pydantic and the standard library are
+imported here: parsing stays fast.
+
+Extension point: `build_training_dag(..., after_register=[f])` calls each `f(spec, register)`
+inside the DAG (after the pipeline group is built) with the register task, so a later stage
+(the canary rollout) appends its tasks downstream of `register` without touching this module.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterable, Sequence
+from datetime import datetime, time, timedelta
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from airflow.sdk import (
+    DAG,
+    AssetOrTimeSchedule,
+    BaseOperator,
+    CronDataIntervalTimetable,
+    Param,
+    TaskGroup,
+    chain,
+)
+from airflow.sdk.exceptions import AirflowTimetableInvalid
+
+from shipyard import settings
+from shipyard.drift_dag import drift_asset
+from shipyard.operators.local import LocalStepOperator
+from shipyard.operators.step import StepCall
+from shipyard.step_command import STEPS, Step
+from shipyard_spec import PipelineSpec, SpecError, load_spec
+
+log = logging.getLogger(__name__)
+
+TaskExtension = Callable[[PipelineSpec, BaseOperator], Any]
+
+STEP_DOCS: dict[Step, str] = {
+    "ingest": (
+        "Copies the source rows with `{event_time}` in the run's window into a snapshot partition "
+        "`{storage}/{pipeline}/snapshots/interval_start=<start>/` (`data.parquet` + `_MANIFEST.json`, "
+        "published last). An interval already published is left alone unless **force_ingest** is set, "
+        "so re-running an interval changes nothing."
+    ),
+    "validate": (
+        "Checks the snapshot against the spec's expectations (Great Expectations): schema, row count, "
+        "target rate, nulls, ranges, allowed values, uniqueness. The report goes next to the run "
+        "(`{storage}/{pipeline}/runs/<run_id>/validate/`) and to MLflow. A failed expectation fails the "
+        "task at once (no retry) and nothing is trained."
+    ),
+    "train": (
+        "Fits preprocessing + XGBoost on the snapshots of the last **window_intervals** intervals (time "
+        "split), with a bounded search on the validation split unless **skip_tuning**. Logs an MLflow run "
+        "in experiment `{experiment}`: its id and link are in the task log and the XCom result."
+    ),
+    "evaluate": (
+        "Scores the test split: metrics, slices, plots and a model card, logged to the training run; "
+        "then the gates (minimum ROC AUC, baseline, current champion). A failed gate fails the task at "
+        "once (no retry)."
+    ),
+    "register": (
+        "Registers the model as a new version of `{model}` in the MLflow registry with the alias "
+        "`challenger` and tags tying it to this Airflow run and window. Idempotent per run."
+    ),
+}
+
+
+def training_dag_id(pipeline: str) -> str:
+    return f"shipyard_train_{pipeline}"
+
+
+def training_schedule(spec: PipelineSpec, spec_path: Path) -> AssetOrTimeSchedule:
+    """The spec's cron as a data-interval timetable, OR the pipeline's drift Asset (retrain on drift)."""
+    try:
+        ZoneInfo(spec.schedule.timezone)
+    except (ZoneInfoNotFoundError, ValueError) as e:
+        raise SpecError(str(spec_path), [("schedule.timezone", f"unknown time zone: {e}")]) from e
+    timetable = CronDataIntervalTimetable(spec.schedule.cron, timezone=spec.schedule.timezone)
+    try:
+        timetable.validate()
+    except AirflowTimetableInvalid as e:
+        raise SpecError(str(spec_path), [("schedule.cron", f"{spec.schedule.cron!r}: {e}")]) from e
+    return AssetOrTimeSchedule(timetable=timetable, assets=[drift_asset(spec.name)])
+
+
+def trigger_params(spec: PipelineSpec) -> dict[str, Param]:
+    """The trigger form of a manual run; scheduled runs use these defaults."""
+    return {
+        "window_intervals": Param(
+            spec.training.window_intervals,
+            type="integer",
+            minimum=1,
+            title="Training window (intervals)",
+            description="How many of the latest snapshots the train step fits on.",
+        ),
+        "skip_tuning": Param(
+            False,
+            type="boolean",
+            title="Skip tuning",
+            description="Train with the spec's parameters; no hyper-parameter search.",
+        ),
+        "force_ingest": Param(
+            False,
+            type="boolean",
+            title="Force re-ingest",
+            description="Replace the snapshot of this run's interval even if it is already published.",
+        ),
+    }
+
+
+def log_failure_summary(context: dict[str, Any]) -> None:
+    """One line per failed task: the place to hook alerts (Slack, PagerDuty, ...) in."""
+    ti = context["ti"]
+    cause = str(context.get("exception") or "unknown cause").strip().splitlines() or ["unknown cause"]
+    log.error(
+        "shipyard: %s.%s failed on try %s of run %s: %s",
+        ti.dag_id,
+        ti.task_id,
+        ti.try_number,
+        context["run_id"],
+        cause[0],
+    )
+
+
+def _dag_doc(spec: PipelineSpec, spec_path: Path, runner: settings.Runner) -> str:
+    return f"""\
+### {spec.name}: weekly retraining
+
+{spec.description}
+
+Spec: `{spec_path.name}` · runner: **{runner}** · owner: {spec.owner}
+
+Each run owns the window **[data_interval_start, data_interval_end)** of `{spec.schedule.cron}`
+({spec.schedule.timezone}); runs without one (manual, or queued by the drift Asset
+`shipyard://{spec.name}/drift`) take the last full interval and say so in the task log.
+
+- snapshots: `<storage>/{spec.name}/snapshots/interval_start=<start>/`
+- run outputs: `<storage>/{spec.name}/runs/<run_id>/<step>/`
+- MLflow: experiment `{spec.mlflow.experiment}`, model `{spec.mlflow.registered_model}` (alias `challenger`)
+
+Backfill: `airflow backfill create --dag-id {training_dag_id(spec.name)} --from-date ... --to-date ...`
+or Trigger → Backfill in the UI. A failed validation or gate fails at once; other failures are retried.
+"""
+
+
+def _step_task(step: Step, spec: PipelineSpec, spec_path: Path, runner: settings.Runner) -> BaseOperator:
+    doc = STEP_DOCS[step].format(
+        event_time=spec.columns.event_time or "event time",
+        storage="<storage>",
+        pipeline=spec.name,
+        experiment=spec.mlflow.experiment,
+        model=spec.mlflow.registered_model,
+    )
+    common = {"task_id": step, "doc_md": doc}
+    window = {"cron": spec.schedule.cron, "timezone": spec.schedule.timezone}
+    if runner == "local":
+        local_path = str(spec_path.resolve())
+        call = StepCall(step, spec.name, local_path, storage_root=settings.storage_root(), **window)
+        return LocalStepOperator(call=call, **common)
+    from shipyard.operators.pod import pod_step_operator  # the Kubernetes client only when needed
+
+    kube = settings.kubernetes_settings()
+    pod_path = f"{kube.spec_dir}/{spec_path.name}"  # the chart mounts dags/pipelines there
+    call = StepCall(step, spec.name, pod_path, storage_root=kube.storage_root, **window)
+    return pod_step_operator(call, spec.resources_for(step), kube, **common)
+
+
+def build_training_dag(
+    spec: PipelineSpec, spec_path: Path, after_register: Sequence[TaskExtension] = ()
+) -> DAG:
+    runner = settings.runner()
+    with DAG(
+        dag_id=training_dag_id(spec.name),
+        description=spec.description or f"Shipyard training pipeline {spec.name}",
+        schedule=training_schedule(spec, spec_path),
+        start_date=datetime.combine(spec.schedule.start_date, time(), ZoneInfo(spec.schedule.timezone)),
+        catchup=False,
+        max_active_runs=1,  # training reads the snapshots earlier runs published: one run at a time
+        params=trigger_params(spec),
+        tags=sorted({"shipyard", "training", spec.name, *spec.tags}),
+        doc_md=_dag_doc(spec, spec_path, runner),
+        default_args={
+            "owner": spec.owner,
+            "retries": 2,
+            "retry_delay": timedelta(minutes=1),
+            "retry_exponential_backoff": 2.0,
+            "max_retry_delay": timedelta(minutes=15),
+            "execution_timeout": timedelta(hours=2),
+            "on_failure_callback": log_failure_summary,
+        },
+    ) as dag:
+        with TaskGroup("pipeline", tooltip="ingest → validate → train → evaluate → register"):
+            tasks = [_step_task(step, spec, spec_path, runner) for step in STEPS]
+            chain(*tasks)
+        for extend in after_register:
+            extend(spec, tasks[-1])
+    return dag
+
+
+def build_training_dags(spec_paths: Iterable[Path]) -> dict[str, DAG]:
+    """Every spec's DAG by id; any invalid spec raises one error naming every bad file and field.
+
+    Raising makes the DAG processor report an import error for the DAG file that names the
+    spec and the field (UI: "DAG Import Errors"); it also hides the other pipelines' DAGs of
+    that file until the spec is fixed, which is why the message lists all problems at once.
+    """
+    dags: dict[str, DAG] = {}
+    problems: list[SpecError] = []
+    for path in spec_paths:
+        try:
+            spec = load_spec(path)
+            dag = build_training_dag(spec, path)
+        except SpecError as e:
+            problems.append(e)
+            continue
+        dags[dag.dag_id] = dag
+    if problems:
+        raise SpecError(
+            ", ".join(p.source for p in problems),
+            [(f"{p.source}: {field}", problem) for p in problems for field, problem in p.problems],
+        )
+    return dags

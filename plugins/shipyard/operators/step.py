@@ -1,0 +1,62 @@
+"""What both step runners share: the call from the run context, the outcome, the result's log lines."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+from airflow.sdk.exceptions import AirflowException, AirflowFailException
+
+from shipyard.step_command import RunOptions, Step, step_arguments
+from shipyard.window import run_window
+
+# The step CLI's exit code for "a check failed" (validation, gate): a verdict, not worth a retry.
+EXIT_CHECK_FAILED = 3
+
+
+@dataclass(frozen=True)
+class StepCall:
+    """One step of one pipeline, minus the run: the run context fills in the rest."""
+
+    step: Step
+    pipeline: str
+    spec_path: str
+    cron: str
+    timezone: str
+    storage_root: str
+
+    def arguments(self, context: dict[str, Any], result_path: str | None) -> list[str]:
+        """The CLI arguments for the running DAG run: its window, run id and trigger-form Params."""
+        return step_arguments(
+            self.step,
+            spec_path=self.spec_path,
+            window=run_window(context, self.cron, self.timezone),
+            run_id=context["run_id"],
+            storage_root=self.storage_root,
+            result_path=result_path,
+            options=RunOptions.from_params(context["params"]),
+        )
+
+
+def step_failure(step: Step, exit_code: int | None, cause: str) -> AirflowException:
+    """Exit 3 fails the task for good (no retry); anything else may be transient and is retried."""
+    if exit_code == EXIT_CHECK_FAILED:
+        return AirflowFailException(f"{step}: a check failed, not retrying (exit 3): {cause}")
+    return AirflowException(f"{step} exited with code {exit_code}: {cause}")
+
+
+def log_result(log: logging.Logger, step: Step, result: dict[str, Any] | None) -> None:
+    """Put the MLflow run and the registered version where a reader of the task log looks first."""
+    if not result:
+        log.warning("%s returned no result", step)
+        return
+    if "mlflow_run_id" in result:
+        log.info("MLflow run %s: %s", result["mlflow_run_id"], result.get("mlflow_run_url", "(no URL)"))
+    if "version" in result and "registered_model" in result:
+        log.info(
+            "registered %s version %s as @%s",
+            result["registered_model"],
+            result["version"],
+            result.get("alias", "?"),
+        )

@@ -1,0 +1,393 @@
+"""The KServe backend (production): one InferenceService, driven through the Kubernetes API.
+
+KServe splits traffic but automates neither promotion nor rollback (kserve#3085); this
+backend does both, in either deployment mode:
+
+- **Knative** (`spec.predictor.canaryTrafficPercent`): the canary is the latest revision.
+  Promotion removes the field. Rollback first sets it to 0 (all traffic to the previous
+  rolled-out revision at once), then points the predictor back at the stable model and,
+  once that revision is ready, removes the field: the declared spec never keeps naming the
+  bad version, and no request reaches it while the restored revision starts.
+- **Standard** (`spec.canary[]` with `trafficPercent`, KServe >= 0.20): promotion moves the
+  canary predictor into `spec.predictor` and deletes the entry; rollback deletes the entry.
+
+Writes are JSON merge patches of only the fields Shipyard owns (the chart owns the rest),
+created when absent: a re-run patches instead of failing with 409. Every traffic move is
+verified from the status (`status.components.predictor.traffic` in Knative mode,
+`status.canaryStatuses` in Standard mode) before the controller goes on.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any, Protocol
+
+from shipyard.rollout.backends import Readiness, Release
+from shipyard.rollout.errors import BackendError
+from shipyard.rollout.providers import Target
+from shipyard_spec.model import KServeTarget
+
+log = logging.getLogger(__name__)
+
+GROUP, VERSION, PLURAL = "serving.kserve.io", "v1beta1", "inferenceservices"
+DEPLOYMENT_MODE = {"knative": "Knative", "standard": "Standard"}
+VERIFY_TIMEOUT_SECONDS = 120
+POLL_SECONDS = 1.0
+
+
+class CustomObjects(Protocol):
+    """The three CustomObjectsApi methods this backend uses (KubernetesHook().custom_object_client)."""
+
+    def get_namespaced_custom_object(
+        self, group: str, version: str, namespace: str, plural: str, name: str
+    ) -> Any: ...
+
+    def create_namespaced_custom_object(
+        self, group: str, version: str, namespace: str, plural: str, body: Any
+    ) -> Any: ...
+
+    def patch_namespaced_custom_object(
+        self, group: str, version: str, namespace: str, plural: str, name: str, body: Any
+    ) -> Any: ...
+
+
+def predictor_name(release: Release) -> str:
+    return f"v{release.version}"
+
+
+def model_spec(target: KServeTarget, release: Release) -> dict[str, Any]:
+    """The predictor's model: the ServingRuntime, where the model is, and its version label."""
+    if not release.storage_uri:
+        raise BackendError(f"{release.model_name} v{release.version} has no storage URI for KServe")
+    return {
+        "modelFormat": {"name": "shipyard"},
+        "runtime": target.runtime,
+        "storageUri": release.storage_uri,
+        "args": [f"--model_version={release.version}", *release.args],
+    }
+
+
+def build_inferenceservice(
+    target: KServeTarget,
+    name: str,
+    pipeline: str,
+    stable: Release,
+    canary: Release | None = None,
+    weight: int = 0,
+) -> dict[str, Any]:
+    """The InferenceService Shipyard declares: `stable` serving, `canary` (if any) at `weight` %.
+
+    Only Shipyard's fields: applied as a merge patch, everything else (resources, security
+    context from the chart) is left as it is on the cluster.
+    """
+    metadata = {
+        "name": name,
+        "namespace": target.namespace,
+        "labels": {"shipyard.io/pipeline": pipeline},
+        "annotations": {
+            "serving.kserve.io/deploymentMode": DEPLOYMENT_MODE[target.mode],
+            "shipyard.io/stable-version": stable.version,
+            "shipyard.io/canary-version": canary.version if canary else None,
+        },
+    }
+    if target.mode == "knative":
+        serving = canary or stable
+        predictor = {"model": model_spec(target, serving), "canaryTrafficPercent": weight if canary else None}
+        spec: dict[str, Any] = {"predictor": predictor}
+    else:
+        spec = {
+            "predictor": {"name": predictor_name(stable), "model": model_spec(target, stable)},
+            "canary": [
+                {
+                    "predictor": {"name": predictor_name(canary), "model": model_spec(target, canary)},
+                    "trafficPercent": weight,
+                }
+            ]
+            if canary
+            else None,
+        }
+    return {
+        "apiVersion": f"{GROUP}/{VERSION}",
+        "kind": "InferenceService",
+        "metadata": metadata,
+        "spec": spec,
+    }
+
+
+def without_nulls(value: Any) -> Any:
+    """A merge patch minus its deletions (`None`): the body of a create."""
+    if isinstance(value, dict):
+        return {k: without_nulls(v) for k, v in value.items() if v is not None}
+    if isinstance(value, list):
+        return [without_nulls(v) for v in value]
+    return value
+
+
+class KServeBackend:
+    def __init__(
+        self,
+        target: KServeTarget,
+        name: str,
+        pipeline: str,
+        client: CustomObjects,
+        stable: Release | None = None,
+        canary: Release | None = None,
+        verify_timeout: float = VERIFY_TIMEOUT_SECONDS,
+        poll_seconds: float = POLL_SECONDS,
+    ) -> None:
+        self.target = target
+        self.name = name
+        self.pipeline = pipeline
+        self.client = client
+        self.stable = stable
+        self.canary = canary
+        self.verify_timeout = verify_timeout
+        self.poll_seconds = poll_seconds
+
+    @classmethod
+    def from_config(cls, target: KServeTarget, config: dict[str, Any]) -> KServeBackend:
+        from airflow.providers.cncf.kubernetes.hooks.kubernetes import KubernetesHook
+
+        client = KubernetesHook(conn_id=target.kubernetes_conn_id).custom_object_client
+        return cls(
+            target,
+            config["name"],
+            config["pipeline"],
+            client,
+            stable=Release.from_dict(config["stable"]) if config.get("stable") else None,
+            canary=Release.from_dict(config["canary"]) if config.get("canary") else None,
+        )
+
+    def config(self) -> dict[str, Any]:
+        return {
+            "kind": "kserve",
+            "name": self.name,
+            "pipeline": self.pipeline,
+            "stable": self.stable.as_dict() if self.stable else None,
+            "canary": self.canary.as_dict() if self.canary else None,
+        }
+
+    # --- Kubernetes API ------------------------------------------------------------------------
+
+    def get(self) -> dict[str, Any] | None:
+        from kubernetes.client.exceptions import ApiException
+
+        try:
+            return self.client.get_namespaced_custom_object(
+                GROUP, VERSION, self.target.namespace, PLURAL, self.name
+            )
+        except ApiException as e:
+            if e.status == 404:
+                return None
+            raise BackendError(
+                f"reading InferenceService {self.target.namespace}/{self.name}: {e.reason}"
+            ) from e
+
+    def apply(self, body: dict[str, Any]) -> None:
+        """Create the InferenceService, or merge-patch it when it exists (no 409 on a re-run)."""
+        from kubernetes.client.exceptions import ApiException
+
+        where = f"InferenceService {self.target.namespace}/{self.name}"
+        try:
+            if self.get() is None:
+                self.client.create_namespaced_custom_object(
+                    GROUP, VERSION, self.target.namespace, PLURAL, without_nulls(body)
+                )
+                log.info("created %s", where)
+            else:
+                self.client.patch_namespaced_custom_object(
+                    GROUP, VERSION, self.target.namespace, PLURAL, self.name, body
+                )
+        except ApiException as e:
+            raise BackendError(f"writing {where}: {e.status} {e.reason}") from e
+
+    def _declare(self, canary: Release | None, weight: int = 0) -> None:
+        if self.stable is None:
+            raise BackendError(f"InferenceService {self.name}: no stable release to declare")
+        self.apply(build_inferenceservice(self.target, self.name, self.pipeline, self.stable, canary, weight))
+
+    def _wait_for(self, what: str, condition: Any, timeout: float | None = None) -> dict[str, Any]:
+        """Poll the status until `condition(isvc)` holds; BackendError after the timeout."""
+        timeout = timeout or self.verify_timeout
+        deadline = time.monotonic() + timeout
+        while True:
+            isvc = self.get() or {}
+            if condition(isvc):
+                return isvc
+            if time.monotonic() >= deadline:
+                raise BackendError(
+                    f"InferenceService {self.name}: {what} not reached within {timeout:g}s; "
+                    f"status {isvc.get('status')}"
+                )
+            time.sleep(self.poll_seconds)
+
+    # --- status reading --------------------------------------------------------------------------
+
+    @staticmethod
+    def _predictor_status(isvc: dict[str, Any]) -> dict[str, Any]:
+        return isvc.get("status", {}).get("components", {}).get("predictor", {})
+
+    @staticmethod
+    def _observed(isvc: dict[str, Any]) -> bool:
+        status = isvc.get("status", {})
+        return status.get("observedGeneration", -1) >= isvc.get("metadata", {}).get("generation", 0)
+
+    def _traffic(self, isvc: dict[str, Any]) -> dict[str, int]:
+        """Knative mode: percent by revision name, from status.components.predictor.traffic."""
+        split: dict[str, int] = {}
+        for entry in self._predictor_status(isvc).get("traffic", []):
+            split[entry["revisionName"]] = split.get(entry["revisionName"], 0) + int(
+                entry.get("percent") or 0
+            )
+        return split
+
+    def _canary_status(self, isvc: dict[str, Any]) -> dict[str, Any] | None:
+        """Standard mode: this canary's entry in status.canaryStatuses."""
+        wanted = predictor_name(self.canary) if self.canary else None
+        return next(
+            (s for s in isvc.get("status", {}).get("canaryStatuses", []) if s.get("name") == wanted), None
+        )
+
+    def _canary_revision(self, isvc: dict[str, Any]) -> str | None:
+        """Knative mode: the canary is the latest created revision once the patch is observed."""
+        predictor = self._predictor_status(isvc)
+        latest = predictor.get("latestCreatedRevision")
+        return latest if latest and latest != predictor.get("latestRolledoutRevision") else None
+
+    def _canary_weight_is(self, percent: int) -> Any:
+        def reached(isvc: dict[str, Any]) -> bool:
+            if not self._observed(isvc):
+                return False
+            if self.target.mode == "standard":
+                status = self._canary_status(isvc)
+                return (
+                    status is not None
+                    and bool(status.get("ready"))
+                    and status.get("trafficPercent") == percent
+                )
+            revision = self._canary_revision(isvc)
+            return revision is not None and self._traffic(isvc).get(revision, 0) == percent
+
+        return reached
+
+    # --- the TrafficBackend protocol -------------------------------------------------------------
+
+    def deploy_stable(self, release: Release, timeout: float) -> None:
+        self.stable, self.canary = release, None
+        self._declare(None)
+        self._wait_for(f"v{release.version} serving 100%", self._serves_only_stable, timeout)
+
+    def _serves_only_stable(self, isvc: dict[str, Any]) -> bool:
+        if not self._observed(isvc):
+            return False
+        ready = any(
+            c.get("type") == "Ready" and c.get("status") == "True"
+            for c in isvc.get("status", {}).get("conditions", [])
+        )
+        if self.target.mode == "standard":
+            return ready and not isvc.get("status", {}).get("canaryStatuses")
+        predictor = self._predictor_status(isvc)
+        rolled_out = predictor.get("latestRolledoutRevision")
+        return (
+            ready
+            and rolled_out == predictor.get("latestCreatedRevision")
+            and self._traffic(isvc) == {rolled_out: 100}
+        )
+
+    def deploy_canary(self, stable: Release, canary: Release) -> None:
+        if self.get() is None:
+            log.info(
+                "InferenceService %s does not exist: deploying stable v%s first", self.name, stable.version
+            )
+            self.deploy_stable(stable, self.verify_timeout)
+        self.stable, self.canary = stable, canary
+        self._declare(canary, 0)
+
+    def canary_readiness(self) -> Readiness:
+        isvc = self.get()
+        if isvc is None:
+            return Readiness(False, f"InferenceService {self.name} does not exist")
+        if not self._observed(isvc):
+            return Readiness(False, f"InferenceService {self.name}: the latest spec is not reconciled yet")
+        if self.target.mode == "standard":
+            status = self._canary_status(isvc)
+            ready = bool(status and status.get("ready"))
+            return Readiness(ready, f"canary predictor {predictor_name(self.canary)} ready: {ready}")
+        predictor = self._predictor_status(isvc)
+        revision = self._canary_revision(isvc)
+        if revision is not None and revision == predictor.get("latestReadyRevision"):
+            return Readiness(True, f"revision {revision} is ready")
+        messages = [
+            c.get("message") for c in isvc.get("status", {}).get("conditions", []) if c.get("message")
+        ]
+        return Readiness(
+            False, f"canary revision {revision} is not ready: {'; '.join(messages) or 'no message'}"
+        )
+
+    def set_canary_weight(self, percent: int) -> None:
+        self._declare(self.canary, percent)
+        self._wait_for(f"canary at {percent}%", self._canary_weight_is(percent))
+
+    def promote(self) -> None:
+        if self.canary is None:
+            raise BackendError(f"InferenceService {self.name}: no canary to promote")
+        self.stable, self.canary = self.canary, None
+        self._declare(None)
+        self._wait_for(f"v{self.stable.version} serving 100%", self._serves_only_stable)
+
+    def rollback(self) -> None:
+        if self.canary is None:
+            return
+        if self.target.mode == "knative":
+            self._declare(self.canary, 0)  # all traffic to the previous rolled-out revision now
+            self._wait_for("all traffic on the previous revision", self._canary_weight_is(0))
+            # The stable model as a new revision, still at 0 %, then all traffic to it once ready.
+            self.apply(
+                {
+                    "spec": {
+                        "predictor": {
+                            "model": model_spec(self.target, self.stable),
+                            "canaryTrafficPercent": 0,
+                        }
+                    }
+                }
+            )
+            self._wait_for("the restored stable revision ready", self._restored_ready)
+        self.canary = None
+        self._declare(None)
+        self._wait_for(f"v{self.stable.version} serving 100%", self._serves_only_stable)
+
+    def _restored_ready(self, isvc: dict[str, Any]) -> bool:
+        predictor = self._predictor_status(isvc)
+        return self._observed(isvc) and predictor.get("latestReadyRevision") == predictor.get(
+            "latestCreatedRevision"
+        )
+
+    def targets(self) -> tuple[Target, Target]:
+        isvc = self.get() or {}
+        predictor = self._predictor_status(isvc)
+        if self.target.mode == "knative":
+            canary_rev, stable_rev = (
+                self._canary_revision(isvc) or "",
+                predictor.get("latestRolledoutRevision", ""),
+            )
+        else:
+            canary_rev = f"{self.name}-{predictor_name(self.canary)}" if self.canary else ""
+            stable_rev = f"{self.name}-{predictor_name(self.stable)}" if self.stable else ""
+        return (
+            Target(
+                "canary",
+                self.name,
+                self.canary.version if self.canary else "",
+                self.target.namespace,
+                canary_rev,
+            ),
+            Target(
+                "stable",
+                self.name,
+                self.stable.version if self.stable else "",
+                self.target.namespace,
+                stable_rev,
+            ),
+        )

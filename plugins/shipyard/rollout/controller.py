@@ -1,0 +1,185 @@
+"""The canary controller: readiness, traffic steps, checks, and the decision to promote or roll back.
+
+One loop for every backend and provider (Flagger's scheduler, Argo's analysis run):
+
+1. wait until the canary is ready (`progress_deadline_seconds`, else roll back);
+2. for each step below 100 %: move the weight, then every `interval_seconds` judge the window
+   before with `analysis.evaluate()` until `checks_per_step` checks passed. A failed check
+   (or a canary that stopped being ready) counts toward `failure_limit`; inconclusive and
+   error checks wait, but after `no_data_deadline_seconds` without a conclusive check the
+   canary fails;
+3. with `manual_confirmation`, keep judging at the last step until the version carries the
+   confirmation tag;
+4. 100 % is the promotion itself: the backend sends all traffic to the canary and clears the
+   canary settings. Any failure instead ends in `backend.rollback()`.
+
+An abort tag on the version rolls back at the next check, also while waiting for confirmation.
+Every check is logged and handed to the audit sink as it happens.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from shipyard.rollout.analysis import Check, Thresholds, Verdict, evaluate
+from shipyard.rollout.backends import TrafficBackend
+from shipyard.rollout.errors import BackendError, ProviderError
+from shipyard.rollout.providers import MetricsProvider
+from shipyard.rollout.registry import GateState
+from shipyard_spec.model import Rollout
+
+log = logging.getLogger(__name__)
+
+PROMOTED, ROLLED_BACK = "promoted", "rolled_back"
+READINESS_POLL_SECONDS = 0.5
+
+
+@dataclass
+class Outcome:
+    status: str  # PROMOTED or ROLLED_BACK
+    reason: str
+    checks: list[dict[str, Any]] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"status": self.status, "reason": self.reason, "checks": self.checks}
+
+
+class RolloutEnded(Exception):
+    """Raised inside the loop to end the analysis with a rollback reason."""
+
+
+class CanaryController:
+    def __init__(
+        self,
+        policy: Rollout,
+        backend: TrafficBackend,
+        provider: MetricsProvider,
+        *,
+        gate: Callable[[], GateState] | None = None,
+        on_check: Callable[[dict[str, Any]], None] | None = None,
+    ) -> None:
+        self.policy = policy
+        self.backend = backend
+        self.provider = provider
+        self.gate = gate
+        self.on_check = on_check
+        self.thresholds = Thresholds.from_policy(policy)
+        self.window = policy.metrics.window_seconds or policy.interval_seconds
+        self.checks: list[dict[str, Any]] = []
+        self._failures = 0
+        self._last_conclusive = time.monotonic()
+
+    async def run(self) -> Outcome:
+        """Analyse, then promote or roll back; never leaves the canary half-way."""
+        try:
+            await self._wait_ready()
+            await asyncio.to_thread(self._open_window)
+            for weight in self.policy.steps[:-1]:
+                await asyncio.to_thread(self.backend.set_canary_weight, weight)
+                log.info("canary weight %d%%", weight)
+                passed = 0
+                while passed < self.policy.checks_per_step:
+                    passed += await self._judge(weight)
+            if self.policy.manual_confirmation:
+                await self._await_confirmation(([0, *self.policy.steps])[-2])
+        except (RolloutEnded, BackendError) as e:
+            reason = str(e) if isinstance(e, RolloutEnded) else f"backend failed: {e}"
+            log.warning("rolling back: %s", reason)
+            await asyncio.to_thread(self.backend.rollback)
+            return Outcome(ROLLED_BACK, reason, self.checks)
+        await asyncio.to_thread(self.backend.promote)
+        log.info("promoted after %d checks", len(self.checks))
+        return Outcome(PROMOTED, f"passed every step {self.policy.steps}", self.checks)
+
+    async def _wait_ready(self) -> None:
+        deadline = time.monotonic() + self.policy.progress_deadline_seconds
+        while True:
+            readiness = await asyncio.to_thread(self.backend.canary_readiness)
+            if readiness.ready:
+                log.info("canary ready: %s", readiness.reason)
+                self._last_conclusive = time.monotonic()
+                return
+            if time.monotonic() >= deadline:
+                raise RolloutEnded(
+                    f"canary not ready within progress_deadline_seconds "
+                    f"{self.policy.progress_deadline_seconds:g}: {readiness.reason}"
+                )
+            await asyncio.sleep(READINESS_POLL_SECONDS)
+
+    def _open_window(self) -> None:
+        """A first query of both versions: delta providers (scrape) take their baseline here."""
+        for target in self.backend.targets():
+            try:
+                self.provider.query(target, self.window)
+            except ProviderError as e:
+                log.info("opening the metrics window of %s: %s", target.role, e)
+
+    def _measure(self) -> Check:
+        readiness = self.backend.canary_readiness()
+        if not readiness.ready:
+            return Check(Verdict.FAIL, f"canary stopped being ready: {readiness.reason}")
+        canary_target, stable_target = self.backend.targets()
+        samples = []
+        for target in (canary_target, stable_target):
+            try:
+                samples.append(self.provider.query(target, self.window))
+            except ProviderError as e:
+                samples.append(e)
+        return evaluate(samples[0], self.thresholds, stable=samples[1])
+
+    async def _judge(self, weight: int) -> bool:
+        """Wait one interval, judge it, record it; True on a pass. Raises RolloutEnded to roll back."""
+        await asyncio.sleep(self.policy.interval_seconds)
+        if self.gate is not None:
+            state = await asyncio.to_thread(self.gate)
+            if state.abort_reason:
+                raise RolloutEnded(f"aborted by hand: {state.abort_reason}")
+        check = await asyncio.to_thread(self._measure)
+        self._record(weight, check)
+        now = time.monotonic()
+        if check.verdict is Verdict.PASS:
+            self._last_conclusive = now
+            return True
+        if check.verdict is Verdict.FAIL:
+            self._last_conclusive = now
+            self._failures += 1
+            if self._failures >= self.policy.failure_limit:
+                raise RolloutEnded(
+                    f"{self._failures} failed check(s) reached failure_limit {self.policy.failure_limit}: "
+                    f"{check.reason}"
+                )
+            return False
+        waited = now - self._last_conclusive
+        if waited >= self.policy.no_data_deadline_seconds:
+            raise RolloutEnded(
+                f"no conclusive check for {waited:.0f}s (no_data_deadline_seconds "
+                f"{self.policy.no_data_deadline_seconds:g}); last {check.verdict.value}: {check.reason}"
+            )
+        return False
+
+    async def _await_confirmation(self, weight: int) -> None:
+        """Keep judging at `weight` until the version is confirmed for 100 %; failures still roll back."""
+        log.info("waiting for manual confirmation before 100%% (tag the version to confirm)")
+        while self.gate is None or not (await asyncio.to_thread(self.gate)).confirmed:
+            await self._judge(weight)
+        log.info("manual confirmation received")
+
+    def _record(self, weight: int, check: Check) -> None:
+        entry = {"index": len(self.checks), "at": time.time(), "weight": weight, **check.as_dict()}
+        self.checks.append(entry)
+        log.info(
+            "check %d at %d%%: %s (requests %s, error rate %s, p99 %s ms) %s",
+            entry["index"], weight, check.verdict.value.upper(), _fmt(check.requests, "{:.0f}"),
+            _fmt(check.error_rate, "{:.2%}"), _fmt(check.p99_ms, "{:.1f}"), check.reason,
+        )  # fmt: skip
+        if self.on_check is not None:
+            self.on_check(entry)
+
+
+def _fmt(value: float | None, template: str) -> str:
+    return "-" if value is None else template.format(value)

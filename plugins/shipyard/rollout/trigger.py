@@ -1,0 +1,73 @@
+"""The trigger that runs the canary analysis in the triggerer: no worker slot held for the canary.
+
+`serialize()` returns JSON-safe kwargs only (the policy as a dict, the backend's `config()`,
+names); `run()` rebuilds the backend and provider from them, runs the controller to the end
+(promotion or rollback) and yields exactly one event. It never raises: an unexpected error
+becomes a `status: error` event, and the operator then rolls back.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from functools import partial
+from typing import Any
+
+from airflow.triggers.base import BaseTrigger, TriggerEvent
+
+from shipyard.rollout.backends import build_backend
+from shipyard.rollout.controller import CanaryController
+from shipyard.rollout.providers import build_provider
+from shipyard.rollout.registry import MlflowRegistry
+from shipyard_spec.model import Rollout
+
+log = logging.getLogger(__name__)
+
+ERROR = "error"
+
+
+class CanaryAnalysisTrigger(BaseTrigger):
+    def __init__(
+        self,
+        policy: dict[str, Any],
+        backend: dict[str, Any],
+        model_name: str,
+        version: str,
+        tracking_uri: str | None = None,
+    ) -> None:
+        super().__init__()
+        self.policy = policy
+        self.backend = backend
+        self.model_name = model_name
+        self.version = version
+        self.tracking_uri = tracking_uri
+
+    def serialize(self) -> tuple[str, dict[str, Any]]:
+        return (
+            f"{type(self).__module__}.{type(self).__qualname__}",
+            {
+                "policy": self.policy,
+                "backend": self.backend,
+                "model_name": self.model_name,
+                "version": self.version,
+                "tracking_uri": self.tracking_uri,
+            },
+        )
+
+    def build_controller(self) -> CanaryController:
+        policy = Rollout.model_validate(self.policy)
+        gate = None
+        if self.tracking_uri:
+            gate = partial(MlflowRegistry(self.tracking_uri, self.model_name).gate, self.version)
+        return CanaryController(
+            policy, build_backend(policy, self.backend), build_provider(policy.metrics), gate=gate
+        )
+
+    async def run(self) -> AsyncIterator[TriggerEvent]:
+        try:
+            outcome = await self.build_controller().run()
+        except Exception as e:  # the event carries it; the operator rolls back and fails the task
+            log.exception("canary analysis of %s v%s failed", self.model_name, self.version)
+            yield TriggerEvent({"status": ERROR, "reason": f"{type(e).__name__}: {e}", "checks": []})
+            return
+        yield TriggerEvent(outcome.as_dict())

@@ -1,0 +1,70 @@
+"""The step CLI call, built once for both runners (docs/architecture.md, "Step CLI").
+
+`step_arguments()` is pure: the same (step, spec path, window, run id, storage root, run
+options) give the same arguments to `shipyard-step` in a pod and to `python -m
+shipyard_pipeline` in the local virtualenv. Only the spec path, the storage root and the
+result path differ between the runners, and they are inputs here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from shipyard.window import Window
+
+Step = Literal["ingest", "validate", "train", "evaluate", "register"]
+STEPS: tuple[Step, ...] = ("ingest", "validate", "train", "evaluate", "register")
+# The KubernetesPodOperator's XCom contract: the sidecar reads this file.
+POD_RESULT_PATH = "/airflow/xcom/return.json"
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    """What a manual run may change (the trigger form's Params); scheduled runs use the defaults."""
+
+    window_intervals: int
+    skip_tuning: bool = False
+    force_ingest: bool = False
+
+    @classmethod
+    def from_params(cls, params: Mapping[str, Any]) -> RunOptions:
+        return cls(
+            window_intervals=int(params["window_intervals"]),
+            skip_tuning=bool(params["skip_tuning"]),
+            force_ingest=bool(params["force_ingest"]),
+        )
+
+
+def step_arguments(
+    step: Step,
+    *,
+    spec_path: str,
+    window: Window,
+    run_id: str,
+    storage_root: str,
+    result_path: str | None,
+    options: RunOptions,
+) -> list[str]:
+    """`<step> --spec ... --interval-start ... [step options]`: the arguments after the program.
+
+    `result_path=None` leaves `--result-path` out, for a runner that appends a temporary one.
+    """
+    arguments = [
+        step,
+        "--spec", spec_path,
+        "--interval-start", window.start.isoformat(),
+        "--interval-end", window.end.isoformat(),
+        "--run-id", run_id,
+        "--storage-root", storage_root,
+    ]  # fmt: skip
+    if result_path is not None:
+        arguments += ["--result-path", result_path]
+    if step == "ingest" and options.force_ingest:
+        arguments.append("--force")
+    if step == "train":
+        arguments += ["--window-intervals", str(options.window_intervals)]
+        if options.skip_tuning:
+            arguments.append("--skip-tuning")
+    return arguments

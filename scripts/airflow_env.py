@@ -1,0 +1,69 @@
+"""The embedded Airflow environment of `make demo`, `make up`, the DAG tests and the benchmark.
+
+Run with the AIRFLOW virtualenv's interpreter. One place says how Airflow is configured on
+a laptop: SQLite metadata DB (absolute path), LocalExecutor, parallelism 4 (2 cores), no
+example DAGs, the repository's dags/ and plugins/ folders, the local runner.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+AIRFLOW = str(Path(sys.executable).parent / "airflow")
+PIPELINE_PYTHON = os.environ.get("SHIPYARD_PIPELINE_PYTHON") or str(REPO / ".venv/pipeline/bin/python")
+TRAINING_DAG = "shipyard_train_telco_churn"
+TELCO_SPEC = REPO / "dags" / "pipelines" / "telco_churn.yaml"
+
+
+def airflow_environment(
+    airflow_home: Path, shipyard_home: Path, mlflow_uri: str, dags_folder: Path = REPO / "dags"
+) -> dict[str, str]:
+    """The environment every Airflow command of the embedded setup runs with."""
+    airflow_home = airflow_home.resolve()
+    return {
+        **os.environ,
+        "AIRFLOW_HOME": str(airflow_home),
+        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{airflow_home}/airflow.db",
+        "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
+        "AIRFLOW__CORE__PARALLELISM": "4",
+        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+        "AIRFLOW__CORE__DAGS_FOLDER": str(dags_folder.resolve()),
+        "AIRFLOW__CORE__PLUGINS_FOLDER": str(REPO / "plugins"),
+        "SHIPYARD_RUNNER": "local",
+        "SHIPYARD_HOME": str(shipyard_home.resolve()),
+        "SHIPYARD_STORAGE_ROOT": str(shipyard_home.resolve() / "storage"),
+        "SHIPYARD_PIPELINE_PYTHON": PIPELINE_PYTHON,
+        "MLFLOW_TRACKING_URI": mlflow_uri,
+    }
+
+
+def airflow(env: dict[str, str], *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    """Run one `airflow` CLI command; on failure the error carries the command's stderr tail."""
+    process = subprocess.run([AIRFLOW, *args], env=env, capture_output=True, text=True, check=False)
+    if check and process.returncode != 0:
+        raise RuntimeError(
+            f"airflow {' '.join(args)} exited with {process.returncode}:\n{process.stderr[-3000:]}"
+        )
+    return process
+
+
+def pipeline(env: dict[str, str], *args: str) -> None:
+    """Run a command in the pipeline virtualenv (seeding, history); output goes to the terminal."""
+    subprocess.run([PIPELINE_PYTHON, *args], env=env, check=True)
+
+
+def seed_demo_data(env: dict[str, str], corrupt: bool = False) -> None:
+    home = env["SHIPYARD_HOME"]
+    pipeline(env, "-m", "shipyard_pipeline.demo", "seed", "--home", home, *(["--corrupt"] if corrupt else []))
+
+
+def ingest_history(env: dict[str, str], interval_start: str, interval_end: str, intervals: int) -> None:
+    pipeline(
+        env, str(REPO / "scripts" / "ingest_history.py"), "--spec", str(TELCO_SPEC),
+        "--storage-root", env["SHIPYARD_STORAGE_ROOT"], "--interval-start", interval_start,
+        "--interval-end", interval_end, "--intervals", str(intervals),
+    )  # fmt: skip

@@ -1,0 +1,134 @@
+"""The training window, the split and the fit: pure functions checked on small synthetic data."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from shipyard_pipeline import dataset, snapshot
+from shipyard_pipeline.errors import CheckFailed
+from shipyard_pipeline.fitting import Data, fit_model
+from shipyard_spec import load_spec
+from shipyard_spec.model import ModelConfig
+
+MONDAY = datetime(2026, 1, 5, tzinfo=UTC)
+WEEK = timedelta(weeks=1)
+
+
+def publish_week(root: Path, start: datetime, rows: int = 3) -> None:
+    frame = pd.DataFrame({"x": range(rows)})
+    manifest = {
+        "interval_start": start.isoformat(),
+        "interval_end": (start + WEEK).isoformat(),
+        "rows": rows,
+        "content_hash": snapshot.content_hash(frame),
+    }
+    snapshot.publish(str(root / f"interval_start={start:%Y-%m-%dT%H:%M:%S}"), frame, manifest)
+
+
+def test_window_holds_the_last_n_intervals_and_nothing_from_the_future(tmp_path: Path) -> None:
+    for week in range(6):
+        publish_week(tmp_path, MONDAY + week * WEEK)
+    chosen = dataset.window_snapshots(str(tmp_path), MONDAY + 3 * WEEK, MONDAY + 4 * WEEK, intervals=3)
+    assert [s.interval_start for s in chosen] == [MONDAY + 1 * WEEK, MONDAY + 2 * WEEK, MONDAY + 3 * WEEK]
+
+
+def test_window_without_snapshots_says_to_ingest(tmp_path: Path) -> None:
+    with pytest.raises(Exception, match="run ingest first"):
+        dataset.window_snapshots(str(tmp_path), MONDAY, MONDAY + WEEK, intervals=4)
+
+
+@pytest.fixture
+def spec(telco_spec: Path):
+    return load_spec(telco_spec)
+
+
+def churn_frame(rows: int, seed: int = 0) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    tenure = rng.integers(0, 72, rows)
+    contract = rng.choice(["Month-to-month", "One year", "Two year"], rows)
+    risk = -0.05 * tenure + np.where(contract == "Month-to-month", 1.5, -0.5) + rng.normal(0, 1, rows)
+    return pd.DataFrame(
+        {
+            "customer_id": [f"C{i:05d}" for i in range(rows)],
+            "event_time": pd.Timestamp("2026-01-05", tz="UTC")
+            + pd.to_timedelta(rng.permutation(rows), unit="h"),
+            "tenure": tenure,
+            "contract": contract,
+            "churn": np.where(risk > 0, "Yes", "No"),
+        }
+    )
+
+
+def test_time_split_puts_the_oldest_rows_in_train_and_the_newest_in_test(spec) -> None:
+    parts = dataset.split(spec, churn_frame(1000))
+    assert parts.train["event_time"].max() <= parts.validation["event_time"].min()
+    assert parts.validation["event_time"].max() <= parts.test["event_time"].min()
+    assert (len(parts.train), len(parts.validation), len(parts.test)) == (650, 150, 200)
+
+
+def test_a_split_with_one_class_is_refused(spec) -> None:
+    frame = churn_frame(400).assign(churn="No")
+    with pytest.raises(CheckFailed, match="only target class"):
+        dataset.split(spec, frame)
+
+
+@pytest.mark.parametrize(
+    ("values", "label", "expected"),
+    [
+        (pd.Series(["Yes", "No", "Yes"]), "Yes", [1, 0, 1]),
+        (pd.Series([1, 0, 1]), 1, [1, 0, 1]),
+        (pd.Series([1.0, 0.0, 1.0]), 1, [1, 0, 1]),
+        (pd.Series([True, False, True]), True, [1, 0, 1]),
+    ],
+)
+def test_target_vector_matches_the_positive_label(spec, values, label, expected) -> None:
+    spec = spec.model_copy(update={"columns": spec.columns.model_copy(update={"positive_label": label})})
+    assert dataset.target_vector(spec, values).tolist() == expected
+
+
+def fit_data(spec) -> tuple[dataset.FeatureSet, Data]:
+    parts = dataset.split(spec, churn_frame(1500))
+    features = dataset.FeatureSet(["tenure"], ["contract"])
+    return features, Data(
+        parts.train[features.columns],
+        dataset.target_vector(spec, parts.train["churn"]),
+        parts.validation[features.columns],
+        dataset.target_vector(spec, parts.validation["churn"]),
+    )
+
+
+def test_early_stopping_leaves_a_plain_pipeline_with_the_best_number_of_trees(spec) -> None:
+    features, data = fit_data(spec)
+    config = ModelConfig(params={"n_estimators": 500, "learning_rate": 0.3}, early_stopping_rounds=10)
+    fit = fit_model(features, config, data, tune=False, seed=1)
+    model = fit.pipeline.named_steps["model"]
+    assert [name for name, _ in fit.pipeline.steps] == ["preprocess", "model"]
+    assert fit.trees is not None
+    assert fit.trees < 500
+    assert model.n_estimators == fit.trees == fit.params["n_estimators"]
+    assert model.get_params()["early_stopping_rounds"] is None
+    assert model.get_booster().num_boosted_rounds() == fit.trees
+    assert fit.validation_roc_auc > 0.75
+
+
+def test_tuning_is_bounded_and_never_worse_than_the_spec_params_on_validation(spec) -> None:
+    features, data = fit_data(spec)
+    config = ModelConfig(
+        params={"n_estimators": 100}, early_stopping_rounds=10, tuning={"enabled": True, "max_trials": 3}
+    )
+    fit = fit_model(features, config, data, tune=True, seed=1)
+    assert fit.tuning["trials"] == 3
+    assert fit.tuning["best_validation_roc_auc"] >= fit.tuning["untuned_validation_roc_auc"]
+
+
+def test_rows_in_two_overlapping_snapshots_are_kept_once(tmp_path: Path, spec) -> None:
+    rows = churn_frame(10)
+    snapshot.publish(str(tmp_path / "wide"), rows, {"interval_start": "a", "content_hash": "1"})
+    snapshot.publish(str(tmp_path / "week"), rows.tail(4), {"interval_start": "b", "content_hash": "2"})
+    published = [snapshot.read_published(str(tmp_path / name)) for name in ("wide", "week")]
+    assert len(dataset.load(spec, published)) == 10

@@ -1,0 +1,85 @@
+"""The numpy fast path vs the training Pipeline: every Telco row, missing values, unseen categories."""
+
+from __future__ import annotations
+
+import logging
+import pickle
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import Trained
+
+from shipyard_serving.fast_path import FastPath, UnsupportedPipeline
+from shipyard_serving.model_dir import read_model_dir
+from shipyard_serving.predictor import PARITY_TOLERANCE, Settings, ShipyardModel
+
+
+@pytest.fixture(scope="module")
+def loaded(trained: Trained) -> ShipyardModel:
+    model = ShipyardModel("telco", Settings(str(trained.model_dir), max_batch_size=10_000))
+    model.load()
+    return model
+
+
+def test_fast_path_matches_the_training_pipeline_on_every_row(
+    loaded: ShipyardModel, trained: Trained
+) -> None:
+    batch = loaded.decoder.from_v1({"inputs": trained.columns})
+    reference = np.array(trained.probabilities)
+    assert loaded.path == "fast"
+    assert batch.rows == len(reference) > 7043  # the Telco rows plus missing-value and unseen-category rows
+    fast = loaded.fast.predict(batch.numeric, batch.categorical)
+    assert np.max(np.abs(fast - reference)) <= PARITY_TOLERANCE
+    assert np.max(np.abs(loaded.exact(batch) - reference)) <= PARITY_TOLERANCE
+
+
+def test_model_is_ready_only_after_load(trained: Trained) -> None:
+    model = ShipyardModel("telco", Settings(str(trained.model_dir)))
+    assert model.ready is False
+    assert model.load() is True
+    assert model.ready is True
+
+
+def _copy_with_pipeline(trained: Trained, tmp_path: Path, change) -> Path:
+    target = tmp_path / "model"
+    shutil.copytree(trained.model_dir, target)
+    pipeline = read_model_dir(target).pipeline
+    change(pipeline)
+    (target / "model.pkl").write_bytes(pickle.dumps(pipeline))
+    return target
+
+
+def _mean_imputer(pipeline) -> None:
+    pipeline.named_steps["preprocess"].named_transformers_["numeric"].named_steps["impute"].strategy = "mean"
+
+
+def test_unknown_pipeline_shape_falls_back_to_the_exact_path(
+    trained: Trained, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    model_dir = _copy_with_pipeline(trained, tmp_path, _mean_imputer)
+    directory = read_model_dir(model_dir)
+    with pytest.raises(UnsupportedPipeline, match="numeric imputer"):
+        FastPath(directory.pipeline, directory.numeric, directory.categorical)
+    model = ShipyardModel("telco", Settings(str(model_dir)))
+    with caplog.at_level(logging.WARNING, logger="shipyard_serving"):
+        assert model.load()
+    assert model.path == "exact"
+    assert "fast path refused" in caplog.text
+
+
+def test_parity_failure_on_the_input_example_falls_back_to_the_exact_path(
+    trained: Trained, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    original = FastPath.transform
+
+    def off_by_a_little(self: FastPath, numeric: np.ndarray, categorical: dict) -> np.ndarray:
+        return original(self, numeric, categorical) + 0.05  # a fast path that drifted from training
+
+    monkeypatch.setattr(FastPath, "transform", off_by_a_little)
+    model = ShipyardModel("telco", Settings(str(trained.model_dir)))
+    with caplog.at_level(logging.WARNING, logger="shipyard_serving"):
+        assert model.load()
+    assert model.path == "exact"
+    assert "exceeds 1e-06" in caplog.text

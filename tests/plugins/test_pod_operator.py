@@ -1,0 +1,221 @@
+"""The kubernetes runner's pods, rendered without a cluster and validated against the Kubernetes schema.
+
+Each step's operator is rendered from a run context (`render_template_fields`) and turned
+into the V1Pod it would create (`build_pod_request_obj(dry_run=True)`); the pod goes through
+the strict JSON schema of current Kubernetes versions. The exit-code test hands `cleanup()`
+the pod status the API server would report: the narrowest boundary, as no cluster runs here.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import kubernetes_validate
+import pytest
+import yaml
+from airflow.sdk.exceptions import AirflowException, AirflowFailException
+from kubernetes.client import ApiClient
+from kubernetes.client import models as k8s
+from support.servers import REPO
+
+from shipyard.dag_factory import build_training_dag
+from shipyard.step_command import STEPS
+from shipyard_spec import load_spec
+
+KUBERNETES_VERSIONS = ("1.36", "1.37")
+TELCO = REPO / "dags" / "pipelines" / "telco_churn.yaml"
+SETTINGS = {
+    "image": "ghcr.io/shipyard/pipeline:0.1.0",
+    "namespace": "shipyard",
+    "service_account": "shipyard-pipeline",
+    "node_selector": {"workload": "batch"},
+    "tolerations": [{"key": "batch", "operator": "Equal", "value": "true", "effect": "NoSchedule"}],
+    "gpu_node_selector": {"nvidia.com/gpu.present": "true"},
+    "env_from_secrets": ["shipyard-source-credentials"],
+    "env_from_config_maps": ["shipyard-pipeline-env"],
+}
+START, END = datetime(2026, 3, 2, tzinfo=UTC), datetime(2026, 3, 9, tzinfo=UTC)
+
+
+def render_pods(spec_path: Path, monkeypatch: pytest.MonkeyPatch, **settings: Any) -> dict[str, dict]:
+    """Every step's pod as the API server would receive it, keyed by step."""
+    monkeypatch.setenv("SHIPYARD_RUNNER", "kubernetes")
+    monkeypatch.setenv("AIRFLOW_VAR_SHIPYARD_KUBERNETES", json.dumps({**SETTINGS, **settings}))
+    dag = build_training_dag(load_spec(spec_path), spec_path)
+    context = {
+        "data_interval_start": START,
+        "data_interval_end": END,
+        "run_id": "scheduled__2026-03-02T00:00:00+00:00",
+        "params": {"window_intervals": 26, "skip_tuning": True, "force_ingest": False},
+        "dag_run": SimpleNamespace(run_after=END),
+    }
+    pods = {}
+    for step in STEPS:
+        operator = dag.get_task(f"pipeline.{step}")
+        operator.render_template_fields(context)
+        pod = ApiClient().sanitize_for_serialization(operator.build_pod_request_obj(dry_run=True))
+        for version in KUBERNETES_VERSIONS:
+            kubernetes_validate.validate(pod, version, strict=True)
+        pods[step] = pod
+    return pods
+
+
+def base_container(pod: dict) -> dict:
+    return next(c for c in pod["spec"]["containers"] if c["name"] == "base")
+
+
+@pytest.fixture(scope="module")
+def telco_pods() -> dict[str, dict]:
+    with pytest.MonkeyPatch.context() as patch:
+        return render_pods(TELCO, patch)
+
+
+@pytest.mark.parametrize("step", STEPS)
+def test_every_step_pod_runs_the_step_cli_with_the_run_window(telco_pods: dict[str, dict], step: str) -> None:
+    container = base_container(telco_pods[step])
+    assert container["image"] == "ghcr.io/shipyard/pipeline:0.1.0"
+    assert container["command"] == ["shipyard-step"]
+    assert container["args"][:11] == [
+        step,
+        "--spec", "/etc/shipyard/pipelines/telco_churn.yaml",
+        "--interval-start", "2026-03-02T00:00:00+00:00",
+        "--interval-end", "2026-03-09T00:00:00+00:00",
+        "--run-id", "scheduled__2026-03-02T00:00:00+00:00",
+        "--storage-root", "${SHIPYARD_STORAGE_ROOT}",
+    ]  # fmt: skip
+    assert container["args"][11:13] == ["--result-path", "/airflow/xcom/return.json"]
+
+
+@pytest.mark.parametrize("step", STEPS)
+def test_credentials_come_only_from_secret_and_config_map_references(
+    telco_pods: dict[str, dict], step: str
+) -> None:
+    container = base_container(telco_pods[step])
+    assert container["envFrom"] == [
+        {"secretRef": {"name": "shipyard-source-credentials"}},
+        {"configMapRef": {"name": "shipyard-pipeline-env"}},
+    ]
+    literal = {e["name"]: e.get("value") for e in container.get("env", [])}
+    assert not {name for name in literal if "MLFLOW" in name or "PASSWORD" in name or "SECRET" in name}
+
+
+@pytest.mark.parametrize("step", STEPS)
+def test_identity_placement_and_xcom_sidecar(telco_pods: dict[str, dict], step: str) -> None:
+    pod = telco_pods[step]
+    assert pod["metadata"]["namespace"] == "shipyard"
+    assert pod["metadata"]["labels"]["shipyard/step"] == step
+    assert pod["spec"]["serviceAccountName"] == "shipyard-pipeline"
+    assert pod["spec"]["nodeSelector"] == {"workload": "batch"}
+    assert pod["spec"]["tolerations"] == [SETTINGS["tolerations"][0]]
+    assert [c["name"] for c in pod["spec"]["containers"]] == ["base", "airflow-xcom-sidecar"]
+    assert {"name": "xcom", "mountPath": "/airflow/xcom"} in base_container(pod)["volumeMounts"]
+
+
+def test_resources_follow_the_spec_with_train_getting_more(telco_pods: dict[str, dict]) -> None:
+    assert base_container(telco_pods["validate"])["resources"] == {
+        "requests": {"cpu": "500m", "memory": "1Gi"},
+        "limits": {"memory": "2Gi"},
+    }
+    assert base_container(telco_pods["train"])["resources"] == {
+        "requests": {"cpu": "1", "memory": "2Gi"},
+        "limits": {"memory": "4Gi"},
+    }
+
+
+def test_train_only_params_reach_only_the_train_pod(telco_pods: dict[str, dict]) -> None:
+    assert base_container(telco_pods["train"])["args"][13:] == ["--window-intervals", "26", "--skip-tuning"]
+    assert base_container(telco_pods["ingest"])["args"][13:] == []
+
+
+def test_a_gpu_step_asks_for_gpus_and_lands_on_gpu_nodes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    spec = yaml.safe_load(TELCO.read_text())
+    spec["resources"] = {"train": {"cpu": "4", "memory": "8Gi", "memory_limit": "16Gi", "gpu": 1}}
+    path = tmp_path / "telco_churn.yaml"
+    path.write_text(yaml.safe_dump(spec))
+    pods = render_pods(path, monkeypatch)
+    train = pods["train"]
+    assert base_container(train)["resources"]["limits"] == {"memory": "16Gi", "nvidia.com/gpu": "1"}
+    assert train["spec"]["nodeSelector"] == {"workload": "batch", "nvidia.com/gpu.present": "true"}
+    assert {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"} in train["spec"][
+        "tolerations"
+    ]
+    assert "nvidia.com/gpu" not in base_container(pods["evaluate"])["resources"]["limits"]
+
+
+def test_the_chart_pod_template_supplies_what_the_settings_leave_out(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A trimmed copy of the chart's step.yaml (charts/shipyard/templates/pipeline-pod-templates-configmap.yaml).
+    template = {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"labels": {"app.kubernetes.io/component": "pipeline-step"}},
+        "spec": {
+            "serviceAccountName": "shipyard-pipeline",
+            "automountServiceAccountToken": False,
+            "containers": [
+                {
+                    "name": "base",
+                    "image": "registry.example/shipyard-pipeline:1.2.3",
+                    "env": [{"name": "SHIPYARD_SPEC_DIR", "value": "/etc/shipyard/pipelines"}],
+                    "volumeMounts": [{"name": "pipeline-specs", "mountPath": "/etc/shipyard/pipelines"}],
+                }
+            ],
+            "volumes": [{"name": "pipeline-specs", "configMap": {"name": "shipyard-pipeline-specs"}}],
+        },
+    }
+    (tmp_path / "step.yaml").write_text(yaml.safe_dump(template))
+    pods = render_pods(
+        TELCO, monkeypatch, image=None, service_account=None, node_selector={}, pod_template_dir=str(tmp_path)
+    )
+    pod = pods["register"]
+    container = base_container(pod)
+    assert container["image"] == "registry.example/shipyard-pipeline:1.2.3"
+    assert container["args"][0] == "register"
+    assert pod["spec"]["serviceAccountName"] == "shipyard-pipeline"
+    assert pod["metadata"]["labels"]["app.kubernetes.io/component"] == "pipeline-step"
+    assert {"name": "pipeline-specs", "mountPath": "/etc/shipyard/pipelines"} in container["volumeMounts"]
+
+
+def terminated_pod(exit_code: int) -> k8s.V1Pod:
+    """The status the API server reports for a step pod whose base container exited."""
+    return k8s.V1Pod(
+        metadata=k8s.V1ObjectMeta(name="telco-churn-validate-x1", namespace="shipyard"),
+        status=k8s.V1PodStatus(
+            phase="Failed",
+            container_statuses=[
+                k8s.V1ContainerStatus(
+                    name="base",
+                    image="pipeline",
+                    image_id="",
+                    ready=False,
+                    restart_count=0,
+                    state=k8s.V1ContainerState(
+                        terminated=k8s.V1ContainerStateTerminated(exit_code=exit_code)
+                    ),
+                )
+            ],
+        ),
+    )
+
+
+@pytest.mark.parametrize(("exit_code", "no_retry"), [(3, True), (1, False), (137, False)])
+def test_a_failed_check_fails_for_good_and_other_failures_are_retried(
+    monkeypatch: pytest.MonkeyPatch, exit_code: int, no_retry: bool
+) -> None:
+    monkeypatch.setenv("SHIPYARD_RUNNER", "kubernetes")
+    monkeypatch.setenv("AIRFLOW_VAR_SHIPYARD_KUBERNETES", json.dumps(SETTINGS))
+    operator = build_training_dag(load_spec(TELCO), TELCO).get_task("pipeline.validate")
+    operator.do_xcom_push = False  # nothing to push: the sidecar of a fabricated pod has no file
+    pod = terminated_pod(exit_code)
+    with pytest.raises(AirflowException) as raised:
+        operator.cleanup(pod=pod, remote_pod=pod)
+    assert isinstance(raised.value, AirflowFailException) is no_retry
+    if no_retry:
+        assert "validate: a check failed, not retrying (exit 3)" in str(raised.value)

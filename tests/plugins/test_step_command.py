@@ -1,0 +1,62 @@
+"""The step CLI arguments: one builder for both runners, options only where the step takes them."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import pytest
+
+from shipyard.step_command import STEPS, RunOptions, step_arguments
+from shipyard.window import Window
+
+WINDOW = Window(datetime(2026, 3, 2, tzinfo=UTC), datetime(2026, 3, 9, tzinfo=UTC))
+COMMON = [
+    "--spec", "/specs/telco.yaml",
+    "--interval-start", "2026-03-02T00:00:00+00:00",
+    "--interval-end", "2026-03-09T00:00:00+00:00",
+    "--run-id", "scheduled__2026-03-09",
+    "--storage-root", "s3://bucket/shipyard",
+]  # fmt: skip
+
+
+def arguments(
+    step: str, options: RunOptions, result_path: str | None = "/airflow/xcom/return.json"
+) -> list[str]:
+    return step_arguments(
+        step,  # type: ignore[arg-type]
+        spec_path="/specs/telco.yaml",
+        window=WINDOW,
+        run_id="scheduled__2026-03-09",
+        storage_root="s3://bucket/shipyard",
+        result_path=result_path,
+        options=options,
+    )
+
+
+@pytest.mark.parametrize("step", STEPS)
+def test_every_step_gets_the_common_contract(step: str) -> None:
+    args = arguments(step, RunOptions(window_intervals=26))
+    assert args[: 1 + len(COMMON)] == [step, *COMMON]
+    assert args[args.index("--result-path") + 1] == "/airflow/xcom/return.json"
+
+
+@pytest.mark.parametrize(
+    ("step", "options", "extra"),
+    [
+        ("ingest", RunOptions(26), []),
+        ("ingest", RunOptions(26, force_ingest=True), ["--force"]),
+        ("train", RunOptions(26), ["--window-intervals", "26"]),
+        ("train", RunOptions(4, skip_tuning=True), ["--window-intervals", "4", "--skip-tuning"]),
+        ("validate", RunOptions(4, skip_tuning=True, force_ingest=True), []),
+        ("register", RunOptions(4, skip_tuning=True, force_ingest=True), []),
+    ],
+)
+def test_step_options_go_only_to_the_step_that_takes_them(
+    step: str, options: RunOptions, extra: list[str]
+) -> None:
+    assert arguments(step, options, result_path=None) == [step, *COMMON, *extra]
+
+
+def test_options_come_from_the_trigger_form_params() -> None:
+    params = {"window_intervals": "8", "skip_tuning": True, "force_ingest": False}
+    assert RunOptions.from_params(params) == RunOptions(8, skip_tuning=True, force_ingest=False)
