@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import math
 import os
 import re
 import shutil
@@ -112,7 +113,11 @@ def hey(url: str, body: Path, seconds: int, concurrency: int) -> tuple[float, fl
         [*command, "-D", str(body), url], check=True, capture_output=True, text=True
     ).stdout
     rate = float(re.search(r"Requests/sec:\s+([\d.]+)", output).group(1))
-    p50, p99 = (float(re.search(rf"{q}% in ([\d.]+) secs", output).group(1)) * 1000 for q in (50, 99))
+    # hey prints no latency distribution when no request succeeded.
+    p50, p99 = (
+        float(m.group(1)) * 1000 if (m := re.search(rf"{q}% in ([\d.]+) secs", output)) else math.nan
+        for q in (50, 99)
+    )
     statuses = {int(code): int(n) for code, n in re.findall(r"\[(\d{3})\]\s+(\d+) responses", output)}
     errors = sum(n for code, n in statuses.items() if code != 200)
     errors += sum(int(n) for n in re.findall(r"^\s+\[(\d+)\]\s+(?!\d+ responses)", output, re.MULTILINE))

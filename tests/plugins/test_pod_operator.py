@@ -16,11 +16,12 @@ from typing import Any
 
 import kubernetes_validate
 import pytest
+import tenacity
 import yaml
 from airflow.sdk.exceptions import AirflowException, AirflowFailException
 from kubernetes.client import ApiClient
 from kubernetes.client import models as k8s
-from support.servers import REPO
+from support.servers import REPO, free_port
 
 from shipyard.dag_factory import build_training_dag
 from shipyard.step_command import STEPS
@@ -37,6 +38,21 @@ SETTINGS = {
     "gpu_node_selector": {"nvidia.com/gpu.present": "true"},
     "env_from_secrets": ["shipyard-source-credentials"],
     "env_from_config_maps": ["shipyard-pipeline-env"],
+}
+UNREACHABLE_CLUSTER = {
+    "conn_type": "kubernetes",
+    "extra": {
+        "kube_config": json.dumps(
+            {
+                "apiVersion": "v1",
+                "kind": "Config",
+                "clusters": [{"name": "none", "cluster": {"server": f"https://127.0.0.1:{free_port()}"}}],
+                "users": [{"name": "none", "user": {"token": "unused"}}],
+                "contexts": [{"name": "none", "context": {"cluster": "none", "user": "none"}}],
+                "current-context": "none",
+            }
+        )
+    },
 }
 START, END = datetime(2026, 3, 2, tzinfo=UTC), datetime(2026, 3, 9, tzinfo=UTC)
 
@@ -151,7 +167,7 @@ def test_a_gpu_step_asks_for_gpus_and_lands_on_gpu_nodes(
 def test_the_chart_pod_template_supplies_what_the_settings_leave_out(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    # A trimmed copy of the chart's step.yaml (charts/shipyard/templates/pipeline-pod-templates-configmap.yaml).
+    # A trimmed copy of the chart's step.yaml (templates/pipeline-pod-templates-configmap.yaml).
     template = {
         "apiVersion": "v1",
         "kind": "Pod",
@@ -205,12 +221,24 @@ def terminated_pod(exit_code: int) -> k8s.V1Pod:
     )
 
 
+@pytest.fixture
+def one_api_attempt(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The provider retries a pod read 5 times with exponential waits (~15 s); once is enough here."""
+    from airflow.providers.cncf.kubernetes.utils.pod_manager import PodManager
+
+    monkeypatch.setattr(PodManager.read_pod.retry, "stop", tenacity.stop_after_attempt(1))
+
+
+@pytest.mark.usefixtures("one_api_attempt")
 @pytest.mark.parametrize(("exit_code", "no_retry"), [(3, True), (1, False), (137, False)])
 def test_a_failed_check_fails_for_good_and_other_failures_are_retried(
     monkeypatch: pytest.MonkeyPatch, exit_code: int, no_retry: bool
 ) -> None:
     monkeypatch.setenv("SHIPYARD_RUNNER", "kubernetes")
     monkeypatch.setenv("AIRFLOW_VAR_SHIPYARD_KUBERNETES", json.dumps(SETTINGS))
+    # A kube config whose API server refuses connections: cleanup's best-effort calls (patch the
+    # pod's labels, read events) fail fast and are logged, as the provider intends.
+    monkeypatch.setenv("AIRFLOW_CONN_KUBERNETES_DEFAULT", json.dumps(UNREACHABLE_CLUSTER))
     operator = build_training_dag(load_spec(TELCO), TELCO).get_task("pipeline.validate")
     operator.do_xcom_push = False  # nothing to push: the sidecar of a fabricated pod has no file
     pod = terminated_pod(exit_code)

@@ -10,6 +10,12 @@ complete weekly interval). Re-seeding in the same week writes identical rows.
 
 `--corrupt` writes the same table with every fifth row broken (null tenure, negative monthly
 charges, an unknown contract type) so the failure path of validation can be demonstrated.
+
+    python -m shipyard_pipeline.demo ingest-history --spec SPEC --storage-root ROOT [--weeks 25]
+
+publishes the weekly snapshots before the newest week (what 25 earlier scheduled runs would
+have ingested), so the first DAG run of the demo trains on a full 26-week window without
+backfilling 25 complete pipeline runs. It is the ingest step itself, run in one process.
 """
 
 from __future__ import annotations
@@ -96,6 +102,24 @@ def seed(home: Path, bad: bool = False, now: datetime | None = None) -> Path:
     return path
 
 
+def ingest_history(spec_path: Path, storage_root: str, weeks: int, end: datetime | None = None) -> list[str]:
+    """Ingest the `weeks` weekly intervals before the newest one; returns the snapshot URIs."""
+    from shipyard_pipeline import ingest
+    from shipyard_pipeline.context import RunContext
+    from shipyard_spec import load_spec
+
+    spec = load_spec(spec_path)
+    newest_start = (end or last_monday()) - timedelta(weeks=1)
+    published = []
+    for back in range(weeks, 0, -1):
+        start = newest_start - timedelta(weeks=back)
+        context = RunContext(
+            spec, start, start + timedelta(weeks=1), f"demo_history__{start.date()}", storage_root
+        )
+        published.append(ingest.run(context)["snapshot_uri"])
+    return published
+
+
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     parser = argparse.ArgumentParser(
@@ -110,7 +134,16 @@ def main(argv: list[str] | None = None) -> int:
         help="SHIPYARD_HOME (default: $SHIPYARD_HOME)",
     )
     seeding.add_argument("--corrupt", action="store_true", help="break every fifth row (failure-path demo)")
+    history = commands.add_parser(
+        "ingest-history", help="publish the weekly snapshots before the newest week"
+    )
+    history.add_argument("--spec", type=Path, required=True, help="pipeline spec YAML")
+    history.add_argument("--storage-root", required=True, help="the steps' --storage-root")
+    history.add_argument("--weeks", type=int, default=WEEKS - 1, help=f"how many weeks (default {WEEKS - 1})")
     args = parser.parse_args(argv)
+    if args.command == "ingest-history":
+        print("\n".join(ingest_history(args.spec, args.storage_root, args.weeks)))
+        return 0
     if args.home is None:
         parser.error("--home is required when SHIPYARD_HOME is not set")
     print(seed(args.home.resolve(), bad=args.corrupt))

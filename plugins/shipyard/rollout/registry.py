@@ -78,7 +78,8 @@ class MlflowRegistry:
             response = self._http.get(url, params={"name": self.model_name, "alias": alias})
         except httpx.HTTPError as e:
             raise RegistryError(f"MLflow alias lookup {self.model_name}@{alias} failed: {e}") from e
-        if response.status_code == 404:
+        # MLflow 3 answers an unset alias with 400 INVALID_PARAMETER_VALUE "... not found" (older: 404).
+        if response.status_code == 404 or (response.status_code == 400 and "not found" in response.text):
             return None
         if response.status_code != 200:
             raise RegistryError(

@@ -2,7 +2,7 @@
 
 The steps run as `shipyard-step` subprocesses against the session's real MLflow server, as
 the local Airflow runtime runs them. The 25 earlier weeks of the training window are
-ingested in process first (the same code, without 25 interpreter start-ups).
+ingested first by `demo ingest-history` (the ingest step in one process, as `make demo` may).
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import pickle
 import subprocess
 import sys
 import time
-from datetime import datetime, timedelta
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -22,8 +22,7 @@ import pytest
 from mlflow import MlflowClient
 from mlflow.artifacts import download_artifacts
 
-from shipyard_pipeline import ingest
-from shipyard_pipeline.context import RunContext
+from shipyard_pipeline import demo
 from shipyard_pipeline.drift.profile import PROFILE_ARTIFACT, ReferenceProfile
 from shipyard_pipeline.errors import EXIT_CHECK_FAILED
 from shipyard_spec import load_spec
@@ -60,12 +59,8 @@ def chain(
 ) -> dict[str, Any]:
     start, end = last_week
     storage_root = tmp_path_factory.mktemp("chain-storage")
-    spec = load_spec(telco_spec)
-    for weeks_back in range(spec.training.window_intervals - 1, 0, -1):
-        week = start - timedelta(weeks=weeks_back)
-        ingest.run(
-            RunContext(spec, week, week + timedelta(weeks=1), f"backfill__{weeks_back}", str(storage_root))
-        )
+    history = load_spec(telco_spec).training.window_intervals - 1
+    assert len(demo.ingest_history(telco_spec, str(storage_root), history, end=end)) == history
     run_id = f"scheduled__{end.isoformat()}"
     common = [
         "--spec", str(telco_spec), "--interval-start", start.isoformat(), "--interval-end", end.isoformat(),

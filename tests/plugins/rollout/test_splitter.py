@@ -22,6 +22,7 @@ class NamedBackend(BaseHTTPRequestHandler):
     """Answers every request with its server's name after a short think time."""
 
     protocol_version = "HTTP/1.1"
+    disable_nagle_algorithm = True
 
     def log_message(self, *args: object) -> None:
         pass
@@ -37,7 +38,7 @@ class NamedBackend(BaseHTTPRequestHandler):
 
 
 def serve(server: ThreadingHTTPServer) -> str:
-    threading.Thread(target=server.serve_forever, daemon=True).start()
+    threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True).start()
     return f"http://127.0.0.1:{server.server_address[1]}"
 
 

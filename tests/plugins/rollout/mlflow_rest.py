@@ -1,0 +1,27 @@
+"""Registered versions in the real MLflow test server, created over REST as the register step would."""
+
+from __future__ import annotations
+
+import httpx
+
+
+def call(url: str, endpoint: str, body: dict) -> dict:
+    response = httpx.post(f"{url}/api/2.0/mlflow/{endpoint}", json=body)
+    response.raise_for_status()
+    return response.json()
+
+
+def register_version(url: str, name: str) -> str:
+    """A new version of `name` backed by a new run (whose artifacts the server proxies)."""
+    found = httpx.get(f"{url}/api/2.0/mlflow/experiments/get-by-name", params={"experiment_name": name})
+    if found.status_code == 200:
+        experiment = found.json()["experiment"]["experiment_id"]
+    else:
+        experiment = call(url, "experiments/create", {"name": name})["experiment_id"]
+    run = call(url, "runs/create", {"experiment_id": experiment})["run"]["info"]
+    if httpx.get(f"{url}/api/2.0/mlflow/registered-models/get", params={"name": name}).status_code != 200:
+        call(url, "registered-models/create", {"name": name})
+    created = call(
+        url, "model-versions/create", {"name": name, "source": f"{run['artifact_uri']}/model", "run_id": run["run_id"]}
+    )
+    return str(created["model_version"]["version"])
