@@ -15,7 +15,7 @@ TOOLS_PY := $(VENVS)/tools/bin/python
 export SHIPYARD_PIPELINE_PYTHON := $(abspath $(PIPELINE_PY))
 export SHIPYARD_SERVING_PYTHON := $(abspath $(SERVING_PY))
 
-.PHONY: help venvs lint format test test-pipeline test-serving test-airflow test-chart kserve-manifests demo locks clean
+.PHONY: help venvs lint format test test-pipeline test-serving test-airflow test-chart kserve-manifests demo up bench-airflow locks clean
 
 help:  ## List the targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -70,6 +70,15 @@ bench-serving: $(VENVS)/serving/.done $(VENVS)/pipeline/.done  ## Benchmark the 
 
 test-airflow: venvs  ## Tests of DAGs and plugins (Airflow venv)
 	$(AIRFLOW_PY) -m pytest tests/dags tests/plugins
+
+demo: venvs  ## Run the training DAG end to end through Airflow (embedded: SQLite, local runner, MLflow)
+	$(AIRFLOW_PY) scripts/demo.py
+
+up: venvs  ## airflow standalone + MLflow UI, the training DAG unpaused (Ctrl-C stops)
+	$(AIRFLOW_PY) scripts/up.py
+
+bench-airflow: venvs  ## DAG parse time per DAG file vs an empty DAG; demo DAG run wall time per task
+	$(AIRFLOW_PY) benchmarks/airflow/bench_airflow.py
 
 # Chart, KServe manifests and Dockerfiles, checked with the real helm, kubectl and checkov (tools venv).
 TOOLS_BIN := $(VENVS)/tools/bin

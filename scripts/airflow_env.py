@@ -8,11 +8,14 @@ example DAGs, the repository's dags/ and plugins/ folders, the local runner.
 from __future__ import annotations
 
 import os
+import shlex
 import subprocess
 import sys
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
+# The scripts use the Airflow-side package (plugins/) and the server helpers the tests use.
+sys.path[:0] = [str(REPO / "plugins"), str(REPO / "tests")]
 AIRFLOW = str(Path(sys.executable).parent / "airflow")
 PIPELINE_PYTHON = os.environ.get("SHIPYARD_PIPELINE_PYTHON") or str(REPO / ".venv/pipeline/bin/python")
 TRAINING_DAG = "shipyard_train_telco_churn"
@@ -20,10 +23,11 @@ TELCO_SPEC = REPO / "dags" / "pipelines" / "telco_churn.yaml"
 
 
 def airflow_environment(
-    airflow_home: Path, shipyard_home: Path, mlflow_uri: str, dags_folder: Path = REPO / "dags"
+    airflow_home: Path, shipyard_home: Path, mlflow_uri: str, storage_root: Path | None = None
 ) -> dict[str, str]:
     """The environment every Airflow command of the embedded setup runs with."""
     airflow_home = airflow_home.resolve()
+    storage_root = storage_root or shipyard_home / "storage"
     return {
         **os.environ,
         "AIRFLOW_HOME": str(airflow_home),
@@ -31,11 +35,11 @@ def airflow_environment(
         "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
         "AIRFLOW__CORE__PARALLELISM": "4",
         "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
-        "AIRFLOW__CORE__DAGS_FOLDER": str(dags_folder.resolve()),
+        "AIRFLOW__CORE__DAGS_FOLDER": str(REPO / "dags"),
         "AIRFLOW__CORE__PLUGINS_FOLDER": str(REPO / "plugins"),
         "SHIPYARD_RUNNER": "local",
         "SHIPYARD_HOME": str(shipyard_home.resolve()),
-        "SHIPYARD_STORAGE_ROOT": str(shipyard_home.resolve() / "storage"),
+        "SHIPYARD_STORAGE_ROOT": str(storage_root.resolve()),
         "SHIPYARD_PIPELINE_PYTHON": PIPELINE_PYTHON,
         "MLFLOW_TRACKING_URI": mlflow_uri,
     }
@@ -67,3 +71,19 @@ def ingest_history(env: dict[str, str], interval_start: str, interval_end: str, 
         "--storage-root", env["SHIPYARD_STORAGE_ROOT"], "--interval-start", interval_start,
         "--interval-end", interval_end, "--intervals", str(intervals),
     )  # fmt: skip
+
+
+def main() -> None:
+    """Print `export` lines of the `make demo` / `make up` environment, for `airflow` CLI calls by hand."""
+    home = REPO / ".shipyard"
+    port = os.environ.get("SHIPYARD_MLFLOW_PORT", "5000")
+    env = airflow_environment(home / "airflow", home, f"http://127.0.0.1:{port}")
+    for name in sorted(
+        env.keys() - os.environ.keys() | {k for k in env if k.startswith(("AIRFLOW", "SHIPYARD"))}
+    ):
+        print(f"export {name}={shlex.quote(env[name])}")
+    print(f"export PATH={shlex.quote(str(Path(AIRFLOW).parent))}:$PATH")
+
+
+if __name__ == "__main__":
+    main()

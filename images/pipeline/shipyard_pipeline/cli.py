@@ -14,7 +14,7 @@ import json
 import logging
 import sys
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -70,7 +70,7 @@ class Step:
     module: str
     help: str
     add_options: Callable[[argparse.ArgumentParser], None] = lambda parser: None
-    options: tuple[str, ...] = field(default=())
+    options: tuple[str, ...] = ()
 
 
 STEPS: dict[str, Step] = {

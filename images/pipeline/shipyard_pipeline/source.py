@@ -13,7 +13,7 @@ import sqlalchemy as sa
 
 from shipyard_pipeline import storage
 from shipyard_pipeline.context import expand_env, to_utc
-from shipyard_pipeline.errors import StepError
+from shipyard_pipeline.errors import CheckFailed, StepError
 from shipyard_spec.model import FileSource, PipelineSpec, SqlSource
 
 
@@ -55,8 +55,8 @@ def _read_sql(source: SqlSource, event_time: str | None, start: datetime, end: d
     engine = sa.create_engine(url)
     try:
         with engine.connect() as connection:
-            if source.table is not None and not sa.inspect(connection).has_table(source.table):
-                raise StepError(f"table {source.table!r} does not exist in {describe_url(url)}")
+            if source.table is not None:
+                _check_table(connection, source.table, event_time, url)
             rows = sa.table(source.table) if source.table else sa.text(source.query).subquery("source_query")
             query = sa.select(sa.text("*")).select_from(rows)
             if event_time:
@@ -71,6 +71,17 @@ def _read_sql(source: SqlSource, event_time: str | None, start: datetime, end: d
         raise StepError(f"reading {describe_url(url)} failed: {cause}") from e
     finally:
         engine.dispose()
+
+
+def _check_table(connection: sa.Connection, table: str, event_time: str | None, url: str) -> None:
+    inspector = sa.inspect(connection)
+    if not inspector.has_table(table):
+        raise StepError(f"table {table!r} does not exist in {describe_url(url)}")
+    columns = [column["name"] for column in inspector.get_columns(table)]
+    if event_time and event_time not in columns:
+        raise CheckFailed(
+            f"schema drift: table {table!r} has no event-time column {event_time!r} (columns: {columns})"
+        )
 
 
 def describe_url(url: str) -> str:

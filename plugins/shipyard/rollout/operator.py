@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import shlex
 import time
 from collections.abc import Sequence
 from datetime import timedelta
@@ -30,7 +31,6 @@ from shipyard.rollout.controller import PROMOTED, ROLLED_BACK
 from shipyard.rollout.errors import BackendError
 from shipyard.rollout.registry import CHALLENGER, CHAMPION, MODEL_DIR_TAG, MlflowRegistry, RegistryError
 from shipyard.rollout.trigger import CanaryAnalysisTrigger
-from shipyard_spec import load_spec
 from shipyard_spec.model import PipelineSpec
 
 log = logging.getLogger(__name__)
@@ -63,9 +63,10 @@ def release_of(
 class CanaryRolloutOperator(BaseOperator):
     """Roll a registered model version out as a canary; promote or roll back by live metrics.
 
-    :param spec_path: the pipeline spec (its `rollout` policy).
+    :param spec: the pipeline spec (its `rollout` policy and registry names), as parsed with the DAG.
     :param release: register's XCom result (`version`, `artifact_path`, ...); templated.
-    :param canary_args: extra predictor arguments for the canary (fault injection in demos and tests).
+    :param canary_args: extra predictor arguments for the canary, a list or one shell-quoted string
+        (fault injection in demos and tests); templated.
     :param mlflow_tracking_uri: default: the `MLFLOW_TRACKING_URI` environment variable.
     """
 
@@ -74,16 +75,16 @@ class CanaryRolloutOperator(BaseOperator):
     def __init__(
         self,
         *,
-        spec_path: str,
+        spec: PipelineSpec | dict[str, Any],
         release: dict[str, Any] | str,
-        canary_args: Sequence[str] = (),
+        canary_args: Sequence[str] | str = (),
         mlflow_tracking_uri: str | None = None,
         **kwargs: Any,
     ) -> None:
         kwargs.setdefault("retries", 1)  # the deferral race in Airflow 3.3.2 (apache/airflow#67287)
         kwargs.setdefault("retry_delay", timedelta(seconds=30))
         super().__init__(**kwargs)
-        self.spec_path = spec_path
+        self.spec = spec.model_dump(mode="json") if isinstance(spec, PipelineSpec) else spec
         self.release = release
         self.canary_args = canary_args
         self.mlflow_tracking_uri = mlflow_tracking_uri
@@ -91,7 +92,10 @@ class CanaryRolloutOperator(BaseOperator):
     # --- helpers ---------------------------------------------------------------------------------
 
     def _spec(self) -> PipelineSpec:
-        return load_spec(self.spec_path)
+        return PipelineSpec.model_validate(self.spec)
+
+    def _canary_args(self) -> list[str]:
+        return shlex.split(self.canary_args) if isinstance(self.canary_args, str) else list(self.canary_args)
 
     def _registry(self, spec: PipelineSpec) -> MlflowRegistry:
         uri = self.mlflow_tracking_uri or os.environ.get("MLFLOW_TRACKING_URI")
@@ -112,7 +116,7 @@ class CanaryRolloutOperator(BaseOperator):
         registry = self._registry(spec)
         result = self._result()
         version = str(result["version"])
-        canary = release_of(spec, registry, version, result.get("artifact_path"), self.canary_args)
+        canary = release_of(spec, registry, version, result.get("artifact_path"), self._canary_args())
         backend = backend_for(spec)
         registry.set_alias(CHALLENGER, version)
         if canary.model_dir:

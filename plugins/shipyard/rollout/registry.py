@@ -97,7 +97,7 @@ class MlflowRegistry:
 
     def delete_alias(self, alias: str) -> None:
         if self.alias(alias) is not None:
-            self._call("DELETE", "registered-models/alias", params={"name": self.model_name, "alias": alias})
+            self._call("DELETE", "registered-models/alias", json={"name": self.model_name, "alias": alias})
             log.info("%s@%s removed", self.model_name, alias)
 
     def set_tag(self, version: str, key: str, value: str) -> None:

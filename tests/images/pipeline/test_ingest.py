@@ -55,12 +55,20 @@ def test_empty_interval_fails_as_a_check_and_publishes_nothing(make_runner, last
     assert snapshot.list_published(str(runner.storage_root / "telco_churn" / "snapshots")) == []
 
 
-def test_source_without_a_spec_column_is_schema_drift(make_runner, spec_variant) -> None:
-    spec = spec_variant(features={"numeric": ["tenure", "loyalty_points"]})
-    outcome = make_runner(spec)("ingest")
+@pytest.mark.parametrize(
+    ("section", "change", "missing"),
+    [
+        ("features", {"numeric": ["tenure", "loyalty_points"]}, "loyalty_points"),
+        ("columns", {"event_time": "created_at"}, "created_at"),
+    ],
+)
+def test_source_without_a_spec_column_is_schema_drift(
+    make_runner, spec_variant, section, change, missing
+) -> None:
+    outcome = make_runner(spec_variant(**{section: change}))("ingest")
     assert outcome.code == EXIT_CHECK_FAILED
     assert "schema drift" in outcome.stderr
-    assert "loyalty_points" in outcome.stderr
+    assert missing in outcome.stderr
 
 
 def test_a_partition_without_manifest_is_not_published(tmp_path: Path) -> None:

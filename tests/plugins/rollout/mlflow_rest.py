@@ -22,6 +22,8 @@ def register_version(url: str, name: str) -> str:
     if httpx.get(f"{url}/api/2.0/mlflow/registered-models/get", params={"name": name}).status_code != 200:
         call(url, "registered-models/create", {"name": name})
     created = call(
-        url, "model-versions/create", {"name": name, "source": f"{run['artifact_uri']}/model", "run_id": run["run_id"]}
+        url,
+        "model-versions/create",
+        {"name": name, "source": f"{run['artifact_uri']}/model", "run_id": run["run_id"]},
     )
     return str(created["model_version"]["version"])

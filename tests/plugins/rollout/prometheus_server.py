@@ -16,7 +16,9 @@ def prometheus_server(workdir: Path, targets: list[str], scrape_interval: str = 
     """Prometheus scraping `targets` (host:port) every `scrape_interval`; yields its URL."""
     binary = shutil.which("prometheus")
     if binary is None:
-        raise RuntimeError("the prometheus binary is not installed: run `make prometheus` (apt-get install prometheus)")
+        raise RuntimeError(
+            "the prometheus binary is not installed: run `make prometheus` (apt-get install prometheus)"
+        )
     workdir.mkdir(parents=True, exist_ok=True)
     config = workdir / "prometheus.yml"
     config.write_text(

@@ -11,6 +11,8 @@ import subprocess
 import pytest
 from fake_kserve import FakeKServe
 from rollout_support import policy
+from support.servers import REPO, venv_python
+
 from shipyard.rollout.analysis import Sample
 from shipyard.rollout.backends import Release
 from shipyard.rollout.backends.kserve import KServeBackend, build_inferenceservice, without_nulls
@@ -18,12 +20,13 @@ from shipyard.rollout.controller import PROMOTED, ROLLED_BACK, CanaryController
 from shipyard.rollout.errors import BackendError
 from shipyard.rollout.providers import Target
 from shipyard_spec.model import KServeTarget
-from support.servers import REPO, venv_python
 
 NAMESPACE, NAME = "shipyard", "telco-churn"
 V1 = Release("telco_churn", "1", storage_uri="s3://models/telco_churn/1/model")
 V2 = Release("telco_churn", "2", storage_uri="s3://models/telco_churn/2/model")
-NEVER_READY = Release("telco_churn", "3", storage_uri="s3://models/telco_churn/3/model", args=["--fault_never_ready"])
+NEVER_READY = Release(
+    "telco_churn", "3", storage_uri="s3://models/telco_churn/3/model", args=["--fault_never_ready"]
+)
 
 
 class FixedProvider:
@@ -47,7 +50,9 @@ def backend(fake: FakeKServe, mode: str) -> KServeBackend:
 
 
 def isvc(fake: FakeKServe) -> dict:
-    return fake.get_namespaced_custom_object("serving.kserve.io", "v1beta1", NAMESPACE, "inferenceservices", NAME)
+    return fake.get_namespaced_custom_object(
+        "serving.kserve.io", "v1beta1", NAMESPACE, "inferenceservices", NAME
+    )
 
 
 def served_model(fake: FakeKServe, mode: str) -> str:
@@ -79,7 +84,8 @@ class TestBothModes:
         assert outcome.status == PROMOTED, outcome.reason
         spec = isvc(fake)["spec"]
         assert served_model(fake, mode) == V2.storage_uri
-        assert "canaryTrafficPercent" not in spec["predictor"] and "canary" not in spec  # nothing leaks
+        assert "canaryTrafficPercent" not in spec["predictor"]
+        assert "canary" not in spec
         assert "canaryStatuses" not in isvc(fake)["status"]
         assert {t.model_version for t in provider.asked if t.role == "canary"} == {"2"}
 
@@ -93,7 +99,8 @@ class TestBothModes:
         current = isvc(fake)
         assert served_model(fake, mode) == V1.storage_uri  # the cluster no longer claims to run v2
         assert "--model_version=1" in current["spec"]["predictor"]["model"]["args"]
-        assert "canaryTrafficPercent" not in current["spec"]["predictor"] and "canary" not in current["spec"]
+        assert "canaryTrafficPercent" not in current["spec"]["predictor"]
+        assert "canary" not in current["spec"]
         assert current["metadata"]["annotations"]["shipyard.io/stable-version"] == "1"
 
     def test_never_ready_canary_rolled_back_at_the_progress_deadline(self, mode):
@@ -114,14 +121,22 @@ def test_knative_traffic_moves_step_by_step_and_is_verified_from_status():
     seen = []
     for weight in (10, 25, 50):
         b.set_canary_weight(weight)
-        seen.append({t["revisionName"]: t["percent"] for t in isvc(fake)["status"]["components"]["predictor"]["traffic"]})
+        seen.append(
+            {
+                t["revisionName"]: t["percent"]
+                for t in isvc(fake)["status"]["components"]["predictor"]["traffic"]
+            }
+        )
     assert seen == [
         {"telco-churn-predictor-00002": 10, "telco-churn-predictor-00001": 90},
         {"telco-churn-predictor-00002": 25, "telco-churn-predictor-00001": 75},
         {"telco-churn-predictor-00002": 50, "telco-churn-predictor-00001": 50},
     ]
     canary, stable = b.targets()
-    assert (canary.revision, stable.revision) == ("telco-churn-predictor-00002", "telco-churn-predictor-00001")
+    assert (canary.revision, stable.revision) == (
+        "telco-churn-predictor-00002",
+        "telco-churn-predictor-00001",
+    )
 
 
 def test_knative_rollback_never_routes_to_the_restored_revision_before_it_is_ready():
@@ -134,26 +149,32 @@ def test_knative_rollback_never_routes_to_the_restored_revision_before_it_is_rea
     # 1) traffic to 0 on the canary first, 2) stable model back at 0 %, 3) the field removed.
     assert patches[-3]["spec"]["predictor"]["canaryTrafficPercent"] == 0
     assert patches[-2]["spec"]["predictor"] == {
-        "model": build_inferenceservice(KServeTarget(), NAME, "telco_churn", V1)["spec"]["predictor"]["model"],
+        "model": build_inferenceservice(KServeTarget(), NAME, "telco_churn", V1)["spec"]["predictor"][
+            "model"
+        ],
         "canaryTrafficPercent": 0,
     }
     assert patches[-1]["spec"]["predictor"]["canaryTrafficPercent"] is None
     status = isvc(fake)["status"]["components"]["predictor"]
-    assert status["traffic"] == [{"revisionName": "telco-churn-predictor-00003", "percent": 100, "latestRevision": True}]
+    assert status["traffic"] == [
+        {"revisionName": "telco-churn-predictor-00003", "percent": 100, "latestRevision": True}
+    ]
 
 
 def test_a_split_that_never_shows_in_the_status_is_a_backend_error():
     fake = FakeKServe()
     b = backend(fake, "standard")
     b.deploy_canary(V1, NEVER_READY)  # a canary that is not ready gets no traffic in the status
-    with pytest.raises(BackendError, match="canary at 25% not reached within 0.5s"):
+    with pytest.raises(BackendError, match=r"canary at 25% not reached within 0\.5s"):
         b.set_canary_weight(25)
 
 
 def test_generated_inferenceservices_are_valid_kserve_objects():
     """Every shape Shipyard writes, checked field by field against the kserve SDK (serving venv)."""
     objects = [
-        without_nulls(build_inferenceservice(KServeTarget(mode=mode), NAME, "telco_churn", V1, canary, weight))
+        without_nulls(
+            build_inferenceservice(KServeTarget(mode=mode), NAME, "telco_churn", V1, canary, weight)
+        )
         for mode in ("knative", "standard")
         for canary, weight in ((None, 0), (V2, 10), (V2, 100))
     ]
@@ -165,4 +186,7 @@ def test_generated_inferenceservices_are_valid_kserve_objects():
         check=True,
     )
     assert json.loads(checked.stdout) == []
-    assert {o["metadata"]["annotations"]["serving.kserve.io/deploymentMode"] for o in objects} == {"Knative", "Standard"}
+    assert {o["metadata"]["annotations"]["serving.kserve.io/deploymentMode"] for o in objects} == {
+        "Knative",
+        "Standard",
+    }

@@ -29,7 +29,8 @@ def test_good_canary_is_promoted_through_every_step_without_a_failed_request(loc
     assert run.outcome.status == PROMOTED, run.outcome.reason
     assert [c["weight"] for c in run.outcome.checks] == [20, 50]
     assert verdicts(run.outcome) == ["pass", "pass"]
-    assert set(run.requests) == {"200"} and run.requests["200"] > 80
+    assert set(run.requests) == {"200"}
+    assert run.requests["200"] > 80
     version, canary, routes = serving(local_stack)
     assert (version, canary) == (run.canary.version, None)
     assert [(r["name"].split("-")[0], r["weight"]) for r in routes] == [(f"v{run.canary.version}", 100)]
@@ -75,7 +76,8 @@ def test_no_traffic_is_inconclusive_until_the_deadline_then_not_promoted(local_s
 
     assert run.outcome.status == ROLLED_BACK
     assert "no conclusive check for" in run.outcome.reason
-    assert set(verdicts(run.outcome)) == {"inconclusive"} and len(run.outcome.checks) >= 2
+    assert set(verdicts(run.outcome)) == {"inconclusive"}
+    assert len(run.outcome.checks) >= 2
     assert serving(local_stack)[:2] == (run.stable.version, None)
 
 

@@ -8,6 +8,8 @@ import asyncio
 import pytest
 from prometheus_server import prometheus_server
 from rollout_support import MODEL_NAME, RPS, policy
+from support.servers import free_port
+
 from shipyard.rollout.backends import Release
 from shipyard.rollout.controller import ROLLED_BACK, CanaryController
 from shipyard.rollout.errors import NoDataError, ProviderError
@@ -15,7 +17,6 @@ from shipyard.rollout.local.load import LoadDriver, load_records
 from shipyard.rollout.providers import Target, build_provider
 from shipyard.rollout.providers.prometheus import PRESETS, PrometheusProvider, render
 from shipyard_spec.model import Metrics
-from support.servers import free_port
 
 CANARY = Target("canary", "telco-churn", "7", namespace="shipyard", revision="telco-churn-predictor-00002")
 
@@ -97,7 +98,9 @@ def test_promql_path_against_a_real_prometheus(local_stack, model_dir, tmp_path)
     assert outcome.status == ROLLED_BACK
     assert "above max_error_rate" in outcome.reason
     failed = outcome.checks[-1]
-    assert failed["verdict"] == "fail" and failed["requests"] > 0
+    assert failed["verdict"] == "fail"
+    assert failed["requests"] > 0
     assert 0.2 < failed["error_rate"] < 0.8  # 50 % injected, judged from PromQL increase()
-    assert failed["p99_ms"] is not None and failed["p99_ms"] < 250  # the latency query answered too
+    assert failed["p99_ms"] is not None
+    assert failed["p99_ms"] < 250
     assert "pass" not in {c["verdict"] for c in outcome.checks}

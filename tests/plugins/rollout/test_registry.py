@@ -6,6 +6,7 @@ from __future__ import annotations
 import httpx
 import pytest
 from mlflow_rest import register_version
+
 from shipyard.rollout.registry import (
     ABORT_TAG,
     CHALLENGER,
@@ -23,7 +24,10 @@ def registry(mlflow_tracking_uri, request) -> MlflowRegistry:
 
 
 def test_promotion_moves_champion_and_previous_and_clears_challenger(registry):
-    v1, v2 = register_version(registry.url, registry.model_name), register_version(registry.url, registry.model_name)
+    v1, v2 = (
+        register_version(registry.url, registry.model_name),
+        register_version(registry.url, registry.model_name),
+    )
     assert registry.promote(v1) is None
     registry.set_alias(CHALLENGER, v2)
 
@@ -33,11 +37,16 @@ def test_promotion_moves_champion_and_previous_and_clears_challenger(registry):
 
 
 def test_rollback_leaves_the_champion_and_tags_the_reason(registry):
-    v1, v2 = register_version(registry.url, registry.model_name), register_version(registry.url, registry.model_name)
+    v1, v2 = (
+        register_version(registry.url, registry.model_name),
+        register_version(registry.url, registry.model_name),
+    )
     registry.promote(v1)
     registry.mark_rolled_back(v2, "canary error rate 12.00% above max_error_rate 1.00%")
     assert registry.alias(CHAMPION) == v1
-    assert registry.tags(v2)["shipyard.rollout.reason"] == "canary error rate 12.00% above max_error_rate 1.00%"
+    assert (
+        registry.tags(v2)["shipyard.rollout.reason"] == "canary error rate 12.00% above max_error_rate 1.00%"
+    )
 
 
 def test_gate_reads_confirmation_and_abort_tags(registry):
@@ -51,7 +60,15 @@ def test_gate_reads_confirmation_and_abort_tags(registry):
 def test_checks_become_metrics_and_the_decision_log_an_artifact(registry):
     version = register_version(registry.url, registry.model_name)
     checks = [
-        {"index": 0, "at": 1.7e9, "weight": 10, "requests": 40, "error_rate": 0.0, "p99_ms": 3.1, "verdict": "pass"},
+        {
+            "index": 0,
+            "at": 1.7e9,
+            "weight": 10,
+            "requests": 40,
+            "error_rate": 0.0,
+            "p99_ms": 3.1,
+            "verdict": "pass",
+        },
         {"index": 1, "at": 1.7e9 + 5, "weight": 25, "requests": None, "error_rate": None, "p99_ms": None},
     ]
     registry.log_checks(version, checks)
@@ -59,13 +76,15 @@ def test_checks_become_metrics_and_the_decision_log_an_artifact(registry):
 
     run_id = registry.version(version)["run_id"]
     history = httpx.get(
-        f"{registry.url}/api/2.0/mlflow/metrics/get-history", params={"run_id": run_id, "metric_key": "rollout.weight"}
+        f"{registry.url}/api/2.0/mlflow/metrics/get-history",
+        params={"run_id": run_id, "metric_key": "rollout.weight"},
     ).json()["metrics"]
     assert [(m["step"], m["value"]) for m in history] == [(0, 10.0), (1, 25.0)]
     assert uri.endswith(f"/rollout/v{version}/decision_log.json")
     path = uri.removeprefix("mlflow-artifacts:/")
     stored = httpx.get(f"{registry.url}/api/2.0/mlflow-artifacts/artifacts/{path}").json()
-    assert stored["status"] == "promoted" and len(stored["checks"]) == 2
+    assert stored["status"] == "promoted"
+    assert len(stored["checks"]) == 2
 
 
 def test_unknown_version_is_a_registry_error_naming_it(registry):
