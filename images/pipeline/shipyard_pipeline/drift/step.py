@@ -28,6 +28,7 @@ from shipyard_pipeline.drift.labels import live_auc, read_labels
 from shipyard_pipeline.drift.prediction_logs import read_window
 from shipyard_pipeline.drift.profile import PROFILE_ARTIFACT, ReferenceProfile
 from shipyard_pipeline.drift.report import html_report, text_table
+from shipyard_pipeline.tracking import version_by_alias
 from shipyard_spec.model import PipelineSpec
 
 log = logging.getLogger(__name__)
@@ -122,12 +123,7 @@ def run_drift_check(window: Window, client: MlflowClient) -> dict[str, Any]:
 
 def find_champion(client: MlflowClient, model_name: str) -> ModelVersion | None:
     """The version behind the `champion` alias, or None when there is none (yet)."""
-    try:
-        return client.get_model_version_by_alias(model_name, CHAMPION_ALIAS)
-    except MlflowException as e:
-        if e.error_code == "RESOURCE_DOES_NOT_EXIST":
-            return None
-        raise
+    return version_by_alias(client, model_name, CHAMPION_ALIAS)
 
 
 def load_profile(champion: ModelVersion) -> ReferenceProfile:
