@@ -15,7 +15,7 @@ TOOLS_PY := $(VENVS)/tools/bin/python
 export SHIPYARD_PIPELINE_PYTHON := $(abspath $(PIPELINE_PY))
 export SHIPYARD_SERVING_PYTHON := $(abspath $(SERVING_PY))
 
-.PHONY: help venvs lint format test test-pipeline test-serving test-airflow test-chart kserve-manifests demo up bench-airflow locks clean
+.PHONY: help venvs lint format test test-pipeline test-serving test-airflow test-chart kserve-manifests demo up bench-airflow prometheus bench-rollout locks clean
 
 help:  ## List the targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -68,8 +68,14 @@ bench-serving: $(VENVS)/serving/.done $(VENVS)/pipeline/.done  ## Benchmark the 
 	@command -v hey >/dev/null || apt-get install -y hey || { echo "install hey (Debian: apt-get install -y hey)" >&2; exit 1; }
 	$(SERVING_PY) benchmarks/serving/run.py
 
-test-airflow: venvs  ## Tests of DAGs and plugins (Airflow venv)
+test-airflow: venvs prometheus  ## Tests of DAGs and plugins (Airflow venv)
 	$(AIRFLOW_PY) -m pytest tests/dags tests/plugins
+
+prometheus:  ## The Prometheus server binary the rollout's PromQL test starts (Debian package)
+	@command -v prometheus >/dev/null || apt-get install -y prometheus || { echo "install prometheus (Debian: apt-get install -y prometheus)" >&2; exit 1; }
+
+bench-rollout: venvs  ## Canary rollback time vs interval x failure_limit; requests lost to traffic switches
+	$(AIRFLOW_PY) benchmarks/rollout/run.py
 
 demo: venvs  ## Run the training DAG end to end through Airflow (embedded: SQLite, local runner, MLflow)
 	$(AIRFLOW_PY) scripts/demo.py

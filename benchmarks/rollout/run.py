@@ -7,8 +7,8 @@ predictors, the real splitter, steady load from the model's input example), it m
 
 - **time to recover**: from the moment a faulty canary first receives traffic (the fault
   starts: the predictor's fault injection is active from its first request) to the moment
-  the splitter routes 100 % to stable again, against the bound `interval × failure_limit`
-  (Flagger's default: 60 s × 1);
+  the splitter routes 100 % to stable again, against the bound `interval x failure_limit`
+  (Flagger's default: 60 s x 1);
 - **requests lost to switches**: failed requests that are not injected faults (anything but
   the injected 500s), over a full promotion and over the rollbacks. Goal: 0.
 
@@ -133,7 +133,8 @@ def main() -> None:
                     switch_failures = sum(n for status, n in requests.items() if status not in {"200", "500"})
                     lost, total = lost + switch_failures, total + sum(requests.values())
                     print(
-                        f"{name}: {outcome.status} in {seconds:.2f}s from first canary traffic to 100% stable "
+                        f"{name}: {outcome.status} in {seconds:.2f}s from first canary traffic to 100% "
+                        "stable "
                         f"(bound {bound:g}s); requests {dict(requests)}; reason: {outcome.reason}"
                     )
         finally:

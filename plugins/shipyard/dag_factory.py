@@ -8,9 +8,9 @@ full interval. Steps run through one of two runners (`shipyard.settings.runner()
 the same CLI arguments. Only the Airflow SDK, pydantic and the standard library are
 imported here: parsing stays fast.
 
-Extension point: `build_training_dag(..., after_register=[f])` calls each `f(spec, register)`
-inside the DAG (after the pipeline group is built) with the register task, so a later stage
-(the canary rollout) appends its tasks downstream of `register` without touching this module.
+Extension point: `build_training_dags(paths, after_register=[f])` (in the DAG file) calls each
+`f(spec, register)` inside every DAG, after the pipeline group, with the register task: a later
+stage (the canary rollout) appends its tasks downstream of `register` without touching this module.
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ from airflow.sdk import (
 from airflow.sdk.exceptions import AirflowTimetableInvalid
 
 from shipyard import settings
-from shipyard.drift_dag import drift_asset
+from shipyard.assets import drift_asset
 from shipyard.operators.local import LocalStepOperator
 from shipyard.operators.step import StepCall
 from shipyard.step_command import STEPS, Step
@@ -206,7 +206,9 @@ def build_training_dag(
     return dag
 
 
-def build_training_dags(spec_paths: Iterable[Path]) -> dict[str, DAG]:
+def build_training_dags(
+    spec_paths: Iterable[Path], after_register: Sequence[TaskExtension] = ()
+) -> dict[str, DAG]:
     """Every spec's DAG by id; any invalid spec raises one error naming every bad file and field.
 
     Raising makes the DAG processor report an import error for the DAG file that names the
@@ -218,7 +220,7 @@ def build_training_dags(spec_paths: Iterable[Path]) -> dict[str, DAG]:
     for path in spec_paths:
         try:
             spec = load_spec(path)
-            dag = build_training_dag(spec, path)
+            dag = build_training_dag(spec, path, after_register)
         except SpecError as e:
             problems.append(e)
             continue

@@ -62,16 +62,17 @@ def test_the_training_dag_reads_well_in_the_graph_view(dag_bag: DagBag) -> None:
 def test_an_extension_appends_tasks_after_register() -> None:
     from airflow.providers.standard.operators.empty import EmptyOperator
 
-    from shipyard.dag_factory import build_training_dag
-    from shipyard_spec import load_spec
-
-    spec_path = REPO / "dags" / "pipelines" / "telco_churn.yaml"
+    from shipyard.dag_factory import build_training_dags
 
     def rollout(spec, register) -> None:  # what the canary stage plugs in
-        register >> EmptyOperator(task_id="rollout")
+        register >> EmptyOperator(task_id="rollout", doc_md=f"roll out {spec.name}")
 
-    dag = build_training_dag(load_spec(spec_path), spec_path, after_register=[rollout])
-    assert dag.get_task("rollout").upstream_task_ids == {"pipeline.register"}
+    dags = build_training_dags([REPO / "dags" / "pipelines" / "telco_churn.yaml"], after_register=[rollout])
+    rollout_task = dags[TRAINING_DAG].get_task("rollout")
+    assert (rollout_task.upstream_task_ids, rollout_task.doc_md) == (
+        {"pipeline.register"},
+        "roll out telco_churn",
+    )
 
 
 @pytest.mark.parametrize("runner", ["local", "kubernetes"])

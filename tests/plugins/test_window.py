@@ -12,19 +12,19 @@ from shipyard.window import Window, last_full_interval, run_window
 WEEKLY = "0 0 * * 1"
 
 
+LAST_WEEK = (datetime(2026, 3, 2, tzinfo=UTC), datetime(2026, 3, 9, tzinfo=UTC))
+
+
 @pytest.mark.parametrize(
-    ("moment", "expected"),
+    "moment",
     [
-        # mid-week: the week that ended last Monday
-        (datetime(2026, 3, 11, 15, 30, tzinfo=UTC), (datetime(2026, 3, 2, tzinfo=UTC), datetime(2026, 3, 9, tzinfo=UTC))),
-        # exactly on a fire time: the week ending now is complete
-        (datetime(2026, 3, 9, tzinfo=UTC), (datetime(2026, 3, 2, tzinfo=UTC), datetime(2026, 3, 9, tzinfo=UTC))),
-        # seconds after a fire time still belong to the same minute
-        (datetime(2026, 3, 9, 0, 0, 42, tzinfo=UTC), (datetime(2026, 3, 2, tzinfo=UTC), datetime(2026, 3, 9, tzinfo=UTC))),
+        datetime(2026, 3, 11, 15, 30, tzinfo=UTC),  # mid-week: the week that ended last Monday
+        datetime(2026, 3, 9, tzinfo=UTC),  # exactly on a fire time: the week ending now is complete
+        datetime(2026, 3, 9, 0, 0, 42, tzinfo=UTC),  # seconds after a fire time: the same minute
     ],
-)  # fmt: skip
-def test_last_full_interval_of_a_weekly_cron(moment: datetime, expected: tuple[datetime, datetime]) -> None:
-    assert last_full_interval(WEEKLY, "UTC", moment) == expected
+)
+def test_last_full_interval_of_a_weekly_cron(moment: datetime) -> None:
+    assert last_full_interval(WEEKLY, "UTC", moment) == LAST_WEEK
 
 
 def test_last_full_interval_follows_the_spec_time_zone() -> None:
@@ -39,11 +39,14 @@ def test_a_scheduled_run_keeps_its_data_interval() -> None:
     assert run_window(context, WEEKLY, "UTC") == Window(start, end)
 
 
+NOW = datetime(2026, 3, 11, tzinfo=UTC)
+
+
 @pytest.mark.parametrize(
     "interval",
-    [{}, {"data_interval_start": datetime(2026, 3, 11, tzinfo=UTC), "data_interval_end": datetime(2026, 3, 11, tzinfo=UTC)}],
+    [{}, {"data_interval_start": NOW, "data_interval_end": NOW}],
     ids=["asset-triggered: no interval", "manual: empty interval"],
-)  # fmt: skip
+)
 def test_a_run_without_an_interval_takes_the_last_full_one_and_says_so(
     interval: dict, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -54,6 +57,6 @@ def test_a_run_without_an_interval_takes_the_last_full_one_and_says_so(
     }
     with caplog.at_level("INFO", logger="shipyard.window"):
         window = run_window(context, WEEKLY, "UTC")
-    assert window == Window(datetime(2026, 3, 2, tzinfo=UTC), datetime(2026, 3, 9, tzinfo=UTC), inferred=True)
+    assert window == Window(*LAST_WEEK, inferred=True)
     assert "asset_triggered__1 has no data interval" in caplog.text
     assert "last full interval [2026-03-02T00:00:00+00:00, 2026-03-09T00:00:00+00:00)" in caplog.text

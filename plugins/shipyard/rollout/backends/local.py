@@ -93,9 +93,10 @@ class LocalBackend:
     def for_pipeline(cls, pipeline: str, port: int | None = None) -> LocalBackend:
         """The embedded default: state under ${SHIPYARD_HOME}/serving/<pipeline>, splitter port from
         SHIPYARD_SERVING_PORT (8780)."""
-        home = Path(os.environ.get("SHIPYARD_HOME", ".shipyard")).resolve()
+        from shipyard.settings import shipyard_home
+
         return cls(
-            str(home / "serving" / pipeline),
+            str(shipyard_home() / "serving" / pipeline),
             port or int(os.environ.get("SHIPYARD_SERVING_PORT", "8780")),
             os.environ.get("SHIPYARD_SERVING_PYTHON", sys.executable),
         )

@@ -9,7 +9,6 @@ p99 comes from the differences of the histogram buckets.
 from __future__ import annotations
 
 import math
-import time
 from collections import defaultdict
 from dataclasses import dataclass, field
 
@@ -61,13 +60,18 @@ class ScrapeProvider:
 
     def __init__(self, timeout: float = 5) -> None:
         self._client = httpx.Client(timeout=timeout)
-        self._last: dict[tuple[str, str, str], tuple[float, Totals]] = {}
+        self._last: dict[tuple[str, str, str], Totals] = {}
 
     def is_online(self) -> bool:
         """Always: there is no server between us and the predictors; each scrape says for itself."""
         return True
 
     def scrape(self, target: Target) -> Totals | None:
+        if not target.metrics_url:
+            raise ProviderError(
+                f"{target.role} {target.model_version} has no /metrics URL to scrape "
+                "(the kserve backend needs metrics.provider 'prometheus')"
+            )
         try:
             response = self._client.get(target.metrics_url)
             response.raise_for_status()
@@ -86,13 +90,12 @@ class ScrapeProvider:
             raise NoDataError(
                 f"no data: {target.metrics_url} exports no series for version {target.model_version}"
             )
-        previous = self._last.get(key)
-        self._last[key] = (time.monotonic(), current)
-        if previous is None:
+        before = self._last.get(key)
+        self._last[key] = current
+        if before is None:
             raise NoDataError(
                 f"no data yet: first scrape of {target.role} {target.metrics_url} is the baseline"
             )
-        before = previous[1]
         buckets = {le: _increase(count, before.buckets.get(le, 0.0)) for le, count in current.buckets.items()}
         p99 = exposition.histogram_quantile(0.99, buckets)
         return Sample(

@@ -1,0 +1,85 @@
+"""The scrape provider against a real HTTP /metrics endpoint whose counters the test moves."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+from support.servers import free_port
+
+from shipyard.rollout.analysis import Sample
+from shipyard.rollout.errors import NoDataError, ProviderError
+from shipyard.rollout.providers import Target
+from shipyard.rollout.providers.scrape import ScrapeProvider
+
+
+def exposition(success: int, errors: int, fast: int, slow: int) -> str:
+    """Counters of version 2 as the predictor writes them (and a version 1 series to ignore)."""
+    labels = 'model_name="m",model_version="2"'
+    return "\n".join(
+        [
+            f'shipyard_requests_total{{{labels},outcome="success"}} {success}',
+            f'shipyard_requests_total{{{labels},outcome="server_error"}} {errors}',
+            'shipyard_requests_total{model_name="m",model_version="1",outcome="server_error"} 999',
+            f'shipyard_request_duration_seconds_bucket{{le="0.01",{labels}}} {fast}',
+            f'shipyard_request_duration_seconds_bucket{{le="0.5",{labels}}} {fast + slow}',
+            f'shipyard_request_duration_seconds_bucket{{le="+Inf",{labels}}} {fast + slow}',
+        ]
+    )
+
+
+@pytest.fixture
+def endpoint() -> Iterator[tuple[str, list[str]]]:
+    """A /metrics server; yields (URL, a one-item list holding the text it serves)."""
+    body = [exposition(0, 0, 0, 0)]
+
+    class Handler(BaseHTTPRequestHandler):
+        def log_message(self, *args: object) -> None:
+            pass
+
+        def do_GET(self) -> None:
+            payload = body[0].encode()
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(payload)))
+            self.end_headers()
+            self.wfile.write(payload)
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}/metrics", body
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_first_scrape_is_a_baseline_then_deltas_and_resets(endpoint):
+    url, body = endpoint
+    provider, target = ScrapeProvider(timeout=1), Target("canary", "m", "2", metrics_url=url)
+    with pytest.raises(NoDataError, match="baseline"):
+        provider.query(target, 1)
+
+    body[0] = exposition(success=90, errors=10, fast=100, slow=0)
+    assert provider.query(target, 1) == Sample(requests=100, server_errors=10, p99_ms=pytest.approx(9.9))
+
+    body[0] = exposition(success=100, errors=20, fast=100, slow=20)  # 20 more, all slow, half failed
+    sample = provider.query(target, 1)
+    assert (sample.requests, sample.server_errors) == (20, 10)
+    assert sample.p99_ms == pytest.approx(10 + 490 * 0.99)
+
+    body[0] = exposition(success=3, errors=1, fast=4, slow=0)  # the process restarted
+    assert provider.query(target, 1) == Sample(requests=4, server_errors=1, p99_ms=pytest.approx(9.9))
+
+
+def test_missing_series_is_no_data_and_unreachable_is_an_error(endpoint):
+    url, _ = endpoint
+    provider = ScrapeProvider(timeout=0.5)
+    with pytest.raises(NoDataError, match="exports no series for version 7"):
+        provider.query(Target("canary", "m", "7", metrics_url=url), 1)
+    with pytest.raises(ProviderError, match="cannot scrape canary metrics") as raised:
+        provider.query(Target("canary", "m", "2", metrics_url=f"http://127.0.0.1:{free_port()}/metrics"), 1)
+    assert not isinstance(raised.value, NoDataError)
+    with pytest.raises(ProviderError, match=r"needs metrics\.provider 'prometheus'"):
+        provider.query(Target("canary", "m", "2"), 1)

@@ -1,0 +1,84 @@
+"""The local runner runs the real step CLI in the pipeline virtualenv: the result comes back as the
+task's return value (XCom), output lines reach the task log, and the exit code decides retries."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+import yaml
+from airflow.sdk.exceptions import AirflowException, AirflowFailException
+from support.servers import venv_python
+
+from shipyard.operators.local import LocalStepOperator
+from shipyard.operators.step import StepCall
+
+WEEK_WITH_ROWS = (datetime(2026, 3, 2, tzinfo=UTC), datetime(2026, 3, 9, tzinfo=UTC))
+EMPTY_WEEK = (datetime(2026, 4, 6, tzinfo=UTC), datetime(2026, 4, 13, tzinfo=UTC))
+ROWS = "customer_id,churn,event_time,tenure\nC1,1,2026-03-03T10:00:00,5\nC2,0,2026-03-04T11:00:00,12\n"
+
+
+@pytest.fixture
+def spec_path(tmp_path: Path) -> Path:
+    (tmp_path / "rows.csv").write_text(ROWS)
+    spec = {
+        "name": "tiny",
+        "schedule": {"cron": "0 0 * * 1", "start_date": "2026-01-05"},
+        "source": {"kind": "files", "paths": [str(tmp_path / "rows.csv")], "format": "csv"},
+        "columns": {"id": "customer_id", "target": "churn", "event_time": "event_time"},
+        "features": {"numeric": ["tenure"]},
+        "mlflow": {"experiment": "tiny", "registered_model": "tiny"},
+    }
+    path = tmp_path / "tiny.yaml"
+    path.write_text(yaml.safe_dump(spec))
+    return path
+
+
+def run_ingest(spec_path: Path, storage: Path, window: tuple[datetime, datetime]) -> dict:
+    start, end = window
+    call = StepCall("ingest", "tiny", str(spec_path), "0 0 * * 1", "UTC", str(storage))
+    operator = LocalStepOperator(task_id="ingest", call=call)
+    context = {
+        "data_interval_start": start,
+        "data_interval_end": end,
+        "run_id": "scheduled__2026-03-02",
+        "params": {"window_intervals": 1, "skip_tuning": False, "force_ingest": False},
+        "dag_run": SimpleNamespace(run_after=end),
+    }
+    operator.render_template_fields(context)
+    return operator.execute(context)
+
+
+@pytest.fixture(autouse=True)
+def pipeline_python(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SHIPYARD_PIPELINE_PYTHON", venv_python("pipeline"))
+
+
+def test_the_result_is_returned_and_the_output_streamed_to_the_task_log(
+    spec_path: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    result = run_ingest(spec_path, tmp_path / "storage", WEEK_WITH_ROWS)
+    assert (result["rows"], result["skipped"]) == (2, False)
+    assert Path(result["data_uri"]).exists()
+    assert (
+        "ingest tiny: interval [2026-03-02T00:00:00+00:00, 2026-03-09T00:00:00+00:00)"
+        in capsys.readouterr().out
+    )
+
+
+def test_a_failed_check_exit_3_fails_without_retry(spec_path: Path, tmp_path: Path) -> None:
+    with pytest.raises(
+        AirflowFailException, match=r"ingest: a check failed, not retrying \(exit 3\): .*empty interval"
+    ):
+        run_ingest(spec_path, tmp_path / "storage", EMPTY_WEEK)
+
+
+def test_any_other_failure_is_left_to_retries(spec_path: Path, tmp_path: Path) -> None:
+    spec_path.write_text("name: [not, a, name]\n")
+    with pytest.raises(
+        AirflowException, match=r"ingest exited with code 1: shipyard-step ingest: .*name"
+    ) as raised:
+        run_ingest(spec_path, tmp_path / "storage", WEEK_WITH_ROWS)
+    assert not isinstance(raised.value, AirflowFailException)
