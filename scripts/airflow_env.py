@@ -42,6 +42,8 @@ def airflow_environment(
         "SHIPYARD_STORAGE_ROOT": str(storage_root.resolve()),
         "SHIPYARD_PIPELINE_PYTHON": PIPELINE_PYTHON,
         "MLFLOW_TRACKING_URI": mlflow_uri,
+        # `airflow standalone` starts its components as `airflow ...` found on PATH.
+        "PATH": f"{Path(AIRFLOW).parent}:{os.environ.get('PATH', '')}",
     }
 
 

@@ -7,9 +7,13 @@ interval by itself; trigger and backfill from the UI or the CLI (README, "Runnin
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
+import signal
 import subprocess
 import sys
+import time
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -31,7 +35,25 @@ from shipyard_spec import load_spec
 API_URL = "http://localhost:8080"
 
 
+def stop_on_sigterm(signum: int, frame: object) -> None:
+    """`kill <pid>` stops the UIs the way Ctrl-C does."""
+    raise KeyboardInterrupt
+
+
+def stop_group(process: subprocess.Popen, grace: float = 30) -> None:
+    """SIGTERM to the process group, SIGKILL to whatever is left of it after `grace` seconds."""
+    with contextlib.suppress(ProcessLookupError):  # raised once no member of the group is left
+        os.killpg(process.pid, signal.SIGTERM)
+        deadline = time.monotonic() + grace
+        while time.monotonic() < deadline:
+            process.poll()  # reap standalone itself so it does not linger as a group member
+            os.killpg(process.pid, 0)
+            time.sleep(0.5)
+        os.killpg(process.pid, signal.SIGKILL)
+
+
 def main() -> int:
+    signal.signal(signal.SIGTERM, stop_on_sigterm)
     spec = load_spec(TELCO_SPEC)
     with mlflow_server(HOME / "mlflow", port=MLFLOW_PORT) as mlflow_url:
         env = airflow_environment(HOME / "airflow", HOME, mlflow_url)
@@ -44,7 +66,11 @@ def main() -> int:
         airflow(env, "dags", "reserialize")
         airflow(env, "dags", "unpause", TRAINING_DAG)
         say("starting airflow standalone (scheduler, dag-processor, api-server, triggerer)")
-        standalone = subprocess.Popen([AIRFLOW, "standalone"], env=env, stdout=subprocess.DEVNULL)
+        # Its own process group: `airflow standalone` does not pass a SIGTERM on to the scheduler,
+        # API server and workers it starts, so they are stopped together, as a group.
+        standalone = subprocess.Popen(
+            [AIRFLOW, "standalone"], env=env, stdout=subprocess.DEVNULL, start_new_session=True
+        )
         try:
             wait_http_ok(f"{API_URL}/api/v2/monitor/health", timeout=180, process=standalone)
             passwords = Path(env["AIRFLOW_HOME"]) / "simple_auth_manager_passwords.json.generated"
@@ -61,8 +87,7 @@ def main() -> int:
         except KeyboardInterrupt:
             say("stopping")
         finally:
-            standalone.terminate()
-            standalone.wait(timeout=60)
+            stop_group(standalone)
     return 0
 
 

@@ -131,7 +131,7 @@ def log_failure_summary(context: dict[str, Any]) -> None:
     )
 
 
-def _dag_doc(spec: PipelineSpec, spec_path: Path, runner: settings.Runner) -> str:
+def _dag_doc(spec: PipelineSpec, spec_path: Path, runner: settings.Runner, storage: str) -> str:
     return f"""\
 ### {spec.name}: weekly retraining
 
@@ -143,8 +143,8 @@ Each run owns the window **[data_interval_start, data_interval_end)** of `{spec.
 ({spec.schedule.timezone}); runs without one (manual, or queued by the drift Asset
 `shipyard://{spec.name}/drift`) take the last full interval and say so in the task log.
 
-- snapshots: `<storage>/{spec.name}/snapshots/interval_start=<start>/`
-- run outputs: `<storage>/{spec.name}/runs/<run_id>/<step>/`
+- snapshots: `{storage}/{spec.name}/snapshots/interval_start=<start>/`
+- run outputs: `{storage}/{spec.name}/runs/<run_id>/<step>/`
 - MLflow: experiment `{spec.mlflow.experiment}`, model `{spec.mlflow.registered_model}` (alias `challenger`)
 
 Backfill: `airflow backfill create --dag-id {training_dag_id(spec.name)} --from-date ... --to-date ...`
@@ -152,10 +152,12 @@ or Trigger → Backfill in the UI. A failed validation or gate fails at once; ot
 """
 
 
-def _step_task(step: Step, spec: PipelineSpec, spec_path: Path, runner: settings.Runner) -> BaseOperator:
+def _step_task(
+    step: Step, spec: PipelineSpec, spec_path: Path, runner: settings.Runner, storage_root: str
+) -> BaseOperator:
     doc = STEP_DOCS[step].format(
         event_time=spec.columns.event_time or "event time",
-        storage="<storage>",
+        storage=storage_root,
         pipeline=spec.name,
         experiment=spec.mlflow.experiment,
         model=spec.mlflow.registered_model,
@@ -163,14 +165,13 @@ def _step_task(step: Step, spec: PipelineSpec, spec_path: Path, runner: settings
     common = {"task_id": step, "doc_md": doc}
     window = {"cron": spec.schedule.cron, "timezone": spec.schedule.timezone}
     if runner == "local":
-        local_path = str(spec_path.resolve())
-        call = StepCall(step, spec.name, local_path, storage_root=settings.storage_root(), **window)
+        call = StepCall(step, spec.name, str(spec_path.resolve()), storage_root=storage_root, **window)
         return LocalStepOperator(call=call, **common)
     from shipyard.operators.pod import pod_step_operator  # the Kubernetes client only when needed
 
     kube = settings.kubernetes_settings()
     pod_path = f"{kube.spec_dir}/{spec_path.name}"  # the chart mounts dags/pipelines there
-    call = StepCall(step, spec.name, pod_path, storage_root=kube.storage_root, **window)
+    call = StepCall(step, spec.name, pod_path, storage_root=storage_root, **window)
     return pod_step_operator(call, spec.resources_for(step), kube, **common)
 
 
@@ -178,6 +179,7 @@ def build_training_dag(
     spec: PipelineSpec, spec_path: Path, after_register: Sequence[TaskExtension] = ()
 ) -> DAG:
     runner = settings.runner()
+    storage_root = settings.step_storage_root(runner)
     with DAG(
         dag_id=training_dag_id(spec.name),
         description=spec.description or f"Shipyard training pipeline {spec.name}",
@@ -187,7 +189,7 @@ def build_training_dag(
         max_active_runs=1,  # training reads the snapshots earlier runs published: one run at a time
         params=trigger_params(spec),
         tags=sorted({"shipyard", "training", spec.name, *spec.tags}),
-        doc_md=_dag_doc(spec, spec_path, runner),
+        doc_md=_dag_doc(spec, spec_path, runner, storage_root),
         default_args={
             "owner": spec.owner,
             "retries": 2,
@@ -199,7 +201,7 @@ def build_training_dag(
         },
     ) as dag:
         with TaskGroup("pipeline", tooltip="ingest → validate → train → evaluate → register"):
-            tasks = [_step_task(step, spec, spec_path, runner) for step in STEPS]
+            tasks = [_step_task(step, spec, spec_path, runner, storage_root) for step in STEPS]
             chain(*tasks)
         for extend in after_register:
             extend(spec, tasks[-1])

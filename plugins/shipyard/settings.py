@@ -131,3 +131,8 @@ def kubernetes_settings(raw: str | None = None) -> KubernetesSettings:
         return KubernetesSettings.model_validate(json.loads(raw) if raw else {})
     except ValueError as e:  # malformed JSON or a pydantic ValidationError
         raise SettingError(f"Variable shipyard_kubernetes is invalid: {e}") from e
+
+
+def step_storage_root(runner: Runner) -> str:
+    """The `--storage-root` the steps get: a local path, or what the pod's environment expands."""
+    return storage_root() if runner == "local" else kubernetes_settings().storage_root
