@@ -50,6 +50,16 @@ def wait_http_ok(url: str, timeout: float, process: subprocess.Popen | None = No
     raise TimeoutError(f"{url} did not answer 200 within {timeout:.0f}s")
 
 
+def stop_process(process: subprocess.Popen, timeout: float = 15) -> None:
+    """Terminate a server and wait for it; kill it if it does not stop within `timeout`."""
+    process.terminate()
+    try:
+        process.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
 @contextlib.contextmanager
 def mlflow_server(workdir: Path, port: int | None = None) -> Iterator[str]:
     """A real `mlflow server` (SQLite store, local artifact destination); yields its URL."""
@@ -71,9 +81,5 @@ def mlflow_server(workdir: Path, port: int | None = None) -> Iterator[str]:
         wait_http_ok(f"{url}/health", timeout=90, process=process)
         yield url
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            process.kill()
+        stop_process(process)
         log.close()

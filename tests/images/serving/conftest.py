@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from support.servers import free_port, venv_python, wait_http_ok
+from support.servers import free_port, stop_process, venv_python, wait_http_ok
 
 HERE = Path(__file__).resolve().parent
 MODEL_NAME = "telco"
@@ -108,12 +108,7 @@ def predictor_process(model_dir: Path, workdir: Path, *args: str, ready: bool = 
             sys.stderr.write(output.read_text())
             raise
         finally:
-            process.terminate()
-            try:
-                process.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+            stop_process(process, timeout=20)
 
 
 @pytest.fixture(scope="session")

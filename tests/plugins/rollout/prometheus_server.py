@@ -8,7 +8,7 @@ import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
-from support.servers import free_port, wait_http_ok
+from support.servers import free_port, stop_process, wait_http_ok
 
 
 @contextlib.contextmanager
@@ -40,9 +40,5 @@ def prometheus_server(workdir: Path, targets: list[str], scrape_interval: str = 
         wait_http_ok(f"{url}/-/ready", timeout=30, process=process)
         yield url
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
+        stop_process(process, timeout=10)
         log.close()
