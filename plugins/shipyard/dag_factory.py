@@ -114,6 +114,13 @@ def trigger_params(spec: PipelineSpec) -> dict[str, Param]:
             title="Force re-ingest",
             description="Replace the snapshot of this run's interval even if it is already published.",
         ),
+        "canary_args": Param(
+            "",
+            type="string",
+            title="Canary fault injection (demos only)",
+            description="Extra predictor arguments for the canary, e.g. `--fault_error_rate 0.3`; "
+            "empty in real releases.",
+        ),
     }
 
 

@@ -44,8 +44,10 @@ def test_every_dag_has_tags_an_owner_retries_and_docs(dag_bag: DagBag) -> None:
 def test_the_training_dag_reads_well_in_the_graph_view(dag_bag: DagBag) -> None:
     dag = dag_bag.dags[TRAINING_DAG]
     steps = ["ingest", "validate", "train", "evaluate", "register"]
-    assert [t.task_id for t in dag.topological_sort()] == [f"pipeline.{s}" for s in steps]
-    assert all(t.doc_md and t.task_group.group_id == "pipeline" for t in dag.tasks)
+    order = [t.task_id for t in dag.topological_sort()]
+    assert order == [*(f"pipeline.{s}" for s in steps), "rollout"]
+    assert all(t.doc_md for t in dag.tasks)
+    assert [t.task_id for t in dag.tasks if t.task_group.group_id != "pipeline"] == ["rollout"]
     assert dag.owner == "data-science"
     assert {"shipyard", "training", "churn"} <= set(dag.tags)
     assert (dag.timetable.timetable.expression, dag.max_active_runs) == ("0 0 * * 1", 1)
@@ -54,6 +56,7 @@ def test_the_training_dag_reads_well_in_the_graph_view(dag_bag: DagBag) -> None:
         "window_intervals": 26,
         "skip_tuning": False,
         "force_ingest": False,
+        "canary_args": "",
     }
     register = dag.get_task("pipeline.register")
     assert (register.retries, register.retry_exponential_backoff) == (2, 2.0)
