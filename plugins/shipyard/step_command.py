@@ -14,7 +14,8 @@ from typing import Any, Literal
 
 from shipyard.window import Window
 
-Step = Literal["ingest", "validate", "train", "evaluate", "register"]
+Step = Literal["ingest", "validate", "train", "evaluate", "register", "drift"]
+# The training DAG's steps, in order; `drift` runs in the drift DAG.
 STEPS: tuple[Step, ...] = ("ingest", "validate", "train", "evaluate", "register")
 # The KubernetesPodOperator's XCom contract: the sidecar reads this file.
 POD_RESULT_PATH = "/airflow/xcom/return.json"
@@ -24,16 +25,18 @@ POD_RESULT_PATH = "/airflow/xcom/return.json"
 class RunOptions:
     """What a manual run may change (the trigger form's Params); scheduled runs use the defaults."""
 
-    window_intervals: int
+    window_intervals: int | None = None  # None: the spec's `training.window_intervals`
     skip_tuning: bool = False
     force_ingest: bool = False
 
     @classmethod
     def from_params(cls, params: Mapping[str, Any]) -> RunOptions:
+        """The training DAG's trigger form; a DAG without one (drift) gets the step defaults."""
+        intervals = params.get("window_intervals")
         return cls(
-            window_intervals=int(params["window_intervals"]),
-            skip_tuning=bool(params["skip_tuning"]),
-            force_ingest=bool(params["force_ingest"]),
+            window_intervals=None if intervals is None else int(intervals),
+            skip_tuning=bool(params.get("skip_tuning", False)),
+            force_ingest=bool(params.get("force_ingest", False)),
         )
 
 
@@ -64,7 +67,8 @@ def step_arguments(
     if step == "ingest" and options.force_ingest:
         arguments.append("--force")
     if step == "train":
-        arguments += ["--window-intervals", str(options.window_intervals)]
+        if options.window_intervals is not None:
+            arguments += ["--window-intervals", str(options.window_intervals)]
         if options.skip_tuning:
             arguments.append("--skip-tuning")
     return arguments

@@ -13,6 +13,7 @@ import sys
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import yaml
@@ -68,6 +69,49 @@ def test_drift_dag_shape_and_outlet(monkeypatch: pytest.MonkeyPatch) -> None:
     ]
     assert dag.get_task("emit_drift_event").outlets == [drift_asset("telco_churn")]
     assert (dag.timetable.expression, dag.timetable.interval) == ("0 4 * * *", timedelta(days=1))
+
+
+RUN_AFTER = datetime(2026, 3, 11, 9, 30, tzinfo=UTC)
+SCHEDULED = {"data_interval_start": datetime(2026, 3, 10, 4, tzinfo=UTC), "data_interval_end": RUN_AFTER}
+
+
+@pytest.mark.parametrize(
+    ("interval", "window"),
+    [
+        (SCHEDULED, ("2026-03-10T04:00:00+00:00", "2026-03-11T09:30:00+00:00")),
+        ({}, ("2026-03-10T09:30:00+00:00", "2026-03-11T09:30:00+00:00")),  # the day before run_after
+    ],
+    ids=["data interval", "no data interval"],
+)
+def test_check_drift_runs_the_drift_step_cli_on_the_run_window(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, interval: dict, window: tuple[str, str]
+) -> None:
+    """The local runner of the training steps, with the common step arguments and the settings' storage."""
+    monkeypatch.syspath_prepend(str(REPO / "plugins"))
+    monkeypatch.setenv("SHIPYARD_RUNNER", "local")
+    monkeypatch.setenv("SHIPYARD_STORAGE_ROOT", str(tmp_path / "storage"))
+    from shipyard.drift_dag import build_drift_dag
+    from shipyard.operators.local import LocalStepOperator
+    from shipyard_spec import load_spec
+
+    spec_path = REPO / "dags" / "pipelines" / "telco_churn.yaml"
+    operator = build_drift_dag(load_spec(spec_path), spec_path).get_task("check_drift")
+    assert isinstance(operator, LocalStepOperator)
+    context = {
+        **interval,
+        "run_id": "manual__1",
+        "params": {},
+        "dag_run": SimpleNamespace(run_after=RUN_AFTER),
+    }
+    operator.render_template_fields(context)
+    assert operator.arguments == [
+        "drift",
+        "--spec", str(spec_path),
+        "--interval-start", window[0],
+        "--interval-end", window[1],
+        "--run-id", "manual__1",
+        "--storage-root", str(tmp_path / "storage"),
+    ]  # fmt: skip
 
 
 @dataclass

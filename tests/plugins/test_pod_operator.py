@@ -24,6 +24,7 @@ from kubernetes.client import models as k8s
 from support.servers import REPO, free_port
 
 from shipyard.dag_factory import build_training_dag
+from shipyard.drift_dag import build_drift_dag
 from shipyard.step_command import STEPS
 from shipyard_spec import load_spec
 
@@ -55,13 +56,18 @@ UNREACHABLE_CLUSTER = {
     },
 }
 START, END = datetime(2026, 3, 2, tzinfo=UTC), datetime(2026, 3, 9, tzinfo=UTC)
+# The training steps, then the drift DAG's check: one runner machinery for all of them.
+POD_STEPS = (*STEPS, "drift")
 
 
 def render_pods(spec_path: Path, monkeypatch: pytest.MonkeyPatch, **settings: Any) -> dict[str, dict]:
-    """Every step's pod as the API server would receive it, keyed by step."""
+    """Every step's pod (the drift DAG's check_drift as "drift") as the API server would receive it."""
     monkeypatch.setenv("SHIPYARD_RUNNER", "kubernetes")
     monkeypatch.setenv("AIRFLOW_VAR_SHIPYARD_KUBERNETES", json.dumps({**SETTINGS, **settings}))
-    dag = build_training_dag(load_spec(spec_path), spec_path)
+    spec = load_spec(spec_path)
+    training, drift = build_training_dag(spec, spec_path), build_drift_dag(spec, spec_path)
+    operators = {step: training.get_task(f"pipeline.{step}") for step in STEPS}
+    operators["drift"] = drift.get_task("check_drift")
     context = {
         "data_interval_start": START,
         "data_interval_end": END,
@@ -70,8 +76,7 @@ def render_pods(spec_path: Path, monkeypatch: pytest.MonkeyPatch, **settings: An
         "dag_run": SimpleNamespace(run_after=END),
     }
     pods = {}
-    for step in STEPS:
-        operator = dag.get_task(f"pipeline.{step}")
+    for step, operator in operators.items():
         operator.render_template_fields(context)
         pod = ApiClient().sanitize_for_serialization(operator.build_pod_request_obj(dry_run=True))
         for version in KUBERNETES_VERSIONS:
@@ -90,7 +95,7 @@ def telco_pods() -> dict[str, dict]:
         return render_pods(TELCO, patch)
 
 
-@pytest.mark.parametrize("step", STEPS)
+@pytest.mark.parametrize("step", POD_STEPS)
 def test_every_step_pod_runs_the_step_cli_with_the_run_window(telco_pods: dict[str, dict], step: str) -> None:
     container = base_container(telco_pods[step])
     assert container["image"] == "ghcr.io/shipyard/pipeline:0.1.0"
@@ -106,7 +111,7 @@ def test_every_step_pod_runs_the_step_cli_with_the_run_window(telco_pods: dict[s
     assert container["args"][11:13] == ["--result-path", "/airflow/xcom/return.json"]
 
 
-@pytest.mark.parametrize("step", STEPS)
+@pytest.mark.parametrize("step", POD_STEPS)
 def test_credentials_come_only_from_secret_and_config_map_references(
     telco_pods: dict[str, dict], step: str
 ) -> None:
@@ -119,7 +124,7 @@ def test_credentials_come_only_from_secret_and_config_map_references(
     assert not {name for name in literal if "MLFLOW" in name or "PASSWORD" in name or "SECRET" in name}
 
 
-@pytest.mark.parametrize("step", STEPS)
+@pytest.mark.parametrize("step", POD_STEPS)
 def test_identity_placement_and_xcom_sidecar(telco_pods: dict[str, dict], step: str) -> None:
     pod = telco_pods[step]
     assert pod["metadata"]["namespace"] == "shipyard"
@@ -145,6 +150,23 @@ def test_resources_follow_the_spec_with_train_getting_more(telco_pods: dict[str,
 def test_train_only_params_reach_only_the_train_pod(telco_pods: dict[str, dict]) -> None:
     assert base_container(telco_pods["train"])["args"][13:] == ["--window-intervals", "26", "--skip-tuning"]
     assert base_container(telco_pods["ingest"])["args"][13:] == []
+    assert base_container(telco_pods["drift"])["args"][13:] == []
+
+
+def test_the_drift_pod_takes_the_spec_resources_of_drift(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    spec = yaml.safe_load(TELCO.read_text())
+    spec["resources"] = {"drift": {"cpu": "250m", "memory": "3Gi", "memory_limit": "6Gi"}}
+    path = tmp_path / "telco_churn.yaml"
+    path.write_text(yaml.safe_dump(spec))
+    pods = render_pods(path, monkeypatch)
+    assert base_container(pods["drift"])["resources"] == {
+        "requests": {"cpu": "250m", "memory": "3Gi"},
+        "limits": {"memory": "6Gi"},
+    }
+    assert pods["drift"]["metadata"]["labels"]["shipyard/pipeline"] == "telco_churn"
+    assert base_container(pods["validate"])["resources"]["requests"] == {"cpu": "500m", "memory": "1Gi"}
 
 
 def test_a_gpu_step_asks_for_gpus_and_lands_on_gpu_nodes(

@@ -33,7 +33,7 @@ def arguments(
     )
 
 
-@pytest.mark.parametrize("step", STEPS)
+@pytest.mark.parametrize("step", [*STEPS, "drift"])
 def test_every_step_gets_the_common_contract(step: str) -> None:
     args = arguments(step, RunOptions(window_intervals=26))
     assert args[: 1 + len(COMMON)] == [step, *COMMON]
@@ -49,6 +49,8 @@ def test_every_step_gets_the_common_contract(step: str) -> None:
         ("train", RunOptions(4, skip_tuning=True), ["--window-intervals", "4", "--skip-tuning"]),
         ("validate", RunOptions(4, skip_tuning=True, force_ingest=True), []),
         ("register", RunOptions(4, skip_tuning=True, force_ingest=True), []),
+        ("drift", RunOptions(4, skip_tuning=True, force_ingest=True), []),
+        ("train", RunOptions(), []),  # no trigger form: the spec's window, tuning on
     ],
 )
 def test_step_options_go_only_to_the_step_that_takes_them(
@@ -60,3 +62,9 @@ def test_step_options_go_only_to_the_step_that_takes_them(
 def test_options_come_from_the_trigger_form_params() -> None:
     params = {"window_intervals": "8", "skip_tuning": True, "force_ingest": False}
     assert RunOptions.from_params(params) == RunOptions(8, skip_tuning=True, force_ingest=False)
+
+
+def test_a_dag_without_a_trigger_form_gets_the_step_defaults() -> None:
+    assert RunOptions.from_params({}) == RunOptions(
+        window_intervals=None, skip_tuning=False, force_ingest=False
+    )

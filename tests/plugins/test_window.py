@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from types import SimpleNamespace
 
 import pytest
@@ -60,3 +60,15 @@ def test_a_run_without_an_interval_takes_the_last_full_one_and_says_so(
     assert window == Window(*LAST_WEEK, inferred=True)
     assert "asset_triggered__1 has no data interval" in caplog.text
     assert "last full interval [2026-03-02T00:00:00+00:00, 2026-03-09T00:00:00+00:00)" in caplog.text
+
+
+def test_a_timetable_with_a_fixed_interval_takes_that_much_before_the_run(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # The drift DAG: CronTriggerTimetable("0 4 * * *", interval=1 day), a run queued at 09:00.
+    run_after = datetime(2026, 3, 11, 9, tzinfo=UTC)
+    context = {"run_id": "manual__1", "dag_run": SimpleNamespace(run_after=run_after)}
+    with caplog.at_level("INFO", logger="shipyard.window"):
+        window = run_window(context, "0 4 * * *", "UTC", interval=timedelta(days=1))
+    assert window == Window(datetime(2026, 3, 10, 9, tzinfo=UTC), run_after, inferred=True)
+    assert "using the 1 day, 0:00:00 [2026-03-10T09:00:00+00:00, 2026-03-11T09:00:00+00:00)" in caplog.text

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 
 from airflow.sdk.exceptions import AirflowException, AirflowFailException
@@ -25,13 +26,16 @@ class StepCall:
     cron: str
     timezone: str
     storage_root: str
+    # The timetable's fixed data interval (the drift DAG's 1 day): a run without a data interval
+    # takes this much before it was queued. None: the last full interval of `cron`.
+    interval: timedelta | None = None
 
     def arguments(self, context: dict[str, Any], result_path: str | None) -> list[str]:
         """The CLI arguments for the running DAG run: its window, run id and trigger-form Params."""
         return step_arguments(
             self.step,
             spec_path=self.spec_path,
-            window=run_window(context, self.cron, self.timezone),
+            window=run_window(context, self.cron, self.timezone, self.interval),
             run_id=context["run_id"],
             storage_root=self.storage_root,
             result_path=result_path,
