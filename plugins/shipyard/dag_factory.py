@@ -35,8 +35,7 @@ from airflow.sdk.exceptions import AirflowTimetableInvalid
 
 from shipyard import settings
 from shipyard.assets import drift_asset
-from shipyard.operators.local import LocalStepOperator
-from shipyard.operators.step import StepCall
+from shipyard.operators import step_operator
 from shipyard.step_command import STEPS, Step
 from shipyard_spec import PipelineSpec, SpecError, load_spec
 
@@ -169,17 +168,10 @@ def _step_task(
         experiment=spec.mlflow.experiment,
         model=spec.mlflow.registered_model,
     )
-    common = {"task_id": step, "doc_md": doc}
-    window = {"cron": spec.schedule.cron, "timezone": spec.schedule.timezone}
-    if runner == "local":
-        call = StepCall(step, spec.name, str(spec_path.resolve()), storage_root=storage_root, **window)
-        return LocalStepOperator(call=call, **common)
-    from shipyard.operators.pod import pod_step_operator  # the Kubernetes client only when needed
-
-    kube = settings.kubernetes_settings()
-    pod_path = f"{kube.spec_dir}/{spec_path.name}"  # the chart mounts dags/pipelines there
-    call = StepCall(step, spec.name, pod_path, storage_root=storage_root, **window)
-    return pod_step_operator(call, spec.resources_for(step), kube, **common)
+    return step_operator(
+        step, spec, spec_path, runner=runner, storage_root=storage_root, cron=spec.schedule.cron,
+        task_id=step, doc_md=doc,
+    )  # fmt: skip
 
 
 def build_training_dag(
