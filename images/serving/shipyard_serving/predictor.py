@@ -91,7 +91,7 @@ class ShipyardModel(Model):
     def _proven_fast_path(self, directory: ModelDirectory, example: Batch) -> FastPath | None:
         """The compiled path if it matches the Pipeline on the input example within 1e-6, else None."""
         try:
-            fast = FastPath(self.pipeline, directory.numeric, directory.categorical, self.settings.nthread)
+            fast = FastPath(self.pipeline, directory.numeric, directory.categorical)
         except UnsupportedPipeline as e:
             log.warning("fast path refused for %s: %s; serving the exact (pandas) path", directory.path, e)
             return None
