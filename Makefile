@@ -15,7 +15,7 @@ TOOLS_PY := $(VENVS)/tools/bin/python
 export SHIPYARD_PIPELINE_PYTHON := $(abspath $(PIPELINE_PY))
 export SHIPYARD_SERVING_PYTHON := $(abspath $(SERVING_PY))
 
-.PHONY: help venvs lint format test test-pipeline test-serving test-airflow test-chart kserve-manifests demo up bench-airflow prometheus bench-rollout locks clean
+.PHONY: help venvs lint format test test-pipeline test-serving test-airflow test-chart kserve-manifests demo demo-canary-fault up bench-airflow prometheus bench-rollout locks clean
 
 help:  ## List the targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -77,8 +77,11 @@ prometheus:  ## The Prometheus server binary the rollout's PromQL test starts (D
 bench-rollout: venvs  ## Canary rollback time vs interval x failure_limit; requests lost to traffic switches
 	$(AIRFLOW_PY) benchmarks/rollout/run.py
 
-demo: venvs  ## Run the training DAG end to end through Airflow (embedded: SQLite, local runner, MLflow)
+demo: venvs  ## Train v1 (released at 100 %), then train v2 and promote it by canary under load (embedded)
 	$(AIRFLOW_PY) scripts/demo.py
+
+demo-canary-fault: venvs  ## make demo, then a run 3 whose canary fails 30 % of requests: automatic rollback
+	$(AIRFLOW_PY) scripts/demo.py --canary-fault
 
 up: venvs  ## airflow standalone + MLflow UI, the training DAG unpaused (Ctrl-C stops)
 	$(AIRFLOW_PY) scripts/up.py

@@ -18,6 +18,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(REPO / "plugins"), str(REPO / "tests")]
 AIRFLOW = str(Path(sys.executable).parent / "airflow")
 PIPELINE_PYTHON = os.environ.get("SHIPYARD_PIPELINE_PYTHON") or str(REPO / ".venv/pipeline/bin/python")
+SERVING_PYTHON = os.environ.get("SHIPYARD_SERVING_PYTHON") or str(REPO / ".venv/serving/bin/python")
 TRAINING_DAG = "shipyard_train_telco_churn"
 TELCO_SPEC = REPO / "dags" / "pipelines" / "telco_churn.yaml"
 
@@ -41,6 +42,7 @@ def airflow_environment(
         "SHIPYARD_HOME": str(shipyard_home.resolve()),
         "SHIPYARD_STORAGE_ROOT": str(storage_root.resolve()),
         "SHIPYARD_PIPELINE_PYTHON": PIPELINE_PYTHON,
+        "SHIPYARD_SERVING_PYTHON": SERVING_PYTHON,  # the rollout's local predictors
         "MLFLOW_TRACKING_URI": mlflow_uri,
         # `airflow standalone` starts its components as `airflow ...` found on PATH.
         "PATH": f"{Path(AIRFLOW).parent}:{os.environ.get('PATH', '')}",

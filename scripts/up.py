@@ -29,6 +29,7 @@ from airflow_env import (
 from demo import HOME, MLFLOW_PORT, say
 from support.servers import mlflow_server, wait_http_ok
 
+from shipyard.rollout.backends.local import LocalBackend
 from shipyard.window import last_full_interval
 from shipyard_spec import load_spec
 
@@ -88,6 +89,8 @@ def main() -> int:
             say("stopping")
         finally:
             stop_group(standalone)
+            os.environ["SHIPYARD_HOME"] = env["SHIPYARD_HOME"]  # where the rollout task keeps its state
+            LocalBackend.for_pipeline(spec.name).stop_all()  # the predictors the rollout task started
     return 0
 
 
