@@ -3,7 +3,7 @@
 The Airflow side has no mlflow package, so this speaks the documented REST endpoints
 (`/api/2.0/mlflow/...`) with httpx. Aliases: the version under test is `challenger`;
 promotion makes it `champion` and the old champion `previous`; a rollback leaves `champion`
-alone and tags the version with the reason. Every check goes to the version's run as
+alone, clears `challenger` and tags the version with the reason. Every check goes to the version's run as
 metrics by check index, and the whole decision log as the artifact
 `rollout/v<version>/decision_log.json` (when the server proxies artifacts).
 """
@@ -126,7 +126,13 @@ class MlflowRegistry:
         return old
 
     def mark_rolled_back(self, version: str, reason: str) -> None:
-        """Leave `champion` as it is; tag the version with the reason."""
+        """Leave `champion` as it is; tag the version with the reason.
+
+        `challenger` is cleared too when it names this version: the version is no longer
+        under test, and nothing should pick it up as the next candidate by its alias.
+        """
+        if self.alias(CHALLENGER) == version:
+            self.delete_alias(CHALLENGER)
         self.set_tag(version, STATUS_TAG, "rolled_back")
         self.set_tag(version, REASON_TAG, reason[:5000])
 

@@ -42,8 +42,10 @@ def test_rollback_leaves_the_champion_and_tags_the_reason(registry):
         register_version(registry.url, registry.model_name),
     )
     registry.promote(v1)
+    registry.set_alias(CHALLENGER, v2)
     registry.mark_rolled_back(v2, "canary error rate 12.00% above max_error_rate 1.00%")
-    assert registry.alias(CHAMPION) == v1
+    assert (registry.alias(CHAMPION), registry.alias(CHALLENGER)) == (v1, None)
+    assert registry.tags(v2)["shipyard.rollout.status"] == "rolled_back"
     assert (
         registry.tags(v2)["shipyard.rollout.reason"] == "canary error rate 12.00% above max_error_rate 1.00%"
     )
