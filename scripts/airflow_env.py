@@ -41,6 +41,8 @@ def airflow_environment(
         "SHIPYARD_RUNNER": "local",
         "SHIPYARD_HOME": str(shipyard_home.resolve()),
         "SHIPYARD_STORAGE_ROOT": str(storage_root.resolve()),
+        # Predictors started by the local rollout log sampled requests where the drift step reads.
+        "SHIPYARD_PREDICTION_LOG_URI": str(storage_root.resolve() / "prediction_logs"),
         "SHIPYARD_PIPELINE_PYTHON": PIPELINE_PYTHON,
         "SHIPYARD_SERVING_PYTHON": SERVING_PYTHON,  # the rollout's local predictors
         "MLFLOW_TRACKING_URI": mlflow_uri,
