@@ -36,8 +36,6 @@ from shipyard_pipeline.train import read_split
 
 log = logging.getLogger(__name__)
 
-CHAMPION_ALIAS = "champion"
-
 
 @dataclass(frozen=True)
 class Gate:
@@ -60,10 +58,10 @@ def load_champion(client: MlflowClient, name: str, test: pd.DataFrame) -> Champi
     """The current champion's scores on the test rows; None when no version holds the alias."""
     import mlflow.sklearn
 
-    version = tracking.version_by_alias(client, name, CHAMPION_ALIAS)
+    version = tracking.version_by_alias(client, name, tracking.CHAMPION_ALIAS)
     if version is None:
         return None
-    model = mlflow.sklearn.load_model(f"models:/{name}@{CHAMPION_ALIAS}")
+    model = mlflow.sklearn.load_model(f"models:/{name}@{tracking.CHAMPION_ALIAS}")
     needed = list(getattr(model, "feature_names_in_", test.columns))
     missing = [c for c in needed if c not in test.columns]
     if missing:

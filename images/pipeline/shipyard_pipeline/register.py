@@ -31,7 +31,6 @@ from shipyard_pipeline.errors import CheckFailed, StepError
 
 log = logging.getLogger(__name__)
 
-CHALLENGER_ALIAS = "challenger"
 PROXIED_SCHEME = "mlflow-artifacts:/"
 READY_TIMEOUT_SECONDS = 120
 
@@ -117,14 +116,15 @@ def run(context: RunContext) -> dict[str, Any]:
     }
     for key, value in tags.items():
         client.set_model_version_tag(name, version.version, key, value)
-    client.set_registered_model_alias(name, CHALLENGER_ALIAS, version.version)
+    client.set_registered_model_alias(name, tracking.CHALLENGER_ALIAS, version.version)
     download_uri = client.get_model_version_download_uri(name, version.version)
     artifact_path = local_model_dir(context, download_uri, version.version)
-    log.info("%s v%s is now @%s; model files at %s", name, version.version, CHALLENGER_ALIAS, artifact_path)
+    alias = tracking.CHALLENGER_ALIAS
+    log.info("%s v%s is now @%s; model files at %s", name, version.version, alias, artifact_path)
     return {
         "registered_model": name,
         "version": version.version,
-        "alias": CHALLENGER_ALIAS,
+        "alias": tracking.CHALLENGER_ALIAS,
         "model_uri": f"models:/{name}/{version.version}",
         "download_uri": download_uri,
         "artifact_path": artifact_path,

@@ -89,6 +89,11 @@ def code_version() -> str:
         return "unknown"
 
 
+# Registry aliases, as the rollout controller (plugins/shipyard/rollout/registry.py) moves them.
+CHAMPION_ALIAS = "champion"
+CHALLENGER_ALIAS = "challenger"
+
+
 def version_by_alias(client: MlflowClient, name: str, alias: str) -> ModelVersion | None:
     """The version holding `alias`, or None when the model or the alias does not exist (yet).
 

@@ -28,12 +28,10 @@ from shipyard_pipeline.drift.labels import live_auc, read_labels
 from shipyard_pipeline.drift.prediction_logs import read_window
 from shipyard_pipeline.drift.profile import PROFILE_ARTIFACT, ReferenceProfile
 from shipyard_pipeline.drift.report import html_report, text_table
-from shipyard_pipeline.tracking import version_by_alias
+from shipyard_pipeline.tracking import CHAMPION_ALIAS, version_by_alias
 from shipyard_spec.model import PipelineSpec
 
 log = logging.getLogger(__name__)
-
-CHAMPION_ALIAS = "champion"
 
 
 @dataclass(frozen=True)
