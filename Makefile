@@ -36,9 +36,9 @@ $(VENVS)/pipeline/.done: $(UV) images/pipeline/requirements.txt images/pipeline/
 	$(UV_INSTALL) --python $(PIPELINE_PY) -r images/pipeline/requirements.txt -e spec -e images/pipeline
 	touch $@
 
-$(VENVS)/serving/.done: $(UV) images/serving/requirements.txt images/serving/pyproject.toml
+$(VENVS)/serving/.done: $(UV) images/serving/requirements.txt images/serving/pyproject.toml spec/pyproject.toml
 	$(UV) venv --quiet --allow-existing --python $(PYTHON) $(VENVS)/serving
-	$(UV_INSTALL) --python $(SERVING_PY) -r images/serving/requirements.txt -e images/serving
+	$(UV_INSTALL) --python $(SERVING_PY) -r images/serving/requirements.txt -e spec -e images/serving
 	touch $@
 
 venvs: $(VENVS)/airflow/.done $(VENVS)/pipeline/.done $(VENVS)/serving/.done  ## Create the three runtime virtualenvs

@@ -1,0 +1,140 @@
+"""Every name and code that crosses a runtime boundary, defined once.
+
+The Airflow side (plugins/shipyard), the pipeline image (shipyard-step), the serving image
+(shipyard-predictor) and the Helm chart all speak through these names: registry aliases and
+tags, step names and exit codes, the result file, environment variables, metric names, ports
+and the storage layout. Every runtime imports this module; a chart test renders the chart and
+checks the names it sets against it. Standard library only, so the DAG processor and the
+predictor pay nothing to import it.
+"""
+
+from __future__ import annotations
+
+from enum import IntEnum, StrEnum
+
+
+class Step(StrEnum):
+    """The `shipyard-step <step>` sub-commands (one CLI, two runners)."""
+
+    INGEST = "ingest"
+    VALIDATE = "validate"
+    TRAIN = "train"
+    EVALUATE = "evaluate"
+    REGISTER = "register"
+    DRIFT = "drift"
+
+
+class ExitCode(IntEnum):
+    """Exit codes of `shipyard-step`. CHECK_FAILED (validation, a gate) is never retried."""
+
+    OK = 0
+    ERROR = 1
+    CHECK_FAILED = 3
+
+
+# Where a step writes its result JSON: the KubernetesPodOperator's XCom sidecar reads this path.
+POD_RESULT_PATH = "/airflow/xcom/return.json"
+
+
+class Alias(StrEnum):
+    """MLflow registered-model aliases; they move with traffic."""
+
+    CHAMPION = "champion"
+    CHALLENGER = "challenger"
+    PREVIOUS = "previous"
+
+
+class Tag(StrEnum):
+    """MLflow run and model-version tags that another runtime reads."""
+
+    PIPELINE = "shipyard.pipeline"
+    AIRFLOW_RUN_ID = "shipyard.airflow_run_id"
+    INTERVAL_START = "shipyard.interval_start"
+    INTERVAL_END = "shipyard.interval_end"
+    MLFLOW_RUN_ID = "shipyard.mlflow_run_id"
+    DATASET_FINGERPRINT = "shipyard.dataset_fingerprint"
+    CODE_VERSION = "shipyard.code_version"
+    GATES = "shipyard.gates"
+    GATES_PASSED = "shipyard.gates_passed"
+    TEST_ROC_AUC = "shipyard.test_roc_auc"
+    BASELINE_ROC_AUC = "shipyard.baseline_roc_auc"
+    STEP = "shipyard.step"
+    # The directory a serving backend loads the version from (`s3://…/model` on KServe).
+    SERVING_URI = "shipyard.serving_uri"
+    # Set by the local backend: the model directory a later rollback can start again.
+    MODEL_DIR = "shipyard.model_dir"
+    ROLLOUT_STATUS = "shipyard.rollout.status"
+    ROLLOUT_REASON = "shipyard.rollout.reason"
+    ROLLOUT_CONFIRM = "shipyard.rollout.confirm"
+    ROLLOUT_ABORT = "shipyard.rollout.abort"
+
+
+class Env(StrEnum):
+    """Environment variables set by the chart or the embedded runtime and read by the code."""
+
+    HOME = "SHIPYARD_HOME"
+    RUNNER = "SHIPYARD_RUNNER"
+    STORAGE_ROOT = "SHIPYARD_STORAGE_ROOT"
+    PREDICTION_LOG_URI = "SHIPYARD_PREDICTION_LOG_URI"
+    SPEC_DIR = "SHIPYARD_SPEC_DIR"
+    POD_TEMPLATE_DIR = "SHIPYARD_POD_TEMPLATE_DIR"
+    MODEL_VERSION = "SHIPYARD_MODEL_VERSION"
+    CODE_VERSION = "SHIPYARD_CODE_VERSION"
+    PIPELINE_PYTHON = "SHIPYARD_PIPELINE_PYTHON"
+    SERVING_PYTHON = "SHIPYARD_SERVING_PYTHON"
+    SERVING_PORT = "SHIPYARD_SERVING_PORT"
+    MLFLOW_ARTIFACTS_DESTINATION = "SHIPYARD_MLFLOW_ARTIFACTS_DESTINATION"
+    MLFLOW_CONNECT_ATTEMPTS = "SHIPYARD_MLFLOW_CONNECT_ATTEMPTS"
+    MLFLOW_CONNECT_BACKOFF = "SHIPYARD_MLFLOW_CONNECT_BACKOFF"
+    MLFLOW_TRACKING_URI = "MLFLOW_TRACKING_URI"
+    # S3-compatible object storage endpoint (MinIO, Ceph, moto); credentials come from the
+    # standard AWS variables of a Secret or from workload identity, never from values.
+    S3_ENDPOINT_URL = "AWS_ENDPOINT_URL_S3"
+
+
+class Metric(StrEnum):
+    """Prometheus metric names the predictor exports and the canary analysis reads."""
+
+    REQUESTS = "shipyard_requests_total"
+    REQUEST_DURATION = "shipyard_request_duration_seconds"
+
+
+class Outcome(StrEnum):
+    """The `outcome` label of `shipyard_requests_total`."""
+
+    SUCCESS = "success"
+    CLIENT_ERROR = "client_error"
+    SERVER_ERROR = "server_error"
+
+
+PREDICTOR_PORT = 8080
+DEFAULT_SPEC_DIR = "/etc/shipyard/pipelines"
+DEFAULT_POD_TEMPLATE_DIR = "/opt/shipyard/pod-templates"
+
+
+def serving_name(pipeline: str) -> str:
+    """The InferenceService name of a pipeline, which is also the model name the predictor
+    serves under, labels its metrics with and logs its predictions under."""
+    return pipeline.replace("_", "-")
+
+
+# Storage layout under the storage root (a local path or an fsspec URI such as s3://bucket/prefix).
+SNAPSHOTS_DIR = "snapshots"
+RUNS_DIR = "runs"
+PREDICTION_LOGS_DIR = "prediction_logs"
+
+
+def join(base: str, *parts: str) -> str:
+    """`base/part/...` for local paths and URIs alike."""
+    return "/".join([base.rstrip("/"), *parts])
+
+
+def default_prediction_log_root(storage_root: str) -> str:
+    """Where predictors log and the drift step reads when `SHIPYARD_PREDICTION_LOG_URI` is unset."""
+    return join(storage_root, PREDICTION_LOGS_DIR)
+
+
+def prediction_log_dir(log_root: str, model_name: str) -> str:
+    """`{log_root}/{model_name}`, where `model_name` is the served name (`serving_name(pipeline)`):
+    the predictor writes here and the drift step reads here."""
+    return join(log_root, model_name)
