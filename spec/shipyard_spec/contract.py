@@ -90,6 +90,8 @@ class Env(StrEnum):
     # S3-compatible object storage endpoint (MinIO, Ceph, moto); credentials come from the
     # standard AWS variables of a Secret or from workload identity, never from values.
     S3_ENDPOINT_URL = "AWS_ENDPOINT_URL_S3"
+    # Largest request body the predictor reads, in bytes (its --max_request_bytes).
+    MAX_REQUEST_BYTES = "SHIPYARD_MAX_REQUEST_BYTES"
 
 
 class Metric(StrEnum):
@@ -97,6 +99,15 @@ class Metric(StrEnum):
 
     REQUESTS = "shipyard_requests_total"
     REQUEST_DURATION = "shipyard_request_duration_seconds"
+    # The whole request as the predictor's HTTP server sees it (body read, decoding, queueing
+    # in the event loop, the model, encoding), for every answer including 4xx and 5xx;
+    # REQUEST_DURATION is the time inside the model only.
+    HTTP_REQUEST_DURATION = "shipyard_http_request_duration_seconds"
+    # Feature values outside the range the model was trained on (counted, not rejected).
+    FEATURE_OUT_OF_RANGE = "shipyard_feature_out_of_range_total"
+    PREDICTION_LOG_DROPPED = "shipyard_prediction_log_dropped_total"
+    PREDICTION_LOG_WRITE_ERRORS = "shipyard_prediction_log_write_errors_total"
+    PREDICTION_LOG_DELETED = "shipyard_prediction_log_deleted_total"
 
 
 class Outcome(StrEnum):

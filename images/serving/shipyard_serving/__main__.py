@@ -19,6 +19,8 @@ from kserve.utils.utils import strtobool
 
 from kserve import logging as kserve_logging
 from kserve import model_server
+from shipyard_serving.limits import DEFAULT_BODY_TIMEOUT_SECONDS, DEFAULT_MAX_BODY_BYTES, RequestLimits
+from shipyard_spec.contract import Env
 
 THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
 
@@ -30,10 +32,22 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--model_dir", required=True, help="MLflow model directory (MLmodel, model.pkl, ...)")
     parser.add_argument(
         "--model_version",
-        default=os.environ.get("SHIPYARD_MODEL_VERSION", "unknown"),
-        help="registered model version: label of every metric and log record (env SHIPYARD_MODEL_VERSION)",
+        default=os.environ.get(Env.MODEL_VERSION, "unknown"),
+        help=f"registered model version: label of every metric and log record (env {Env.MODEL_VERSION})",
     )
     parser.add_argument("--max_batch_size", type=int, default=1000, help="most rows accepted in one request")
+    parser.add_argument(
+        "--max_request_bytes",
+        type=int,
+        default=int(os.environ.get(Env.MAX_REQUEST_BYTES, DEFAULT_MAX_BODY_BYTES)),
+        help=f"largest request body read; larger ones get 413 before parsing (env {Env.MAX_REQUEST_BYTES})",
+    )
+    parser.add_argument(
+        "--request_body_timeout_seconds",
+        type=float,
+        default=DEFAULT_BODY_TIMEOUT_SECONDS,
+        help="a request body not received within this time gets 408",
+    )
     parser.add_argument(
         "--nthread",
         type=int,
@@ -89,8 +103,10 @@ def main(argv: list[str] | None = None) -> None:
     # Imported only now: xgboost reads the thread variables set above when it loads.
     from shipyard_serving.dataplane import ModelsReadyDataPlane
     from shipyard_serving.faults import Faults
+    from shipyard_serving.metrics import ServedModel
     from shipyard_serving.prediction_log import PredictionLog
     from shipyard_serving.predictor import Settings, ShipyardModel
+    from shipyard_serving.server import FrontDoor, ShipyardModelServer
 
     prediction_log = None
     if args.prediction_log_uri:
@@ -108,7 +124,12 @@ def main(argv: list[str] | None = None) -> None:
         faults=Faults(args.fault_error_rate, args.fault_latency_ms, args.fault_never_ready),
     )
     model.load()
-    server = model_server.ModelServer(
+    server = ShipyardModelServer(
+        FrontDoor(
+            ServedModel(args.model_name, args.model_version),
+            RequestLimits(args.max_request_bytes, args.request_body_timeout_seconds),
+        ),
+        log_config_file=args.log_config_file,
         http_port=args.http_port,
         grpc_port=args.grpc_port,
         workers=args.workers,

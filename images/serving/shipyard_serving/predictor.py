@@ -17,7 +17,6 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from kserve.errors import InvalidInput
 from kserve.model import InferenceVerb
 from kserve.protocol.infer_type import InferOutput, InferRequest, InferResponse
 
@@ -121,22 +120,15 @@ class ShipyardModel(Model):
     async def __call__(
         self, body: Any, headers: dict[str, str] | None = None, verb: InferenceVerb = InferenceVerb.PREDICT
     ) -> Any:
-        """kserve's preprocess → predict → postprocess, counted by outcome and timed per model version."""
-        counters = metrics.for_model(self.name, self.model_version)
+        """kserve's preprocess → predict → postprocess, timed per model version (the time inside the
+        model; outcomes and the whole request are counted at the front door, metrics.py)."""
         start = time.perf_counter()
-        outcome = counters.server_error
         try:
             if self.faults.active:
                 await self.faults.inject(self.name)
-            result = await super().__call__(body, headers, verb)
-            outcome = counters.success
-            return result
-        except InvalidInput:
-            outcome = counters.client_error
-            raise
+            return await super().__call__(body, headers, verb)
         finally:
-            outcome.inc()
-            counters.duration.observe(time.perf_counter() - start)
+            metrics.for_model(self.name, self.model_version).duration.observe(time.perf_counter() - start)
 
     def preprocess(
         self, payload: dict | InferRequest | bytes, headers: dict[str, str] | None = None
