@@ -101,7 +101,7 @@ def main(argv: list[str] | None = None) -> None:
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir  # read by the workers' metrics.py, see there
 
     # Imported only now: xgboost reads the thread variables set above when it loads.
-    from shipyard_serving.dataplane import ModelsReadyDataPlane
+    from shipyard_serving.dataplane import ShipyardDataPlane
     from shipyard_serving.faults import Faults
     from shipyard_serving.metrics import ServedModel
     from shipyard_serving.prediction_log import PredictionLog
@@ -142,7 +142,7 @@ def main(argv: list[str] | None = None) -> None:
         event_loop=args.event_loop,
         timeout_keep_alive=args.timeout_keep_alive,
     )
-    server.dataplane = ModelsReadyDataPlane(model_registry=server.registered_models)
+    server.dataplane = ShipyardDataPlane(model_registry=server.registered_models)
     # Registered directly rather than through start([model]): kserve refuses to start without a
     # ready model, and `--fault_never_ready` must serve health endpoints while never being ready.
     server.register_model(model)
