@@ -27,6 +27,7 @@ from shipyard_serving.faults import Faults
 from shipyard_serving.model_dir import ModelDirectory, read_model_dir
 from shipyard_serving.prediction_log import PredictionLog
 from shipyard_serving.requests import Batch, RequestDecoder
+from shipyard_serving.training_range import OutOfRangeMonitor, TrainingRange
 
 log = logging.getLogger(__name__)
 
@@ -59,6 +60,7 @@ class ShipyardModel(Model):
         self.pipeline: Any = None
         self.decoder: RequestDecoder | None = None
         self.fast: FastPath | None = None
+        self.out_of_range: OutOfRangeMonitor | None = None
 
     @property
     def path(self) -> str:
@@ -73,6 +75,14 @@ class ShipyardModel(Model):
         example = self.decoder.from_v1({"inputs": directory.input_example})
         self.fast = self._proven_fast_path(directory, example) if self.settings.fast_path else None
         self.score(example)  # warm-up: the first request must not pay for lazy initialisation
+        training = TrainingRange.of(self.pipeline, directory.numeric)
+        if training is None:
+            log.warning(
+                "no training range in %s (no fitted StandardScaler): values are not range-checked",
+                directory.path,
+            )
+        else:
+            self.out_of_range = OutOfRangeMonitor(training, self.name, self.model_version)
         metrics.for_model(self.name, self.model_version)
         self.ready = not self.faults.never_ready
         log.info(
@@ -133,7 +143,10 @@ class ShipyardModel(Model):
     def preprocess(
         self, payload: dict | InferRequest | bytes, headers: dict[str, str] | None = None
     ) -> Batch:
-        return self.decoder.decode(payload)
+        batch = self.decoder.decode(payload)
+        if self.out_of_range is not None:
+            self.out_of_range.observe(batch.numeric)
+        return batch
 
     def predict(self, payload: Batch, headers: dict[str, str] | None = None) -> dict | InferResponse:
         scores = self.score(payload)
