@@ -66,10 +66,22 @@ def build_parser() -> argparse.ArgumentParser:
         help="root (local path or fsspec URI) of the sampled prediction log; unset = no log",
     )
     parser.add_argument(
-        "--prediction_log_sample_rate", type=float, default=1.0, help="share of rows logged, 0..1"
+        "--prediction_log_sample_rate", type=float, default=0.1, help="share of rows logged, 0..1"
     )
     parser.add_argument(
         "--prediction_log_flush_seconds", type=float, default=10.0, help="seconds per log part file"
+    )
+    parser.add_argument(
+        "--prediction_log_max_bytes",
+        type=int,
+        default=512 * 1024 * 1024,
+        help="size kept of this model's log; the oldest parts beyond it are deleted",
+    )
+    parser.add_argument(
+        "--prediction_log_retention_days",
+        type=int,
+        default=14,
+        help="days kept of this model's log (by date partition); older parts are deleted",
     )
     faults = parser.add_argument_group("fault injection (canary tests only; off by default)")
     faults.add_argument(
@@ -104,7 +116,7 @@ def main(argv: list[str] | None = None) -> None:
     from shipyard_serving.dataplane import ShipyardDataPlane
     from shipyard_serving.faults import Faults
     from shipyard_serving.metrics import ServedModel
-    from shipyard_serving.prediction_log import PredictionLog
+    from shipyard_serving.prediction_log import PredictionLog, Retention
     from shipyard_serving.predictor import Settings, ShipyardModel
     from shipyard_serving.server import FrontDoor, ShipyardModelServer
 
@@ -115,6 +127,7 @@ def main(argv: list[str] | None = None) -> None:
             args.model_name,
             args.model_version,
             args.prediction_log_sample_rate,
+            Retention(args.prediction_log_max_bytes, args.prediction_log_retention_days),
             flush_seconds=args.prediction_log_flush_seconds,
         )
     model = ShipyardModel(

@@ -89,7 +89,8 @@ def predictor_process(model_dir: Path, workdir: Path, *args: str, ready: bool = 
     command = [
         venv_python("serving"), "-m", "shipyard_serving",
         "--model_name", MODEL_NAME, "--model_dir", str(model_dir), "--http_port", str(port),
-        "--prediction_log_uri", str(log_root), "--prediction_log_flush_seconds", "0.2", *args,
+        "--prediction_log_uri", str(log_root), "--prediction_log_flush_seconds", "0.2",
+        "--prediction_log_sample_rate", "1", *args,
     ]  # fmt: skip
     with output.open("wb") as sink:
         process = subprocess.Popen(
