@@ -62,7 +62,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--prediction_log_uri",
-        default=os.environ.get("SHIPYARD_PREDICTION_LOG_URI"),
+        default=os.environ.get(Env.PREDICTION_LOG_URI),
         help="root (local path or fsspec URI) of the sampled prediction log; unset = no log",
     )
     parser.add_argument(

@@ -37,7 +37,8 @@ from prometheus_client.multiprocess import MultiProcessCollector
 
 from shipyard_spec.contract import Metric, Outcome
 
-PREFIX = "shipyard_"
+# Family names as prometheus_client's multiprocess merge reports them (counters without _total).
+FAMILIES = frozenset(name.removesuffix("_total") for name in Metric)
 # Finer than the default buckets at the low end: the predictor answers in about a millisecond.
 BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.015, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 MULTIPROCESS_DIR = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
@@ -47,7 +48,7 @@ LABELS = ["model_name", "model_version"]
 
 
 class _WorkersSum:
-    """Exports the shipyard_* families summed over every worker's multiprocess file."""
+    """Exports the contract's families summed over every worker's multiprocess file."""
 
     def __init__(self, directory: str):
         self.directory = directory
@@ -58,7 +59,7 @@ class _WorkersSum:
     def collect(self) -> Iterator[Family]:
         files = glob.glob(os.path.join(self.directory, "*.db"))
         for metric in MultiProcessCollector.merge(files, accumulate=True):
-            if metric.name.startswith(PREFIX):
+            if metric.name in FAMILIES:
                 yield metric
 
 

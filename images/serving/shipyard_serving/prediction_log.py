@@ -36,17 +36,18 @@ import numpy as np
 from prometheus_client import Counter
 
 from shipyard_serving.requests import Batch
+from shipyard_spec.contract import Metric
 
 log = logging.getLogger(__name__)
 
 DROPPED = Counter(
-    "shipyard_prediction_log_dropped", "Sampled prediction records dropped (queue full)", ["model_name"]
+    Metric.PREDICTION_LOG_DROPPED, "Sampled prediction records dropped (queue full)", ["model_name"]
 )
 DELETED = Counter(
-    "shipyard_prediction_log_deleted", "Prediction log parts deleted by the retention", ["model_name"]
+    Metric.PREDICTION_LOG_DELETED, "Prediction log parts deleted by the retention", ["model_name"]
 )
 WRITE_ERRORS = Counter(
-    "shipyard_prediction_log_write_errors", "Prediction log parts that failed to write", ["model_name"]
+    Metric.PREDICTION_LOG_WRITE_ERRORS, "Prediction log parts that failed to write", ["model_name"]
 )
 
 

@@ -12,6 +12,8 @@ from urllib.parse import urlparse
 import pytest
 from conftest import MODEL_NAME, Predictor, Trained, predictor_process
 
+from shipyard_spec.contract import Metric, Outcome
+
 V1 = f"/v1/models/{MODEL_NAME}:predict"
 LIMIT = 100_000
 BODY_TIMEOUT = 1.0
@@ -47,19 +49,19 @@ def _response(sock: socket.socket) -> tuple[int, dict]:
 
 def test_a_declared_length_over_the_limit_is_a_413_before_any_body_byte(predictor: Predictor) -> None:
     """The default limit: a declared Content-Length of 10^12 with a 20-byte body is refused at once."""
-    before = predictor.counter("client_error")
+    before = predictor.counter(Outcome.CLIENT_ERROR)
     with _connect(predictor) as sock:
         sock.sendall(_head(V1, "Content-Length: 1000000000000") + b'{"instances": [{}]} ')
         status, body = _response(sock)
     assert status == 413
     assert "request size limit" in body["error"]
-    assert predictor.counter("client_error") == before + 1
+    assert predictor.counter(Outcome.CLIENT_ERROR) == before + 1
 
 
 def test_a_chunked_body_over_the_limit_is_refused_while_it_is_sent(limited: Predictor) -> None:
     """The predictor stops reading at the limit: a client streaming 200 MB gets its 413 after about
     the limit, so the body is never held in memory."""
-    before = limited.counter("client_error")
+    before = limited.counter(Outcome.CLIENT_ERROR)
     chunk = b"x" * 65536
     sent = 0
     with _connect(limited) as sock:
@@ -74,11 +76,11 @@ def test_a_chunked_body_over_the_limit_is_refused_while_it_is_sent(limited: Pred
     assert status == 413
     assert str(LIMIT) in body["error"]
     assert sent < 50 * LIMIT  # socket buffers hold a few MB; nowhere near the 200 MB offered
-    assert limited.counter("client_error") == before + 1
+    assert limited.counter(Outcome.CLIENT_ERROR) == before + 1
 
 
 def test_a_declared_length_that_never_arrives_is_a_408_within_the_body_timeout(limited: Predictor) -> None:
-    before = limited.counter("client_error")
+    before = limited.counter(Outcome.CLIENT_ERROR)
     with _connect(limited) as sock:
         start = time.monotonic()
         sock.sendall(_head(V1, "Content-Length: 1000") + b'{"instances": [{}]} ')
@@ -87,7 +89,7 @@ def test_a_declared_length_that_never_arrives_is_a_408_within_the_body_timeout(l
     assert status == 408
     assert "not received within" in body["error"]
     assert BODY_TIMEOUT <= waited < BODY_TIMEOUT + 5
-    assert limited.counter("client_error") == before + 1
+    assert limited.counter(Outcome.CLIENT_ERROR) == before + 1
 
 
 def test_a_body_under_the_limit_is_served(
@@ -105,3 +107,20 @@ def test_one_warning_line_per_refused_request(limited: Predictor) -> None:
     lines = [line for line in limited.output.read_text().splitlines() if "999999999" in line]
     assert len(lines) == 1
     assert "client error 413" in lines[0]
+
+
+def test_the_whole_request_time_includes_what_happens_before_the_model(
+    limited: Predictor, rows: Callable[[int, int], list[dict[str, Any]]]
+) -> None:
+    """A body that takes 0.6 s to arrive: the front-door histogram sees it, the model-time one does not."""
+    whole, model = f"{Metric.HTTP_REQUEST_DURATION}_sum", f"{Metric.REQUEST_DURATION}_sum"
+    before = (limited.sample(whole), limited.sample(model))
+    body = json.dumps({"instances": rows(0, 1)}).encode()
+    with _connect(limited) as sock:
+        sock.sendall(_head(V1, f"Content-Length: {len(body)}") + body[:10])
+        time.sleep(0.6)
+        sock.sendall(body[10:])
+        assert _response(sock)[0] == 200
+    after = (limited.sample(whole), limited.sample(model))
+    assert after[0] - before[0] >= 0.6
+    assert after[1] - before[1] < 0.3

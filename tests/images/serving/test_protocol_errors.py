@@ -17,6 +17,8 @@ from typing import Any
 import pytest
 from conftest import MODEL_NAME, Predictor, Trained
 
+from shipyard_spec.contract import Outcome
+
 V1 = f"/v1/models/{MODEL_NAME}:predict"
 V2 = f"/v2/models/{MODEL_NAME}/infer"
 ROWS = 3
@@ -115,12 +117,12 @@ def test_a_malformed_binary_v2_request_is_a_counted_400(
     header_length: str | None,
     named: str,
 ) -> None:
-    before = predictor.counter("client_error")
+    before = predictor.counter(Outcome.CLIENT_ERROR)
     body, length = _binary_request(trained, numeric, edit)
     status, answer = _post_binary(predictor, body, header_length or length)
     assert status == 400, answer
     assert named in answer["error"]
-    assert predictor.counter("client_error") == before + 1
+    assert predictor.counter(Outcome.CLIENT_ERROR) == before + 1
 
 
 @pytest.mark.parametrize(
@@ -137,9 +139,9 @@ def test_a_malformed_binary_v2_request_is_a_counted_400(
 def test_errors_answered_before_the_model_is_called_are_counted(
     predictor: Predictor, path: str, body: bytes, content_type: str, status: int
 ) -> None:
-    before = predictor.counter("client_error")
+    before = predictor.counter(Outcome.CLIENT_ERROR)
     assert predictor.post(path, body, content_type)[0] == status
-    assert predictor.counter("client_error") == before + 1
+    assert predictor.counter(Outcome.CLIENT_ERROR) == before + 1
 
 
 def test_a_client_error_writes_one_log_line(predictor: Predictor) -> None:
