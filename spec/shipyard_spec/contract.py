@@ -149,3 +149,35 @@ def prediction_log_dir(log_root: str, model_name: str) -> str:
     """`{log_root}/{model_name}`, where `model_name` is the served name (`serving_name(pipeline)`):
     the predictor writes here and the drift step reads here."""
     return join(log_root, model_name)
+
+
+class PredictionRecord(StrEnum):
+    """Keys of one prediction-log record, one JSON object per line of a part file."""
+
+    TS = "ts"  # ISO-8601 UTC time of the answer
+    MODEL_NAME = "model_name"
+    MODEL_VERSION = "model_version"
+    INPUTS = "inputs"  # {feature: value} as the client sent it, null for a missing value
+    SCORE = "score"  # the probability answered
+    ID = "id"  # only when the caller sent row ids (V1 "ids"): joins late labels
+
+
+# Part files of one model's log: `{prediction_log_dir}/date=<YYYY-MM-DD>/part-<unix_ms>-<pid>.jsonl`,
+# the date being the UTC day of the records' `ts`. A writer writes a part under its temporary
+# name (which the glob does not match) and renames it when complete, so a reader never sees
+# half a file; one writer never reuses a name (a second part in the same millisecond takes the
+# next one), and the pid keeps concurrent writers apart.
+PREDICTION_LOG_PART_GLOB = "part-*.jsonl"
+
+
+def prediction_log_partition(log_dir: str, day: str) -> str:
+    """`{log_dir}/date={day}` for `day` = `YYYY-MM-DD` (UTC)."""
+    return join(log_dir, f"date={day}")
+
+
+def prediction_log_part_name(unix_ms: int, pid: int) -> str:
+    return f"part-{unix_ms}-{pid}.jsonl"
+
+
+def prediction_log_temporary_name(part_name: str) -> str:
+    return f".{part_name}.tmp"

@@ -8,12 +8,14 @@ import time
 from datetime import date
 from pathlib import Path
 
+import fsspec
 import numpy as np
 import pytest
 
 from shipyard_serving.model_dir import Feature
 from shipyard_serving.prediction_log import PredictionLog, Retention
 from shipyard_serving.requests import RequestDecoder
+from shipyard_spec.contract import PredictionRecord, prediction_log_dir
 
 TODAY = date(2026, 11, 30)
 
@@ -49,12 +51,19 @@ def test_retention_refuses_nonsense() -> None:
         Retention(max_bytes=0, max_age_days=14)
 
 
-def _log_rows(root: Path, sample_rate: float, cap: int) -> list[Path]:
-    """Offer 20 requests of 1,000 rows to a PredictionLog under `root`; the part files it leaves."""
+def _log_rows(root: Path, sample_rate: float, cap: int, uri: str | None = None) -> list[Path]:
+    """Offer 20 requests of 1,000 rows to a PredictionLog under `root` (or `uri` naming it);
+    the part files it leaves."""
     decoder = RequestDecoder([Feature("x", numeric=True)], max_batch_size=1000)
     batch = decoder.decode({"inputs": {"x": list(range(1000))}})
     log = PredictionLog(
-        str(root), "m", "1", sample_rate, Retention(cap, 14), flush_seconds=0.05, retention_check_seconds=0.0
+        uri or str(root),
+        "m",
+        "1",
+        sample_rate,
+        Retention(cap, 14),
+        flush_seconds=0.05,
+        retention_check_seconds=0.0,
     )
     for _ in range(20):
         log.record(batch, np.full(1000, 0.5))
@@ -74,3 +83,18 @@ def test_the_log_stays_under_its_size_cap(tmp_path: Path) -> None:
     parts = _log_rows(tmp_path, 1.0, cap)
     assert parts
     assert sum(os.path.getsize(p) for p in parts) <= cap
+
+
+def test_a_log_root_uri_is_written_through_fsspec_with_the_contract_layout(tmp_path: Path) -> None:
+    parts = _log_rows(tmp_path, 0.01, 1 << 30, uri=f"file://{tmp_path}")
+    assert parts
+    [part, *_] = parts
+    assert part.parent.parent == Path(prediction_log_dir(str(tmp_path), "m"))
+    record = json.loads(part.read_text().splitlines()[0])
+    assert set(record) == {k for k in PredictionRecord if k != PredictionRecord.ID}
+
+
+def test_the_serving_image_can_write_to_object_storage() -> None:
+    """s3fs is in the serving lock: an s3:// log root resolves to the S3 filesystem (no connection made)."""
+    fs, path = fsspec.core.url_to_fs("s3://bucket/prediction_logs")
+    assert ("s3" in fs.protocol, path) == (True, "bucket/prediction_logs")
