@@ -30,10 +30,10 @@ log = logging.getLogger(__name__)
 
 # The chart's predictor memory limit (charts/shipyard/values.yaml, servingRuntime.resources).
 CHART_MEMORY_LIMIT_BYTES = 1 << 30
-# Decoding JSON into Python objects costs about 7x the body (issue 12: a 234 MB body took the
-# process to 1.7 GB RSS) and the loaded model takes ~250 MB. A 1/64 of the limit (16 MiB, about
-# 25,000 Telco rows, 25x the default --max_batch_size) peaks near 120 MB, so several maximum
-# requests in flight still fit in the limit.
+# Decoding JSON into Python objects costs about 7x the body: measured, a 12 MiB body of 27,000
+# Telco rows took the predictor from 246 MiB (model loaded, idle) to a 337 MiB peak before the
+# batch limit refused it. 1/64 of the limit (16 MiB, 25x the default --max_batch_size in rows)
+# therefore peaks near 120 MiB per request, so several maximum requests in flight fit in 1 GiB.
 DEFAULT_MAX_BODY_BYTES = CHART_MEMORY_LIMIT_BYTES // 64
 DEFAULT_BODY_TIMEOUT_SECONDS = 10.0
 
