@@ -63,7 +63,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--prediction_log_uri",
         default=os.environ.get(Env.PREDICTION_LOG_URI),
-        help="root (local path or fsspec URI) of the sampled prediction log; unset = no log",
+        help=f"root (local path or fsspec URI) of the sampled prediction log (env {Env.PREDICTION_LOG_URI}); "
+        "unset = no log",
     )
     parser.add_argument(
         "--prediction_log_sample_rate", type=float, default=0.1, help="share of rows logged, 0..1"

@@ -122,5 +122,6 @@ def test_values_far_outside_training_are_scored_counted_and_logged(
 
 def test_the_training_data_is_in_range(predictor: Predictor, trained: Trained, rows: Rows) -> None:
     before = _out_of_range(predictor)
+    assert before, "no out-of-range counters exported"
     assert predictor.post(V1, {"instances": rows(0, len(trained.probabilities))})[0] == 200
     assert _out_of_range(predictor) == before
