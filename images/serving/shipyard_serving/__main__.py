@@ -39,7 +39,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--max_request_bytes",
         type=int,
-        default=int(os.environ.get(Env.MAX_REQUEST_BYTES, DEFAULT_MAX_BODY_BYTES)),
+        default=os.environ.get(Env.MAX_REQUEST_BYTES, DEFAULT_MAX_BODY_BYTES),  # type-checked by argparse
         help=f"largest request body read; larger ones get 413 before parsing (env {Env.MAX_REQUEST_BYTES})",
     )
     parser.add_argument(

@@ -3,8 +3,9 @@
 `load()` reads the model directory, compiles the numpy fast path, proves it against the
 Pipeline on the stored input example (else serves the exact pandas path and says so) and
 answers a warm-up prediction before `ready` is set. `preprocess` validates the request
-against the signature (client mistakes are 400s), `predict` scores it, and every request is
-counted per model version and outcome for the canary analysis (metrics.py).
+against the signature (client mistakes are 400s) and counts values outside the training
+range, `predict` scores it. The time inside the model is observed here; every request's
+outcome and whole duration are counted at the front door (server.py, metrics.py).
 """
 
 from __future__ import annotations
