@@ -15,12 +15,14 @@ import yaml
 from helm_template_generator import (
     CHART,
     REPO,
+    REQUIRED_VALUES,
     HelmError,
     by_kind_name,
     helm,
     kserve_model_problems,
     render_chart,
     validate_builtin,
+    values_args,
 )
 
 SCENARIOS = sorted((CHART / "ci").glob("*-values.yaml"))
@@ -54,8 +56,10 @@ def pod_templates(obj: dict[str, Any]) -> list[dict[str, Any]]:
 class TestLint:
     @pytest.mark.parametrize("values_file", [None, *SCENARIOS], ids=["defaults", *SCENARIO_IDS])
     def test_lint_strict_passes(self, values_file):
-        args = ["lint", "--strict", str(CHART)] + (["--values", str(values_file)] if values_file else [])
-        assert "1 chart(s) linted, 0 chart(s) failed" in helm(*args).stdout
+        with values_args([REQUIRED_VALUES], [values_file] if values_file else [], []) as args:
+            assert (
+                "1 chart(s) linted, 0 chart(s) failed" in helm("lint", "--strict", str(CHART), *args).stdout
+            )
 
 
 class TestInventory:
@@ -324,10 +328,9 @@ def skipped_ids(results: dict[str, Any]) -> set[str]:
 
 def notes(values_files: list[Path]) -> str:
     """NOTES.txt as `helm install --dry-run=client` prints it (no cluster involved)."""
-    args = ["install", "shipyard", str(CHART), "--namespace", "shipyard", "--dry-run=client"]
-    for path in values_files:
-        args += ["--values", str(path)]
-    return helm(*args).stdout.split("NOTES:", 1)[1]
+    with values_args([REQUIRED_VALUES], values_files, []) as args:
+        install = ["install", "shipyard", str(CHART), "--namespace", "shipyard", "--dry-run=client", *args]
+        return helm(*install).stdout.split("NOTES:", 1)[1]
 
 
 class TestNotes:
