@@ -6,6 +6,8 @@ import pytest
 import yaml
 from helm_template_generator import HelmError, by_kind_name, render_chart
 
+from shipyard_spec.contract import Env, default_prediction_log_root
+
 MINIO = {
     "root": "s3://shipyard-data/prod",
     "endpoint": "http://minio.storage.svc:9000",
@@ -163,3 +165,23 @@ class TestEnvironmentNamesAreSetOnce:
     def test_a_value_that_repeats_a_chart_variable_is_an_error(self, values, message):
         with pytest.raises(HelmError, match=message):
             render_chart({"storage": MINIO, **values})
+
+
+class TestPredictionLogs:
+    """Predictors write where the drift step reads: one variable, set on both by the chart."""
+
+    @pytest.mark.parametrize(
+        ("storage", "expected"),
+        [
+            ({"root": "s3://shipyard-data/prod"}, default_prediction_log_root("s3://shipyard-data/prod")),
+            (
+                {"root": "s3://shipyard-data/prod", "predictionLogUri": "s3://shipyard-logs/predictions"},
+                "s3://shipyard-logs/predictions",
+            ),
+        ],
+        ids=["default", "explicit"],
+    )
+    def test_predictors_and_step_pods_get_the_same_log_uri(self, storage, expected):
+        rendered = objects(storage)
+        for container in (step_container(rendered), predictor_container(rendered)):
+            assert env_by_name(container)[Env.PREDICTION_LOG_URI]["value"] == expected

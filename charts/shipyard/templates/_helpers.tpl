@@ -108,6 +108,11 @@ checkov.io/skip-digest: CKV_K8S_43=no digest given in {{ .value }}.digest - set 
 {{- required "storage.root is required: the s3://bucket/prefix that step pods, predictors and MLflow share (charts/shipyard/README.md, Install)" .Values.storage.root }}
 {{- end }}
 
+{{/* Where predictors log and the drift step reads: storage.predictionLogUri, else <storage.root>/prediction_logs. */}}
+{{- define "shipyard.predictionLogUri" -}}
+{{- default (printf "%s/prediction_logs" (include "shipyard.storage.root" .)) .Values.storage.predictionLogUri }}
+{{- end }}
+
 {{/*
 Environment of every container that reads or writes the bucket: the S3-compatible endpoint, the region and,
 unless the pod has a workload identity, the access key pair from storage.existingSecret (never a value).
