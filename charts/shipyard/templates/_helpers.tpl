@@ -66,9 +66,13 @@ helm.sh/chart: {{ include "shipyard.chart" .root }}
 {{- printf "%s-mlflow" (include "shipyard.fullname" .) }}
 {{- end }}
 
-{{/* The InferenceService name of a pipeline: its name as a DNS label (underscores become dashes). */}}
+{{/*
+The InferenceService name of a pipeline, which is also the model name the predictor serves, labels its metrics
+with and logs its predictions under: shipyard_spec.contract.serving_name (underscores become dashes). The schema
+admits only pipeline names for which that is a DNS label.
+*/}}
 {{- define "shipyard.inferenceServiceName" -}}
-{{- . | replace "_" "-" | lower | trunc 45 | trimSuffix "-" }}
+{{- . | replace "_" "-" }}
 {{- end }}
 
 {{/* The writable /tmp every container gets, since root filesystems are read-only. Call with a size limit. */}}
