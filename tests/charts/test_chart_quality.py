@@ -179,6 +179,27 @@ class TestValuesSchema:
         with pytest.raises(HelmError, match=message):
             render_chart(values)
 
+    @pytest.mark.parametrize("cpu", [0.5, 2, 0, "500m", "0.5", "2Ki", "+1"])
+    def test_quantities_are_numbers_or_kubernetes_quantity_strings(self, cpu):
+        values = {"servingRuntime": {"resources": {"requests": {"cpu": cpu, "memory": "1.5Gi"}}}}
+        runtime = render_chart(values, show_only=["templates/servingruntime.yaml"])[0]
+        assert runtime["spec"]["containers"][0]["resources"]["requests"] == {"cpu": cpu, "memory": "1.5Gi"}
+
+    @pytest.mark.parametrize("cpu", [-1, -0.5, "-1", "1.5 Gi", "abc", "1Gb", True])
+    def test_negative_or_malformed_quantities_are_rejected(self, cpu):
+        values = {"servingRuntime": {"resources": {"requests": {"cpu": cpu}}}}
+        with pytest.raises(HelmError, match="/servingRuntime/resources/requests/cpu"):
+            render_chart(values)
+
+    def test_more_min_than_max_replicas_is_rejected_with_both_values_named(self):
+        values = {"inferenceServices": {"minReplicas": 5, "maxReplicas": 2}}
+        message = r"inferenceServices\.minReplicas \(5\) is greater than inferenceServices\.maxReplicas \(2\)"
+        with pytest.raises(HelmError, match=message):
+            render_chart(values)
+
+    def test_as_many_min_as_max_replicas_is_fine(self):
+        assert render_chart({"inferenceServices": {"minReplicas": 2, "maxReplicas": 2}})
+
     def test_readme_table_lists_every_value(self):
         readme = (CHART / "README.md").read_text()
         rows = set(re.findall(r"^\| `([\w.]+)` \|", readme, re.M))

@@ -54,6 +54,11 @@ helm.sh/chart: {{ include "shipyard.chart" .root }}
 {{- default (printf "%s-airflow-worker" (include "shipyard.fullname" .)) .Values.airflowWorker.serviceAccount.name }}
 {{- end }}
 
+{{/* Where the Airflow workers run: their ServiceAccount lives there, and the RoleBinding names it there. */}}
+{{- define "shipyard.airflowWorker.namespace" -}}
+{{- default .Release.Namespace .Values.airflowWorker.namespace }}
+{{- end }}
+
 {{- define "shipyard.pipeline.serviceAccountName" -}}
 {{- default (printf "%s-pipeline" (include "shipyard.fullname" .)) .Values.pipeline.serviceAccount.name }}
 {{- end }}
@@ -185,4 +190,13 @@ Call with (dict "env" <list of EnvVar> "where" "<values path>").
 {{- $_ := set $seen .name true }}
 {{- end }}
 {{- toYaml .env }}
+{{- end }}
+
+{{/* Checks across values that the schema cannot express; each failure names the values and the fix. */}}
+{{- define "shipyard.validateValues" -}}
+{{- with .Values.inferenceServices }}
+{{- if gt (int .minReplicas) (int .maxReplicas) }}
+{{- fail (printf "inferenceServices.minReplicas (%v) is greater than inferenceServices.maxReplicas (%v): raise maxReplicas or lower minReplicas" .minReplicas .maxReplicas) }}
+{{- end }}
+{{- end }}
 {{- end }}
