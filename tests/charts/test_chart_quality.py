@@ -379,6 +379,19 @@ class TestNotes:
         assert reach in text
         assert "helm test shipyard -n shipyard" in text
 
+    def test_storage_and_the_secret_annotations_kserve_needs(self):
+        text = notes([CHART / "ci" / "mlflow-values.yaml"])
+        assert "share s3://shipyard-data/prod through the S3 endpoint https://s3.storage.example.com" in text
+        assert (
+            "kubectl -n shipyard annotate secret shipyard-s3 "
+            "serving.kserve.io/s3-endpoint=s3.storage.example.com serving.kserve.io/s3-usehttps=1\n"
+        ) in text
+
+    def test_workload_identity_names_the_account_to_annotate(self):
+        text = notes([CHART / "ci" / "knative-values.yaml"])
+        assert "Credentials: workload identity of ServiceAccount shipyard-pipeline" in text
+        assert "annotate secret" not in text
+
     def test_mlflow_tracking_uri_when_enabled(self):
         text = notes([CHART / "ci" / "mlflow-values.yaml"])
         assert "MLFLOW_TRACKING_URI=http://shipyard-mlflow.shipyard.svc.cluster.local:5000" in text

@@ -17,7 +17,16 @@ from typing import Any
 
 import pytest
 import yaml
-from helm_template_generator import CHART, REPO, REQUIRED_VALUES, HelmError, helm, render_chart, values_args
+from helm_template_generator import (
+    CHART,
+    REPO,
+    REQUIRED_VALUES,
+    HelmError,
+    helm,
+    kserve_model_problems,
+    render_chart,
+    values_args,
+)
 
 sys.path[:0] = [str(REPO / "plugins"), str(REPO / "tests" / "plugins" / "rollout")]
 
@@ -140,6 +149,13 @@ class TestUpgradeAfterRollout:
         # Applied as Helm applies a custom resource (a merge patch of the rendered fields, or server-side
         # apply of them), the upgrade changes nothing the controller owns.
         assert rollout_owned(merge_patch(live, rendered)) == rollout_owned(live)
+
+    def test_every_second_render_is_a_valid_kserve_object(self, harness):
+        renders = [
+            upgrade_render(harness, after_rollout(*SCENARIOS[s]), chart_values(SCENARIOS[s][0]))
+            for s in SCENARIOS
+        ]
+        assert kserve_model_problems(renders) == []
 
     def test_changed_bootstrap_values_move_no_traffic_but_the_predictor_shape_follows_the_chart(
         self, harness
