@@ -18,9 +18,7 @@ class TestAirflowWorkerRole:
             for resource in rule["resources"]
         }
         assert granted == {
-            # patch: KubernetesPodOperator labels a failed pod it keeps `already_checked`; without it a
-            # retry re-attaches to that pod (the provider swallows the 403).
-            ("", "pods"): ["create", "delete", "get", "list", "patch", "watch"],
+            ("", "pods"): ["create", "delete", "get", "list", "watch"],
             ("", "pods/log"): ["get"],
             ("", "pods/exec"): ["create"],
             ("serving.kserve.io", "inferenceservices"): ["create", "get", "list", "patch", "watch"],
