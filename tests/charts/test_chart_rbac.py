@@ -48,6 +48,17 @@ class TestAirflowWorkerRole:
             {"kind": "ServiceAccount", "name": "shipyard-airflow-worker", "namespace": "shipyard"}
         ]
 
+    def test_airflow_may_run_in_another_namespace(self):
+        objects = by_kind_name(render_chart({"airflowWorker": {"namespace": "airflow"}}))
+        binding = objects[("RoleBinding", "shipyard-airflow-worker")]
+        assert binding["metadata"]["namespace"] == "shipyard"
+        assert binding["subjects"] == [
+            {"kind": "ServiceAccount", "name": "shipyard-airflow-worker", "namespace": "airflow"}
+        ]
+        # The account lives where the workers run; the Role stays where the step pods run.
+        assert objects[("ServiceAccount", "shipyard-airflow-worker")]["metadata"]["namespace"] == "airflow"
+        assert objects[("Role", "shipyard-airflow-worker")]["metadata"]["namespace"] == "shipyard"
+
     def test_binds_an_existing_service_account_when_the_chart_does_not_create_one(self):
         objects = by_kind_name(
             render_chart({"airflowWorker": {"serviceAccount": {"create": False, "name": "airflow-worker"}}})
