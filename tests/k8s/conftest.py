@@ -28,6 +28,7 @@ from envtest import (
     values_of,
 )
 from kserve_status_writer import StatusWriter, kserve_status_writer
+from kubelet import KubeletStandIn, kubelet_stand_in
 from support.servers import REPO
 
 sys.path.insert(0, str(REPO / "plugins"))  # what Airflow does with plugins_folder
@@ -118,3 +119,10 @@ def worker_connection(kube: Kube, installed: dict) -> Iterator[str]:
             json.dumps({"conn_type": "kubernetes", "extra": {"kube_config": json.dumps(kubeconfig)}}),
         )
         yield namespace
+
+
+@pytest.fixture(scope="session")
+def kubelet(kube: Kube, installed: dict) -> Iterator[KubeletStandIn]:
+    """EMULATED kubelet status writes for the pods of the default install's namespace (kubelet.py)."""
+    with kubelet_stand_in(kube.api, installed["default"]) as stand_in:
+        yield stand_in
