@@ -19,6 +19,7 @@ from envtest import (
     CHART,
     CONN_ID,
     MONITORING_KINDS,
+    PROBE_AGENT,
     RELEASE,
     VALUE_SETS,
     Kube,
@@ -100,11 +101,16 @@ def pytest_terminal_summary(terminalreporter: Any) -> None:
         terminalreporter.write_line(f"{what}: {seconds:.1f} s")
     per_user: dict[str, collections.Counter] = collections.defaultdict(collections.Counter)
     for event in _calls:
-        code = event.get("responseStatus", {}).get("code", 0)
-        per_user[event["user"]["username"]]["forbidden" if code == 403 else "allowed"] += 1
+        refused = event.get("responseStatus", {}).get("code") == 403
+        probe = event.get("userAgent") == PROBE_AGENT
+        per_user[event["user"]["username"]][
+            ("probe " if probe else "") + ("403" if refused else "allowed")
+        ] += 1
     for user, counts in sorted(per_user.items()):
         terminalreporter.write_line(
-            f"{user}: {counts['allowed']} API calls allowed, {counts['forbidden']} forbidden (403)"
+            f"{user}: {counts['allowed'] + counts['403']} API calls of Shipyard's code, {counts['allowed']} "
+            f"allowed by the chart's RBAC, {counts['403']} refused; {counts['probe 403']} forbidden-call "
+            f"probes answered 403, {counts['probe allowed']} were allowed"
         )
 
 

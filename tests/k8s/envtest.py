@@ -17,6 +17,7 @@ from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
 
 KUBECTL = str(Path(HELM).with_name("kubectl"))
+PROBE_AGENT = "shipyard-rbac-probe"  # user agent of the calls that must be forbidden (audit log)
 CONN_ID = "shipyard_envtest"  # the Airflow connection of the airflow-worker ServiceAccount
 README = CHART / "README.md"
 RELEASE = "shipyard"

@@ -18,7 +18,7 @@ from envtest import Kube
 from kubernetes import client
 
 from shipyard.rollout.analysis import Sample
-from shipyard.rollout.backends.kserve import GROUP, PLURAL, VERSION
+from shipyard.rollout.backends.kserve import GROUP, PLURAL, VERSION, build_inferenceservice, without_nulls
 from shipyard.rollout.controller import PROMOTED, ROLLED_BACK
 from shipyard.rollout.errors import BackendError
 
@@ -44,8 +44,11 @@ def name(mode: str) -> str:
 def test_first_deploy_creates_and_a_rerun_patches_without_409(
     kube: Kube, worker_connection: str, mode: str, name: str
 ) -> None:
-    new_backend(worker_connection, mode, name).deploy_stable(V1, timeout=10)
+    backend = new_backend(worker_connection, mode, name)
+    backend.deploy_stable(V1, timeout=10)
     first = stored(kube, worker_connection, name)
+    declared = without_nulls(build_inferenceservice(backend.target, name, "telco_churn", V1))
+    assert first["spec"] == declared["spec"]  # nothing pruned: every field exists in KServe 0.20's CRD
     new_backend(worker_connection, mode, name).deploy_stable(V1, timeout=10)  # a task retry / DAG re-run
     again = stored(kube, worker_connection, name)
     assert again["spec"]["predictor"]["model"]["storageUri"] == V1.storage_uri

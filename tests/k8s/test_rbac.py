@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 from airflow.sdk.exceptions import AirflowException
 from backend_support import NEVER_READY, V1, V2, new_backend, run_canary
-from envtest import RELEASE, Kube, forbidden
+from envtest import PROBE_AGENT, RELEASE, Kube, forbidden
 from kubelet import KubeletStandIn
 from kubernetes import client
 from step_runs import run_step, write_pod_templates
@@ -26,7 +26,6 @@ from shipyard.rollout.analysis import Sample
 from shipyard.rollout.backends.kserve import GROUP, PLURAL, VERSION
 
 CODE_PATH_AGENT = "shipyard-code-path"  # user agent of the recorded code paths, as the audit log shows it
-PROBE_AGENT = "shipyard-rbac-probe"  # user agent of the calls that must be forbidden
 WORKER, PIPELINE = f"{RELEASE}-airflow-worker", f"{RELEASE}-pipeline"
 BEST_EFFORT_EVENTS = ("", "events", "list")
 NEEDS_A_KUBELET = {("", "pods/log", "get"), ("", "pods/exec", "create")}
