@@ -26,6 +26,7 @@ from envtest import (
     external_service_accounts,
     monitoring_crd,
     readme_namespace_commands,
+    values_args,
     values_of,
 )
 from kserve_status_writer import StatusWriter, kserve_status_writer
@@ -80,14 +81,7 @@ def installed(kube: Kube) -> dict[str, str]:
             kube.kubectl(*[namespace if arg == "shipyard" else arg for arg in command[1:]])
         # EMULATED: the namespace's `default` ServiceAccount (kube-controller-manager creates it).
         kube.create_service_accounts(namespace, "default", *external_service_accounts(values_of(path)))
-        kube.helm(
-            "install",
-            RELEASE,
-            str(CHART),
-            "--namespace",
-            namespace,
-            *(["--values", str(path)] if path else []),
-        )
+        kube.helm("install", RELEASE, str(CHART), "--namespace", namespace, *values_args(name))
         namespaces[name] = namespace
     return namespaces
 

@@ -158,10 +158,16 @@ def forbidden(call: Any) -> ApiException:
 
 def readme_namespace_commands() -> list[list[str]]:
     """The kubectl commands of the README's "Namespace" install step, as a user would paste them."""
-    step = README.read_text().split("1. Namespace.", 1)[1].split("\n2. ", 1)[0]
+    step = re.split(r"\n1\. \**Namespace\.\**", README.read_text(), maxsplit=1)[1].split("\n2. ", 1)[0]
     block = re.search(r"```bash\n(.*?)```", step, re.DOTALL)
     assert block, "the README's Namespace step has no bash block"
     return [shlex.split(line) for line in block.group(1).replace("\\\n", " ").splitlines() if line.strip()]
+
+
+def values_args(values: str) -> list[str]:
+    """helm's `--values` for one of VALUE_SETS (every install and upgrade of the suite goes through here)."""
+    path = VALUE_SETS[values]
+    return ["--values", str(path)] if path else []
 
 
 def values_of(path: Path | None) -> dict[str, Any]:

@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 import yaml
 from charts.helm_template_generator import CHART, render_chart
-from envtest import CONN_ID, README, RELEASE, VALUE_SETS, Kube, values_of
+from envtest import CONN_ID, README, RELEASE, VALUE_SETS, Kube, values_args, values_of
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
@@ -34,11 +34,6 @@ OPERATOR_CONTEXT = {
     "dag_run": SimpleNamespace(run_after=END),
 }
 NVIDIA = "nvidia"  # the RuntimeClass the GPU values name; the GPU operator creates it on a real cluster
-
-
-def values_args(values: str) -> list[str]:
-    path = VALUE_SETS[values]
-    return ["--values", str(path)] if path else []
 
 
 def fullname(values: str) -> str:
