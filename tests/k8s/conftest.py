@@ -123,6 +123,6 @@ def worker_connection(kube: Kube, installed: dict) -> Iterator[str]:
 
 @pytest.fixture(scope="session")
 def kubelet(kube: Kube, installed: dict) -> Iterator[KubeletStandIn]:
-    """EMULATED kubelet status writes for the pods of the default install's namespace (kubelet.py)."""
-    with kubelet_stand_in(kube.api, installed["default"]) as stand_in:
+    """EMULATED scheduler binding, kubelet status and logs for the default install's pods (kubelet.py)."""
+    with kubelet_stand_in(kube.api, installed["default"], kube.plane.pki) as stand_in:
         yield stand_in

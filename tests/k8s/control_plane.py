@@ -47,7 +47,7 @@ AUDIT_POLICY = {
     "omitStages": ["RequestReceived"],
     "rules": [{"level": "Metadata", "userGroups": ["system:serviceaccounts"]}, {"level": "None"}],
 }
-READY_TIMEOUT_SECONDS = 90
+READY_TIMEOUT_SECONDS = 180
 
 
 def envtest_dir() -> Path:

@@ -91,8 +91,12 @@ class Kube:
             "apply", "--server-side", "--field-manager", "shipyard-tests", "-f", "-", *extra, input=text
         )
 
-    def wait_established(self, crd_names: list[str], timeout: float = 60) -> None:
-        """Poll the CRDs' Established condition (kubectl wait errors while conditions are empty)."""
+    def wait_established(self, crd_names: list[str], timeout: float = 600) -> None:
+        """Poll the CRDs' Established condition (kubectl wait errors while conditions are empty).
+
+        The 2 MB InferenceService CRD keeps the API server busy: established in ~11 s on quiet
+        cores, up to 230 s when the 2 cores were shared with other jobs.
+        """
         ext = client.ApiextensionsV1Api(self.api)
         deadline = time.monotonic() + timeout
         pending = set(crd_names)

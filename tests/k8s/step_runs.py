@@ -49,8 +49,8 @@ def run_step(
 ) -> TaskInstance:
     """One try of the validate task, with a fresh operator as each Airflow try has.
 
-    The API server streams logs and exec from a kubelet, and none runs here: `get_logs` and
-    `do_xcom_push` are off (the XCom sidecar's exec and the log stream are not exercised).
+    The log stream goes through the API server to the kubelet stand-in; `do_xcom_push` is off:
+    the XCom sidecar's exec is not emulated (kubelet.py).
     """
     settings = {"namespace": namespace, "kubernetes_conn_id": CONN_ID}
     with pytest.MonkeyPatch.context() as patch:
@@ -59,7 +59,7 @@ def run_step(
         patch.setenv("AIRFLOW_VAR_SHIPYARD_KUBERNETES", json.dumps(settings))
         dag = build_training_dag(load_spec(SPEC), SPEC)
     operator = dag.get_task("pipeline.validate")
-    operator.get_logs, operator.do_xcom_push = False, False
+    operator.do_xcom_push = False
     operator.poll_interval = 0.2
     if user_agent:
         operator.client.api_client.user_agent = user_agent

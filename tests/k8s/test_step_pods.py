@@ -3,9 +3,9 @@
 The operator is the one the DAG factory builds for the kubernetes runner, with the chart's
 installed pod templates and the chart's airflow-worker ServiceAccount (a real token), so pod
 creation, admission, the label-selector reattach lookup, status reads, the "already checked"
-patch and deletion are all real API calls under the chart's RBAC. Only the kubelet's status
-writes are emulated (kubelet.py); log streaming and the XCom sidecar's exec are not exercised
-(the API server streams both from a kubelet, see step_runs.run_step).
+patch, the log stream (proxied by the API server to the node's kubelet endpoint) and deletion
+are all real API calls under the chart's RBAC. The scheduler's binding and the kubelet (status,
+container log) are emulated (kubelet.py); the XCom sidecar's exec is not exercised.
 """
 
 from __future__ import annotations
@@ -35,11 +35,16 @@ def read_pod(kube: Kube, namespace: str, name: str) -> client.V1Pod | None:
         raise
 
 
-def test_a_step_that_exits_0_succeeds_and_its_pod_is_deleted(
-    kube: Kube, installed: dict, worker_connection: str, kubelet: KubeletStandIn, templates: Path
+def test_a_step_that_exits_0_succeeds_its_output_reaches_the_task_log_and_its_pod_is_deleted(
+    kube: Kube,
+    worker_connection: str,
+    kubelet: KubeletStandIn,
+    templates: Path,
+    capfd: pytest.CaptureFixture,
 ) -> None:
-    kubelet.exit_code = 0
+    kubelet.exit_code, kubelet.output = 0, "validate: 7043 rows, 31 expectations, 0 failed\n"
     ti = run_step(worker_connection, templates, 1, "manual__ok")
+    assert "[base] validate: 7043 rows, 31 expectations, 0 failed" in capfd.readouterr().out  # the task log
     name = ti.xcom["pod_name"]
     assert kubelet.started[-1] == name
     assert read_pod(kube, worker_connection, name) is None  # an unscheduled or finished pod goes at once
