@@ -18,10 +18,10 @@ class TestAirflowWorkerRole:
             for resource in rule["resources"]
         }
         assert granted == {
-            ("", "pods"): ["create", "delete", "get", "list", "watch"],
+            ("", "pods"): ["create", "delete", "get", "list", "patch"],
             ("", "pods/log"): ["get"],
             ("", "pods/exec"): ["create"],
-            ("serving.kserve.io", "inferenceservices"): ["create", "get", "list", "patch", "watch"],
+            ("serving.kserve.io", "inferenceservices"): ["create", "get", "patch"],
         }
 
     def test_pod_events_are_an_opt_in_read_only_extra(self):
