@@ -24,8 +24,8 @@ from mlflow.artifacts import download_artifacts
 
 from shipyard_pipeline import demo
 from shipyard_pipeline.drift.profile import PROFILE_ARTIFACT, ReferenceProfile
-from shipyard_pipeline.errors import EXIT_CHECK_FAILED
 from shipyard_spec import load_spec
+from shipyard_spec.contract import ExitCode
 
 SHIPYARD_STEP = Path(sys.executable).with_name("shipyard-step")
 STEPS = ["ingest", "validate", "train", "evaluate", "register"]
@@ -174,10 +174,10 @@ def test_a_weaker_challenger_fails_the_champion_gate_and_is_not_registered(
     runner.storage_root = chain["storage_root"]
     assert runner("train").code == 0
     outcome = runner("evaluate")
-    assert outcome.code == EXIT_CHECK_FAILED
+    assert outcome.code == ExitCode.CHECK_FAILED
     assert "champion v" in outcome.stderr
     refused = runner("register")
-    assert refused.code == EXIT_CHECK_FAILED
+    assert refused.code == ExitCode.CHECK_FAILED
     assert "did not pass evaluation" in refused.stderr
     assert (
         client.get_model_version_by_alias("telco_churn", "challenger").version
