@@ -58,7 +58,9 @@ format: $(VENVS)/airflow/.done  ## Apply ruff fixes and formatting
 	$(VENVS)/airflow/bin/ruff check --fix .
 	$(VENVS)/airflow/bin/ruff format .
 
-test-pipeline: $(VENVS)/pipeline/.done  ## Tests of the pipeline steps (pipeline venv)
+# The object-storage tests start moto's S3 server from the tools venv; the S3 chain serves its model
+# with the predictor of the serving venv.
+test-pipeline: $(VENVS)/pipeline/.done $(VENVS)/serving/.done $(VENVS)/tools/.done  ## Tests of the pipeline steps (pipeline venv)
 	$(PIPELINE_PY) -m pytest tests/images/pipeline tests/spec
 
 test-serving: $(VENVS)/serving/.done $(VENVS)/pipeline/.done  ## Tests of the predictor (serving venv)

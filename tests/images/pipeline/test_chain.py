@@ -10,9 +10,6 @@ from __future__ import annotations
 import json
 import os
 import pickle
-import subprocess
-import sys
-import time
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -21,32 +18,15 @@ import pandas as pd
 import pytest
 from mlflow import MlflowClient
 from mlflow.artifacts import download_artifacts
+from step_process import run_cli
 
 from shipyard_pipeline import demo
 from shipyard_pipeline.drift.profile import PROFILE_ARTIFACT, ReferenceProfile
 from shipyard_spec import load_spec
 from shipyard_spec.contract import ExitCode
 
-SHIPYARD_STEP = Path(sys.executable).with_name("shipyard-step")
 STEPS = ["ingest", "validate", "train", "evaluate", "register"]
 MIN_TEST_ROC_AUC = 0.83  # what this data allows (docs/architecture.md); the demo split gives ~0.856
-
-
-def run_cli(
-    step: str, common: list[str], result_dir: Path, env: dict[str, str]
-) -> tuple[dict[str, Any], float]:
-    result_path = result_dir / f"{step}.json"
-    started = time.monotonic()
-    completed = subprocess.run(
-        [str(SHIPYARD_STEP), step, *common, "--result-path", str(result_path)],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    elapsed = time.monotonic() - started
-    assert completed.returncode == 0, f"{step} exited {completed.returncode}: {completed.stderr[-3000:]}"
-    return json.loads(result_path.read_text()), elapsed
 
 
 @pytest.fixture(scope="module")
