@@ -98,7 +98,8 @@ def chain(
 
 
 def download(uri: str, destination: Path) -> Path:
-    """What KServe's storage initializer does with an s3:// storageUri: copy the prefix."""
+    """Emulated boundary (no cluster here): what KServe's storage initializer container does with
+    an s3:// storageUri — copy every object under the prefix to /mnt/models."""
     fs, path = storage.filesystem(uri)
     fs.get(f"{path.rstrip('/')}/", str(destination), recursive=True)
     return destination
