@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -60,6 +61,18 @@ def stop_process(process: subprocess.Popen, timeout: float = 15) -> None:
         process.wait()
 
 
+def stop_process_group(process: subprocess.Popen, timeout: float = 15) -> None:
+    """`stop_process` for a server started with `start_new_session=True`, children included."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(process.pid, signal.SIGTERM)
+    try:
+        process.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+
+
 @contextlib.contextmanager
 def mlflow_server(
     workdir: Path, port: int | None = None, artifacts_destination: str | None = None, env: dict | None = None
@@ -69,7 +82,9 @@ def mlflow_server(
     Configured the way charts/shipyard/templates/mlflow.yaml configures it: the backend store
     and the artifact destination in MLFLOW_BACKEND_STORE_URI / MLFLOW_ARTIFACTS_DESTINATION,
     the object store's endpoint and credentials in `env`. The destination defaults to a local
-    directory (the embedded mode).
+    directory (the embedded mode). MLflow's background job executor (a job runner and seven
+    huey consumers per server, for features Shipyard does not use) is off, and the server runs
+    in its own process group so that stopping it stops all of its children, even mid-start.
     """
     workdir.mkdir(parents=True, exist_ok=True)
     port = port or free_port()
@@ -81,19 +96,21 @@ def mlflow_server(
         ],
         stdout=log,
         stderr=subprocess.STDOUT,
+        start_new_session=True,
         env={
             **os.environ,
             **(env or {}),
+            "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false",
             "MLFLOW_BACKEND_STORE_URI": f"sqlite:///{workdir.resolve()}/mlflow.db",
             "MLFLOW_ARTIFACTS_DESTINATION": artifacts_destination or str((workdir / "artifacts").resolve()),
         },
     )  # fmt: skip
     url = f"http://127.0.0.1:{port}"
     try:
-        wait_http_ok(f"{url}/health", timeout=90, process=process)
+        wait_http_ok(f"{url}/health", timeout=180, process=process)  # slow to start on a loaded machine
         yield url
     finally:
-        stop_process(process)
+        stop_process_group(process)
         log.close()
 
 
