@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
+import signal
 import statistics
 import subprocess
 import sys
@@ -78,6 +79,7 @@ def main() -> None:
     )
     parser.add_argument("--rounds", type=int, default=1, help="chains per setup (median reported)")
     args = parser.parse_args()
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # a stopped run still stops its servers
     with (
         tempfile.TemporaryDirectory(prefix="shipyard-bench-storage-") as tmp,
         contextlib.ExitStack() as stack,
