@@ -15,7 +15,7 @@ TOOLS_PY := $(VENVS)/tools/bin/python
 export SHIPYARD_PIPELINE_PYTHON := $(abspath $(PIPELINE_PY))
 export SHIPYARD_SERVING_PYTHON := $(abspath $(SERVING_PY))
 
-.PHONY: help venvs lint format test test-pipeline test-serving test-airflow test-chart test-k8s envtest-bin kserve-manifests demo demo-canary-fault up bench-airflow prometheus bench-rollout locks clean
+.PHONY: help venvs lint format test test-pipeline test-serving test-airflow test-chart test-k8s envtest-bin kserve-manifests demo demo-canary-fault up bench-airflow prometheus bench-rollout bench-storage locks clean
 
 help:  ## List the targets
 	@grep -E '^[a-z0-9-]+:.*##' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -58,11 +58,16 @@ format: $(VENVS)/airflow/.done  ## Apply ruff fixes and formatting
 	$(VENVS)/airflow/bin/ruff check --fix .
 	$(VENVS)/airflow/bin/ruff format .
 
-test-pipeline: $(VENVS)/pipeline/.done  ## Tests of the pipeline steps (pipeline venv)
+# The object-storage tests start moto's S3 server from the tools venv; the S3 chain serves its model
+# with the predictor of the serving venv.
+test-pipeline: $(VENVS)/pipeline/.done $(VENVS)/serving/.done $(VENVS)/tools/.done  ## Tests of the pipeline steps (pipeline venv)
 	$(PIPELINE_PY) -m pytest tests/images/pipeline tests/spec
 
 test-serving: $(VENVS)/serving/.done $(VENVS)/pipeline/.done  ## Tests of the predictor (serving venv)
 	$(SERVING_PY) -m pytest tests/images/serving
+
+bench-storage: $(VENVS)/pipeline/.done $(VENVS)/tools/.done  ## Pipeline step wall times, storage root on S3 (moto) vs local disk
+	$(PIPELINE_PY) benchmarks/storage/run.py
 
 bench-serving: $(VENVS)/serving/.done $(VENVS)/pipeline/.done  ## Benchmark the predictor vs mlflow serve vs naive kserve (needs hey)
 	@command -v hey >/dev/null || apt-get install -y hey || { echo "install hey (Debian: apt-get install -y hey)" >&2; exit 1; }

@@ -28,6 +28,7 @@ from shipyard_pipeline.drift.profile import ReferenceProfile
 from shipyard_pipeline.drift.statistics import MISSING
 from shipyard_pipeline.drift.step import find_champion, load_profile
 from shipyard_spec import load_spec
+from shipyard_spec.contract import Env, default_prediction_log_root, serving_name
 
 
 def sample(
@@ -66,7 +67,11 @@ def main() -> None:
     )
     parser.add_argument("--category", default=None, help="categorical feature to re-mix")
     parser.add_argument("--clean", action="store_true", help="send undrifted traffic")
-    parser.add_argument("--log-root", default=None, help="default: $SHIPYARD_HOME/storage/prediction_logs")
+    parser.add_argument(
+        "--log-root",
+        default=None,
+        help="default: $SHIPYARD_PREDICTION_LOG_URI, else $SHIPYARD_HOME/storage/prediction_logs",
+    )
     parser.add_argument("--seed", type=int, default=7)
     args = parser.parse_args()
 
@@ -89,7 +94,7 @@ def main() -> None:
     records = [
         {
             "ts": (now - timedelta(hours=args.hours) + i * step).isoformat(),
-            "model_name": name,
+            "model_name": serving_name(spec.name),
             "model_version": champion.version,
             "inputs": row,
             "score": float(score),
@@ -97,9 +102,13 @@ def main() -> None:
         }
         for i, (row, score) in enumerate(zip(inputs, scores, strict=True))
     ]
-    home = Path(os.environ.get("SHIPYARD_HOME", ".shipyard")).resolve()
-    log_root = args.log_root or str(home / "storage" / "prediction_logs")
-    paths = write_parts(log_root, name, records)
+    home = Path(os.environ.get(Env.HOME, ".shipyard")).resolve()
+    log_root = (
+        args.log_root
+        or os.environ.get(Env.PREDICTION_LOG_URI)
+        or default_prediction_log_root(str(home / "storage"))
+    )
+    paths = write_parts(log_root, spec.name, records)
     shifted = "none (clean)" if args.clean else f"{numeric} pushed low, {category} re-mixed"
     print(f"wrote {len(records)} rows for {name} v{champion.version} ({shifted}) to {', '.join(paths)}")
 

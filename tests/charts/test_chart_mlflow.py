@@ -59,14 +59,12 @@ class TestMlflow:
         container = mlflow_container(mlflow_objects(artifacts={"destination": "s3://other-bucket/mlflow"}))
         assert "--artifacts-destination=s3://other-bucket/mlflow" in container["args"]
 
-    def test_step_pods_track_to_it_and_know_where_it_keeps_artifacts(self):
+    def test_step_pods_track_to_it(self):
         objects = mlflow_objects()
         step = yaml.safe_load(objects[("ConfigMap", "shipyard-pod-templates")]["data"]["step.yaml"])
         env = {item["name"]: item.get("value") for item in step["spec"]["containers"][0]["env"]}
         port = objects[("Service", "shipyard-mlflow")]["spec"]["ports"][0]["port"]
         assert env["MLFLOW_TRACKING_URI"] == f"http://shipyard-mlflow.shipyard.svc.cluster.local:{port}"
-        # register turns mlflow-artifacts:/ URIs into the s3:// directory KServe loads.
-        assert env["SHIPYARD_MLFLOW_ARTIFACTS_DESTINATION"] == "s3://shipyard-data/prod/mlflow-artifacts"
 
     def test_accepts_the_in_cluster_host_names_of_its_service(self):
         container = mlflow_objects()[("Deployment", "shipyard-mlflow")]["spec"]["template"]["spec"][
