@@ -14,8 +14,10 @@ generation bumped, and the status recomputed the way KServe's reconcilers report
   when the canary predictor is ready; a `CanaryPredictorReady` condition.
 
 A predictor whose model args contain `--fault_never_ready` never becomes ready (as the real
-predictor with that flag). It is an emulation of status semantics, not of scheduling, pods
-or networking.
+predictor with that flag). A predictor whose storageUri contains `broken` never becomes ready
+either, and `status.modelStatus` reports it as KServe does for a model server that exits at
+start-up (BlockedByFailedLoad, FailedToLoad, lastFailureInfo with the container's message).
+It is an emulation of status semantics, not of scheduling, pods or networking.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from typing import Any
 from kubernetes.client.exceptions import ApiException
 
 NEVER_READY = "--fault_never_ready"
+BROKEN = "broken"
 
 
 def merge_patch(target: Any, patch: Any) -> Any:
@@ -40,8 +43,30 @@ def merge_patch(target: Any, patch: Any) -> Any:
     return result
 
 
+def _broken(predictor: dict[str, Any]) -> bool:
+    return BROKEN in predictor.get("model", {}).get("storageUri", "")
+
+
 def _ready(predictor: dict[str, Any]) -> bool:
-    return NEVER_READY not in predictor.get("model", {}).get("args", [])
+    return NEVER_READY not in predictor.get("model", {}).get("args", []) and not _broken(predictor)
+
+
+def _model_status(predictors: list[dict[str, Any]]) -> dict[str, Any]:
+    """KServe's modelStatus of the newest predictor: loaded, or failed to load for good."""
+    if not _broken(predictors[-1]):
+        return {
+            "transitionStatus": "UpToDate",
+            "states": {"activeModelState": "Loaded", "targetModelState": "Loaded"},
+        }
+    return {
+        "transitionStatus": "BlockedByFailedLoad",
+        "states": {"activeModelState": "", "targetModelState": "FailedToLoad"},
+        "lastFailureInfo": {
+            "reason": "ModelLoadFailed",
+            "exitCode": 1,
+            "message": "shipyard_serving.model_dir.ModelDirError: /mnt/models/model.pkl cannot be unpickled",
+        },
+    }
 
 
 class FakeKServe:
@@ -90,6 +115,10 @@ class FakeKServe:
         mode = isvc["metadata"].get("annotations", {}).get("serving.kserve.io/deploymentMode", "Knative")
         previous = isvc.get("status", {})
         status = self._knative(key, isvc, previous) if mode == "Knative" else self._standard(isvc)
+        spec = isvc["spec"]
+        status["modelStatus"] = _model_status(
+            [spec["predictor"], *(c["predictor"] for c in spec.get("canary", []))]
+        )
         status["observedGeneration"] = isvc["metadata"]["generation"]
         isvc["status"] = status
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import json
 import subprocess
+import time
 
 import pytest
 from fake_kserve import FakeKServe
@@ -27,6 +28,7 @@ V2 = Release("telco_churn", "2", storage_uri="s3://models/telco_churn/2/model")
 NEVER_READY = Release(
     "telco_churn", "3", storage_uri="s3://models/telco_churn/3/model", args=["--fault_never_ready"]
 )
+BROKEN = Release("telco_churn", "4", storage_uri="s3://models/broken/4/model")
 
 
 class FixedProvider:
@@ -111,6 +113,24 @@ class TestBothModes:
 
         assert outcome.status == ROLLED_BACK
         assert "not ready within progress_deadline_seconds" in outcome.reason
+        assert served_model(fake, mode) == V1.storage_uri
+
+    def test_a_canary_that_fails_to_load_ends_the_wait_at_once_with_the_status_message(self, mode):
+        fake = FakeKServe()
+        b = backend(fake, mode)
+        b.deploy_canary(V1, BROKEN)
+        provider = FixedProvider(Sample(100, 0, 20.0))
+        patient = policy(interval_seconds=0.01, progress_deadline_seconds=600)
+        started = time.monotonic()
+        outcome = asyncio.run(CanaryController(patient, b, provider).run())
+
+        assert time.monotonic() - started < 10  # not the 600 s progress deadline
+        assert outcome.status == ROLLED_BACK
+        assert outcome.reason.startswith(
+            f"canary failed to start: InferenceService {NAME}: BlockedByFailedLoad"
+        )
+        assert "ModelLoadFailed (exit code 1)" in outcome.reason
+        assert "ModelDirError" in outcome.reason
         assert served_model(fake, mode) == V1.storage_uri
 
 
