@@ -40,6 +40,7 @@ from shipyard.rollout.local.haproxy import (
     Server,
     ServerSettings,
     render_config,
+    socket_path_for,
 )
 from shipyard.rollout.providers import Target
 from shipyard_spec.contract import Env, serving_name
@@ -125,7 +126,7 @@ class LocalBackend:
         self.settings = settings or LocalServing()
         self.prediction_log_uri = prediction_log_uri
         self.haproxy = haproxy
-        self.runtime = Runtime(self.state_dir / "haproxy.sock")
+        self.runtime = Runtime(socket_path_for(self.state_dir))
         self._http = httpx.Client(timeout=READY_PROBE_SECONDS)
 
     @classmethod
@@ -430,6 +431,7 @@ class LocalBackend:
         for role in (CANARY, STABLE, PROXY):
             if state.get(role) and state[role].get("pid") and alive(state[role]["pid"]):
                 stop(state[role]["pid"])
+        self.runtime.socket_path.unlink(missing_ok=True)
         proxy = state.get(PROXY) or {}
         kept = {"port": proxy["port"], "metrics_port": proxy["metrics_port"]} if proxy.get("port") else None
         self._save({PROXY: kept, STABLE: None, CANARY: None})

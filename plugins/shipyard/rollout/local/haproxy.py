@@ -25,8 +25,10 @@ without a reload, so no connection is dropped by a change. `render_config` is pu
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
 import socket
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -37,11 +39,21 @@ HEALTH_PATH = "/v2/health/ready"
 REQUEST_LOG_TAG = "shipyard-request"
 # The request log line: tag, backend/server, HTTP status, total active ms, retries, termination state.
 LOG_FORMAT = f"{REQUEST_LOG_TAG} %b/%s %ST %Ta %rc %tsc"
-UNIX_PATH_MAX = 107  # sun_path is 108 bytes with its terminating NUL
+SOCKET_PATH_MAX = 97  # HAProxy 2.6 refuses a longer `stats socket` path
 # A health check may take this long before it counts as failed: on a busy machine a healthy
 # predictor's readiness answer can take half a second, and a stable version wrongly marked
 # down leaves HAProxy with no server (503 for everyone). A refused connection fails at once.
 MIN_CHECK_TIMEOUT_MS = 2000
+
+
+def socket_path_for(state_dir: Path) -> Path:
+    """The runtime API socket: in the state directory, or — when that path is too long for
+    HAProxy — a name derived from it in the temporary directory (every process finds the same)."""
+    path = state_dir / "haproxy.sock"
+    if len(str(path)) <= SOCKET_PATH_MAX:
+        return path
+    digest = hashlib.sha256(str(state_dir.resolve()).encode()).hexdigest()[:16]
+    return Path(tempfile.gettempdir()) / f"shipyard-haproxy-{digest}.sock"
 
 
 @dataclass(frozen=True)
@@ -132,11 +144,8 @@ class Runtime:
     """HAProxy's runtime API over its stats socket (one command per connection)."""
 
     def __init__(self, socket_path: Path, timeout: float = 5) -> None:
-        if len(str(socket_path)) > UNIX_PATH_MAX:
-            raise BackendError(
-                f"HAProxy socket path {socket_path} is longer than {UNIX_PATH_MAX} bytes: "
-                "use a shorter SHIPYARD_HOME"
-            )
+        if len(str(socket_path)) > SOCKET_PATH_MAX:
+            raise BackendError(f"HAProxy socket path {socket_path} is longer than {SOCKET_PATH_MAX} bytes")
         self.socket_path = socket_path
         self.timeout = timeout
 
