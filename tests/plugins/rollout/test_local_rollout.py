@@ -8,13 +8,17 @@ from __future__ import annotations
 import os
 import signal
 
+import httpx
 import pytest
 from delay_proxy import delay_proxy
-from rollout_support import policy, run_canary, verdicts
-from support.servers import free_port
+from rollout_support import LOCAL_SERVING, policy, run_canary, verdicts
+from support.servers import free_port, venv_python
 
+from shipyard.rollout.backends import Release
+from shipyard.rollout.backends.local import LocalBackend
 from shipyard.rollout.controller import PROMOTED, ROLLED_BACK
 from shipyard.rollout.local.haproxy import BACKEND
+from shipyard.rollout.local.load import load_records
 from shipyard.rollout.providers.prometheus import PrometheusProvider
 
 pytestmark = pytest.mark.slow
@@ -173,3 +177,29 @@ def test_a_killed_or_hung_canary_under_load_loses_no_request(local_stack, model_
     assert reason in run.outcome.reason
     assert_back_on_stable(local_stack, run)
     assert set(run.requests) == {"200"}, run.requests
+
+
+def test_two_pipelines_get_their_own_load_balancer_ports_and_serve_side_by_side(
+    local_stack, model_dir, tmp_path
+):
+    """Issue 13: a second pipeline's stack must not take the first one's port or routes."""
+    other = LocalBackend(
+        str(tmp_path / "other"), venv_python("serving"), served_name="other-probe", settings=LOCAL_SERVING
+    )
+    try:
+        other.deploy_stable(Release("other_probe", "1", str(model_dir)), timeout=60)
+        first, second = local_stack.state()["proxy"], other.state()["proxy"]
+        assert {first["port"], first["metrics_port"]}.isdisjoint({second["port"], second["metrics_port"]})
+        row = load_records(model_dir / "input_example.json")[:1]
+        for backend, name in ((local_stack, local_stack.served_name), (other, "other-probe")):
+            response = httpx.post(f"{backend.url}/v1/models/{name}:predict", json={"instances": row})
+            assert response.status_code == 200, response.text
+        assert (
+            httpx.post(
+                f"{other.url}/v1/models/{local_stack.served_name}:predict", json={"instances": row}
+            ).status_code
+            == 404
+        )
+    finally:
+        other.stop_all()
+    assert list(local_stack.routes().values()) == [100]  # the first pipeline's routes untouched
