@@ -229,8 +229,8 @@ class LocalServing(StrictModel):
     """The local backend's load balancer (HAProxy) in front of the predictor processes."""
 
     # Active health check (`GET /v2/health/ready`) period; a predictor whose check fails twice
-    # in a row (the second one 1/4 interval after the first) gets no new request. A refused
-    # connection takes a predictor out at once.
+    # in a row (the second one 1/4 interval after the first; a check may take max(2 intervals,
+    # 2 s)) gets no new request. A refused connection from real traffic takes it out at once.
     health_check_interval_seconds: Annotated[float, Field(gt=0, le=60)] = 1
     # A predictor that has not answered within this time is given up on; the request is sent
     # again to another predictor (predictions are idempotent) or answered 504.
