@@ -17,9 +17,11 @@ the haproxy provider), one canary per fault:
 | SIGSTOP | the canary predictor stopped (hung) after its first passing check |
 | cannot start | a model directory whose model.pkl is not a pickle (ModelDirError) |
 
-For each: the decision, the time from the fault's start (the canary's first traffic, or the
-signal) to 100 % stable, against the bound `interval x failure_limit` (plus the canary's
-start for "cannot start"), and the requests that failed for clients (any answer but 200)
+For each: the decision; from the fault's start (the canary's first traffic, or the signal)
+the time until HAProxy sends the canary no new request (weight 0, or marked down by a health
+check or a refused connection) and until the controller's weights are back at 100 % stable,
+against the bound `interval x failure_limit` (for "cannot start": its own start-up, where
+the progress deadline used to be waited out); and the requests that failed for clients (any answer but 200)
 out of all sent, split into the fault's own answers (the injected 500s, the canary's 400s)
 and the rest (lost: nothing else may fail). Prints one Markdown table.
 """
@@ -61,23 +63,31 @@ MODEL = "bench_churn"
 
 
 class RouteWatch:
-    """Polls HAProxy's weights every 20 ms: when the canary first had traffic, when it lost it all."""
+    """Polls HAProxy every 20 ms: when the canary first had traffic, when HAProxy stopped sending
+    it new requests (weight 0, or its health check / a refused connection marked it down), and
+    when the controller's weights were back at 100 % stable."""
 
     def __init__(self, backend: LocalBackend, prefix: str) -> None:
         self.backend, self.prefix = backend, prefix
         self.first_traffic: float | None = None
+        self.traffic_off: float | None = None
         self.back_on_stable: float | None = None
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
     def _run(self) -> None:
         while not self._stop.is_set():
-            canary = sum(w for name, w in self.backend.routes().items() if name.startswith(self.prefix))
+            canary = [s for name, s in self.backend.runtime.servers().items() if name.startswith(self.prefix)]
+            weight = sum(s.weight for s in canary)
+            serving = any(s.weight and s.status.startswith("UP") for s in canary)
             now = time.monotonic()
-            if canary > 0 and self.first_traffic is None:
+            if weight > 0 and self.first_traffic is None:
                 self.first_traffic = now
-            if canary == 0 and self.first_traffic is not None and self.back_on_stable is None:
-                self.back_on_stable = now
+            if self.first_traffic is not None:
+                if not serving and self.traffic_off is None:
+                    self.traffic_off = now
+                if weight == 0 and self.back_on_stable is None:
+                    self.back_on_stable = now
             time.sleep(0.02)
 
     def __enter__(self) -> RouteWatch:
@@ -152,18 +162,22 @@ def canary_run(
     else:
         start = watch.first_traffic
     end = watch.back_on_stable if watch.first_traffic is not None else ended
-    seconds = None if start is None or end is None or outcome.status == "promoted" else end - start
-    return outcome, load.outcomes, load.sent, seconds
+    off = watch.traffic_off if watch.first_traffic is not None else ended
+    timings = (None, None) if start is None or outcome.status == "promoted" else (off - start, end - start)
+    return outcome, load.outcomes, load.sent, timings
 
 
-def row(fault: Fault, outcome, requests: Counter[str], sent: int, seconds: float | None, bound: str) -> str:
+def seconds(value: float | None) -> str:
+    return "—" if value is None else f"{value:.1f}"
+
+
+def row(fault: Fault, outcome, requests: Counter[str], sent: int, timings: tuple, bound: str) -> str:
     failed = {status: n for status, n in requests.items() if status != "200"}
     own = sum(n for status, n in failed.items() if status in fault.own_answers)
     lost = sum(failed.values()) - own
-    recovered = "—" if seconds is None else f"{seconds:.1f}"
     return (
-        f"| {fault.name} | {outcome.status} | {recovered} | {bound} | {sum(failed.values())} of {sent} "
-        f"({dict(failed) or 'none'}) | {lost} |"
+        f"| {fault.name} | {outcome.status} | {seconds(timings[0])} | {seconds(timings[1])} | {bound} "
+        f"| {sum(failed.values())} of {sent} ({dict(failed) or 'none'}) | {lost} |"
     )
 
 
@@ -173,7 +187,7 @@ def main() -> None:
     parser.add_argument("--rps", type=float, default=50, help="load; the first step must reach min_requests")
     args = parser.parse_args()
     policy = load_spec(args.spec).rollout.model_copy(update={"backend": "local"})
-    bound = f"{policy.interval_seconds * policy.failure_limit:g}"
+    bound = f"{policy.interval_seconds * policy.failure_limit:g} (interval x failure_limit)"
     print(
         f"policy from {args.spec.name}: steps {policy.steps}, interval {policy.interval_seconds:g}s, "
         f"failure_limit {policy.failure_limit}, min_requests {policy.min_requests}, health checks "
@@ -183,9 +197,9 @@ def main() -> None:
         flush=True,
     )
     lines = [
-        "| fault | decision | fault start → 100 % stable (s) | bound interval x failure_limit (s) "
-        "| failed for clients (of sent) | lost (not the fault's own answers) |",
-        "|---|---|---|---|---|---|",
+        "| fault | decision | fault start → no new request to the canary (s) | fault start → weights "
+        "100 % stable (s) | bound (s) | failed for clients (of sent) | lost (not the fault's own answers) |",
+        "|---|---|---|---|---|---|---|",
     ]
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp)

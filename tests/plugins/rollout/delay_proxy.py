@@ -33,7 +33,11 @@ def delay_proxy(upstream_port: int, delay_seconds: float) -> Iterator[int]:
     loop = asyncio.new_event_loop()
 
     async def relay(client_reader: asyncio.StreamReader, client_writer: asyncio.StreamWriter) -> None:
-        upstream_reader, upstream_writer = await asyncio.open_connection("127.0.0.1", upstream_port)
+        try:
+            upstream_reader, upstream_writer = await asyncio.open_connection("127.0.0.1", upstream_port)
+        except ConnectionRefusedError:  # the predictor is gone: refuse the client the same way
+            client_writer.close()
+            return
         await asyncio.gather(
             _pipe(client_reader, upstream_writer, delay_seconds),
             _pipe(upstream_reader, client_writer, 0),

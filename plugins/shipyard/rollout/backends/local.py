@@ -21,6 +21,7 @@ import contextlib
 import json
 import logging
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -53,6 +54,8 @@ DRAIN_TIMEOUT_SECONDS = 60
 PROXY_START_SECONDS = 15
 READY_PROBE_SECONDS = 2
 LOG_TAIL_LINES = 4
+LOG_LINE_CHARS = 300
+WARNING_LINE = re.compile(r":\d+: \w*Warning: ")
 STABLE, CANARY, PROXY = "stable", "canary", "proxy"
 
 
@@ -100,13 +103,23 @@ def stop(pid: int) -> None:
 
 
 def log_tail(path: Path, lines: int = LOG_TAIL_LINES) -> str:
-    """The last non-empty lines of a process log, joined with ' | ' (for a decision's reason)."""
+    """The last lines of a process log that say something, joined with ' | ' (for a decision's
+    reason): Python warnings (`file:line: SomeWarning: ...` and the source line after) are
+    left out, and each line is cut at LOG_LINE_CHARS."""
     if not path.exists():
         return f"no log at {path}"
     with path.open("rb") as f:
         f.seek(max(0, path.stat().st_size - 16384))
         text = f.read().decode(errors="replace")
-    return " | ".join([line.strip() for line in text.splitlines() if line.strip()][-lines:])
+    kept: list[str] = []
+    after_warning = False
+    for line in text.splitlines():
+        if WARNING_LINE.search(line):
+            after_warning = True
+        elif not (after_warning and line.startswith(" ")) and line.strip():
+            kept.append(line.strip()[:LOG_LINE_CHARS])
+            after_warning = False
+    return " | ".join(kept[-lines:]) or f"{path} is empty"
 
 
 class LocalBackend:

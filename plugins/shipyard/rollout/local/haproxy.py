@@ -187,28 +187,27 @@ class Runtime:
         raise BackendError(f"HAProxy refused to delete {BACKEND}/{name}: {answer}")
 
     def servers(self) -> dict[str, ServerStatus]:
-        """Every server of the `predictors` backend as `show stat` reports it."""
+        """Every server of the `predictors` backend as `show stat` reports it (a server deleted
+        meanwhile is left out)."""
         text = self.command(f"show stat {BACKEND} 4 -1").lstrip("# ")
-        rows = csv.DictReader(io.StringIO(text))
-        weights = {}
-        for row in rows:
-            if row.get("svname") in (None, "", "BACKEND", "FRONTEND"):
+        found = {}
+        for row in csv.DictReader(io.StringIO(text)):
+            name = row.get("svname")
+            if name in (None, "", "BACKEND", "FRONTEND"):
                 continue
-            weights[row["svname"]] = row
-        return {
-            name: ServerStatus(
-                name,
-                self.weight(name),
-                row["status"],
-                int(row["scur"] or 0),
-                int(row["qcur"] or 0),
-            )
-            for name, row in weights.items()
-        }
+            weight = self.weight(name)
+            if weight is not None:
+                found[name] = ServerStatus(
+                    name, weight, row["status"], int(row["scur"] or 0), int(row["qcur"] or 0)
+                )
+        return found
 
-    def weight(self, name: str) -> int:
-        """The current (user) weight of a server: `get weight` answers `<current> (initial <n>)`."""
+    def weight(self, name: str) -> int | None:
+        """The current (user) weight of a server: `get weight` answers `<current> (initial <n>)`;
+        None when there is no such server."""
         answer = self.command(f"get weight {BACKEND}/{name}").strip()
+        if answer.startswith("No such server"):
+            return None
         try:
             return int(answer.split()[0])
         except (IndexError, ValueError) as e:
