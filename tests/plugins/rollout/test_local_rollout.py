@@ -128,12 +128,14 @@ def test_never_ready_canary_is_rolled_back_at_the_progress_deadline(local_stack,
 
 
 def test_a_canary_that_cannot_start_is_rolled_back_at_once_with_its_cause(local_stack, broken_model_dir):
-    run = run_canary(local_stack, broken_model_dir, rollout=policy(progress_deadline_seconds=120))
+    run = run_canary(local_stack, broken_model_dir, rollout=policy(progress_deadline_seconds=300))
 
-    assert run.outcome.status == ROLLED_BACK
-    assert run.outcome.reason.startswith("canary failed to start: predictor")
+    assert run.outcome.status == ROLLED_BACK, run.outcome.reason
+    assert run.outcome.reason.startswith("canary failed to start: predictor"), run.outcome.reason
     assert "ModelDirError" in run.outcome.reason
-    assert run.seconds < 30  # not the 120 s progress deadline
+    # As soon as the process has exited (its start-up takes 5-40 s on a busy 2-core machine),
+    # not at the 300 s progress deadline.
+    assert run.seconds < 120
     assert set(run.requests) == {"200"}
     assert_back_on_stable(local_stack, run)
 

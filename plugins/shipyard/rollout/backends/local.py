@@ -247,6 +247,7 @@ class LocalBackend:
                 socket_path=self.runtime.socket_path,
                 settings=self._server_settings(),
                 servers=servers,
+                stable_port=state[STABLE]["port"] if state.get(STABLE) else None,
             )
         )
         haproxy_log = self.state_dir / "haproxy.log"
@@ -370,6 +371,7 @@ class LocalBackend:
         self._ensure_proxy(state)
         if self._running(state[STABLE], release) and state[CANARY] is None:
             self._route(state, [(state[STABLE], 100)])
+            self.runtime.point_last_resort(state[STABLE]["port"])
             return
         entry = self._start_predictor(release, STABLE)
         try:
@@ -380,6 +382,7 @@ class LocalBackend:
         old = [state[role] for role in (STABLE, CANARY) if state[role]]
         state[STABLE], state[CANARY] = entry, None
         self._route(state, [(entry, 100), *((o, 0) for o in old if alive(o["pid"]))])
+        self.runtime.point_last_resort(entry["port"])
         self._retire(old)
 
     def deploy_canary(self, stable: Release, canary: Release) -> None:
@@ -411,6 +414,7 @@ class LocalBackend:
         canary, stable = state[CANARY], state[STABLE]
         state[STABLE], state[CANARY] = canary, None
         self._route(state, [(canary, 100), (stable, 0)])
+        self.runtime.point_last_resort(canary["port"])
         self._retire([stable])
 
     def rollback(self) -> None:

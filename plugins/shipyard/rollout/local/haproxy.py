@@ -35,6 +35,10 @@ from pathlib import Path
 from shipyard.rollout.errors import BackendError
 
 BACKEND = "predictors"
+# A backup server (no health check) pointing at the stable predictor: HAProxy uses it only when
+# every checked server is down. A stable predictor too busy to answer its check in time is
+# slow, not dead; without this, HAProxy would answer 503 to every client instead.
+LAST_RESORT = "last-resort"
 HEALTH_PATH = "/v2/health/ready"
 REQUEST_LOG_TAG = "shipyard-request"
 # The request log line: tag, backend/server, HTTP status, total active ms, retries, termination state.
@@ -87,9 +91,17 @@ class Server:
 
 
 def render_config(
-    *, port: int, metrics_port: int, socket_path: Path, settings: ServerSettings, servers: list[Server]
+    *,
+    port: int,
+    metrics_port: int,
+    socket_path: Path,
+    settings: ServerSettings,
+    servers: list[Server],
+    stable_port: int | None = None,
 ) -> str:
-    """The whole haproxy.cfg: the servers recorded in the state file, with their weights."""
+    """The whole haproxy.cfg: the servers recorded in the state file, with their weights, and
+    the last-resort backup on the stable predictor (disabled while there is none)."""
+    last_resort = f"127.0.0.1:{stable_port} backup" if stable_port else "127.0.0.1:1 backup disabled"
     options = settings.server_line()
     lines = [
         "global",
@@ -126,6 +138,7 @@ def render_config(
         f"    option httpchk GET {HEALTH_PATH}",
         "    http-check expect status 200",
         *(f"    server {s.name} 127.0.0.1:{s.port} weight {s.weight} {options}" for s in servers),
+        f"    server {LAST_RESORT} {last_resort}",
         "",
     ]
     return "\n".join(lines)
@@ -173,6 +186,15 @@ class Runtime:
         self._expect_empty(f"enable health {name}")
         self._expect_empty(f"enable server {name}")
 
+    def point_last_resort(self, port: int) -> None:
+        """The backup server to the stable predictor on `port` (new connections go there)."""
+        self._expect_empty(
+            f"set server {BACKEND}/{LAST_RESORT} addr 127.0.0.1 port {port}",
+            "IP changed",
+            "no need to change",
+        )
+        self._expect_empty(f"enable server {BACKEND}/{LAST_RESORT}")
+
     def set_weight(self, name: str, weight: int) -> None:
         self._expect_empty(f"set server {BACKEND}/{name} weight {weight}")
 
@@ -193,7 +215,7 @@ class Runtime:
         found = {}
         for row in csv.DictReader(io.StringIO(text)):
             name = row.get("svname")
-            if name in (None, "", "BACKEND", "FRONTEND"):
+            if name in (None, "", "BACKEND", "FRONTEND", LAST_RESORT):
                 continue
             weight = self.weight(name)
             if weight is not None:
@@ -213,7 +235,8 @@ class Runtime:
         except (IndexError, ValueError) as e:
             raise BackendError(f"HAProxy: unexpected weight of {name}: {answer!r}") from e
 
-    def _expect_empty(self, command: str) -> None:
+    def _expect_empty(self, command: str, *accepted: str) -> None:
+        """Run a command whose success is a blank answer (or one starting with `accepted`)."""
         answer = self.command(command).strip()
-        if answer:
+        if answer and not answer.startswith(accepted):
             raise BackendError(f"HAProxy refused {command!r}: {answer}")
