@@ -163,7 +163,9 @@ def canary_run(
         start = watch.first_traffic
     end = watch.back_on_stable if watch.first_traffic is not None else ended
     off = watch.traffic_off if watch.first_traffic is not None else ended
-    timings = (None, None) if start is None or outcome.status == "promoted" else (off - start, end - start)
+    timings = (None, None)
+    if start is not None and outcome.status != "promoted":
+        timings = tuple(None if t is None else t - start for t in (off, end))
     return outcome, load.outcomes, load.sent, timings
 
 
@@ -185,6 +187,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--spec", type=Path, default=REPO / "dags/pipelines/telco_churn.yaml")
     parser.add_argument("--rps", type=float, default=50, help="load; the first step must reach min_requests")
+    parser.add_argument(
+        "--only", nargs="*", default=[], help="run only the faults whose name contains one of these"
+    )
     args = parser.parse_args()
     policy = load_spec(args.spec).rollout.model_copy(update={"backend": "local"})
     bound = f"{policy.interval_seconds * policy.failure_limit:g} (interval x failure_limit)"
@@ -212,11 +217,14 @@ def main() -> None:
         )
         try:
             backend.deploy_stable(Release(MODEL, "1", str(models["good"])), timeout=120)
-            for version, fault in enumerate(FAULTS, start=2):
-                outcome, requests, sent, seconds = canary_run(
+            chosen = [f for f in FAULTS if not args.only or any(word in f.name for word in args.only)]
+            for version, fault in enumerate(chosen, start=2):
+                outcome, requests, sent, timings = canary_run(
                     backend, policy, models, version, fault, args.rps
                 )
-                lines.append(row(fault, outcome, requests, sent, seconds, bound))
+                start_up = f"its start-up (was {policy.progress_deadline_seconds:g})"
+                limit = start_up if fault.model == "broken" else bound
+                lines.append(row(fault, outcome, requests, sent, timings, limit))
                 print(lines[-1], f"— {outcome.reason}", flush=True)
         finally:
             backend.stop_all()
