@@ -124,11 +124,16 @@ def hey(url: str, body: Path, seconds: int, concurrency: int) -> tuple[float, fl
     return rate, p50, p99, errors
 
 
-def request_bodies(model_dir: Path, workdir: Path) -> dict[tuple[str, int], Path]:
+def example_records(model_dir: Path) -> list[dict[str, object]]:
+    """The model's input example as request records."""
     example = json.loads((model_dir / "input_example.json").read_text())
     # The example keeps NaN for a missing number (MLflow writes it so); JSON has null for that.
     rows_ = [[None if v != v else v for v in row] for row in example["data"]]
-    records = [dict(zip(example["columns"], row, strict=True)) for row in rows_]
+    return [dict(zip(example["columns"], row, strict=True)) for row in rows_]
+
+
+def request_bodies(model_dir: Path, workdir: Path) -> dict[tuple[str, int], Path]:
+    records = example_records(model_dir)
     bodies = {}
     for key in ("instances", "dataframe_records"):
         for rows in (1, 32):
@@ -146,8 +151,7 @@ def in_process_latency(model_dir: Path, repeats: int = 2000) -> list[tuple[str, 
     model = ShipyardModel(MODEL, Settings(str(model_dir)))
     model.load()
     fast = model.fast
-    example = json.loads((model_dir / "input_example.json").read_text())
-    records = [dict(zip(example["columns"], row, strict=True)) for row in example["data"]]
+    records = example_records(model_dir)
     figures = []
     for rows in (1, 32):
         body = {"instances": [records[i % len(records)] for i in range(rows)]}

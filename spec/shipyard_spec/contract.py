@@ -90,6 +90,8 @@ class Env(StrEnum):
     # S3-compatible object storage endpoint (MinIO, Ceph, moto); credentials come from the
     # standard AWS variables of a Secret or from workload identity, never from values.
     S3_ENDPOINT_URL = "AWS_ENDPOINT_URL_S3"
+    # Largest request body the predictor reads, in bytes (its --max_request_bytes).
+    MAX_REQUEST_BYTES = "SHIPYARD_MAX_REQUEST_BYTES"
 
 
 class Metric(StrEnum):
@@ -97,6 +99,15 @@ class Metric(StrEnum):
 
     REQUESTS = "shipyard_requests_total"
     REQUEST_DURATION = "shipyard_request_duration_seconds"
+    # The whole request as the predictor's HTTP server sees it (body read, decoding, queueing
+    # in the event loop, the model, encoding), for every answer including 4xx and 5xx;
+    # REQUEST_DURATION is the time inside the model only.
+    HTTP_REQUEST_DURATION = "shipyard_http_request_duration_seconds"
+    # Feature values outside the range the model was trained on (counted, not rejected).
+    FEATURE_OUT_OF_RANGE = "shipyard_feature_out_of_range_total"
+    PREDICTION_LOG_DROPPED = "shipyard_prediction_log_dropped_total"
+    PREDICTION_LOG_WRITE_ERRORS = "shipyard_prediction_log_write_errors_total"
+    PREDICTION_LOG_DELETED = "shipyard_prediction_log_deleted_total"
 
 
 class Outcome(StrEnum):
@@ -138,3 +149,35 @@ def prediction_log_dir(log_root: str, model_name: str) -> str:
     """`{log_root}/{model_name}`, where `model_name` is the served name (`serving_name(pipeline)`):
     the predictor writes here and the drift step reads here."""
     return join(log_root, model_name)
+
+
+class PredictionRecord(StrEnum):
+    """Keys of one prediction-log record, one JSON object per line of a part file."""
+
+    TS = "ts"  # ISO-8601 UTC time of the answer
+    MODEL_NAME = "model_name"
+    MODEL_VERSION = "model_version"
+    INPUTS = "inputs"  # {feature: value} as the client sent it, null for a missing value
+    SCORE = "score"  # the probability answered
+    ID = "id"  # only when the caller sent row ids (V1 "ids"): joins late labels
+
+
+# Part files of one model's log: `{prediction_log_dir}/date=<YYYY-MM-DD>/part-<unix_ms>-<pid>.jsonl`,
+# the date being the UTC day of the records' `ts`. A writer writes a part under its temporary
+# name (which the glob does not match) and renames it when complete, so a reader never sees
+# half a file; one writer never reuses a name (a second part in the same millisecond takes the
+# next one), and the pid keeps concurrent writers apart.
+PREDICTION_LOG_PART_GLOB = "part-*.jsonl"
+
+
+def prediction_log_partition(log_dir: str, day: str) -> str:
+    """`{log_dir}/date={day}` for `day` = `YYYY-MM-DD` (UTC)."""
+    return join(log_dir, f"date={day}")
+
+
+def prediction_log_part_name(unix_ms: int, pid: int) -> str:
+    return f"part-{unix_ms}-{pid}.jsonl"
+
+
+def prediction_log_temporary_name(part_name: str) -> str:
+    return f".{part_name}.tmp"

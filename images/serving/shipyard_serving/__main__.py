@@ -19,6 +19,8 @@ from kserve.utils.utils import strtobool
 
 from kserve import logging as kserve_logging
 from kserve import model_server
+from shipyard_serving.limits import DEFAULT_BODY_TIMEOUT_SECONDS, DEFAULT_MAX_BODY_BYTES, RequestLimits
+from shipyard_spec.contract import Env
 
 THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
 
@@ -30,10 +32,22 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--model_dir", required=True, help="MLflow model directory (MLmodel, model.pkl, ...)")
     parser.add_argument(
         "--model_version",
-        default=os.environ.get("SHIPYARD_MODEL_VERSION", "unknown"),
-        help="registered model version: label of every metric and log record (env SHIPYARD_MODEL_VERSION)",
+        default=os.environ.get(Env.MODEL_VERSION, "unknown"),
+        help=f"registered model version: label of every metric and log record (env {Env.MODEL_VERSION})",
     )
     parser.add_argument("--max_batch_size", type=int, default=1000, help="most rows accepted in one request")
+    parser.add_argument(
+        "--max_request_bytes",
+        type=int,
+        default=os.environ.get(Env.MAX_REQUEST_BYTES, DEFAULT_MAX_BODY_BYTES),  # type-checked by argparse
+        help=f"largest request body read; larger ones get 413 before parsing (env {Env.MAX_REQUEST_BYTES})",
+    )
+    parser.add_argument(
+        "--request_body_timeout_seconds",
+        type=float,
+        default=DEFAULT_BODY_TIMEOUT_SECONDS,
+        help="a request body not received within this time gets 408",
+    )
     parser.add_argument(
         "--nthread",
         type=int,
@@ -48,14 +62,27 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--prediction_log_uri",
-        default=os.environ.get("SHIPYARD_PREDICTION_LOG_URI"),
-        help="root (local path or fsspec URI) of the sampled prediction log; unset = no log",
+        default=os.environ.get(Env.PREDICTION_LOG_URI),
+        help=f"root (local path or fsspec URI) of the sampled prediction log (env {Env.PREDICTION_LOG_URI}); "
+        "unset = no log",
     )
     parser.add_argument(
-        "--prediction_log_sample_rate", type=float, default=1.0, help="share of rows logged, 0..1"
+        "--prediction_log_sample_rate", type=float, default=0.1, help="share of rows logged, 0..1"
     )
     parser.add_argument(
         "--prediction_log_flush_seconds", type=float, default=10.0, help="seconds per log part file"
+    )
+    parser.add_argument(
+        "--prediction_log_max_bytes",
+        type=int,
+        default=512 * 1024 * 1024,
+        help="size kept of this model's log; the oldest parts beyond it are deleted",
+    )
+    parser.add_argument(
+        "--prediction_log_retention_days",
+        type=int,
+        default=14,
+        help="days kept of this model's log (by date partition); older parts are deleted",
     )
     faults = parser.add_argument_group("fault injection (canary tests only; off by default)")
     faults.add_argument(
@@ -87,10 +114,12 @@ def main(argv: list[str] | None = None) -> None:
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir  # read by the workers' metrics.py, see there
 
     # Imported only now: xgboost reads the thread variables set above when it loads.
-    from shipyard_serving.dataplane import ModelsReadyDataPlane
+    from shipyard_serving.dataplane import ShipyardDataPlane
     from shipyard_serving.faults import Faults
-    from shipyard_serving.prediction_log import PredictionLog
+    from shipyard_serving.metrics import ServedModel
+    from shipyard_serving.prediction_log import PredictionLog, Retention
     from shipyard_serving.predictor import Settings, ShipyardModel
+    from shipyard_serving.server import FrontDoor, ShipyardModelServer
 
     prediction_log = None
     if args.prediction_log_uri:
@@ -99,6 +128,7 @@ def main(argv: list[str] | None = None) -> None:
             args.model_name,
             args.model_version,
             args.prediction_log_sample_rate,
+            Retention(args.prediction_log_max_bytes, args.prediction_log_retention_days),
             flush_seconds=args.prediction_log_flush_seconds,
         )
     model = ShipyardModel(
@@ -108,7 +138,12 @@ def main(argv: list[str] | None = None) -> None:
         faults=Faults(args.fault_error_rate, args.fault_latency_ms, args.fault_never_ready),
     )
     model.load()
-    server = model_server.ModelServer(
+    server = ShipyardModelServer(
+        FrontDoor(
+            ServedModel(args.model_name, args.model_version),
+            RequestLimits(args.max_request_bytes, args.request_body_timeout_seconds),
+        ),
+        log_config_file=args.log_config_file,
         http_port=args.http_port,
         grpc_port=args.grpc_port,
         workers=args.workers,
@@ -121,7 +156,7 @@ def main(argv: list[str] | None = None) -> None:
         event_loop=args.event_loop,
         timeout_keep_alive=args.timeout_keep_alive,
     )
-    server.dataplane = ModelsReadyDataPlane(model_registry=server.registered_models)
+    server.dataplane = ShipyardDataPlane(model_registry=server.registered_models)
     # Registered directly rather than through start([model]): kserve refuses to start without a
     # ready model, and `--fault_never_ready` must serve health endpoints while never being ready.
     server.register_model(model)

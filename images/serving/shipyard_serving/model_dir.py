@@ -10,6 +10,7 @@ must crash, not answer.
 from __future__ import annotations
 
 import json
+import math
 import pickle
 from dataclasses import dataclass
 from pathlib import Path
@@ -117,7 +118,8 @@ def _unpickle_pipeline(root: Path, mlmodel: dict[str, Any]) -> Any:
 
 
 def _input_example(root: Path, features: tuple[Feature, ...]) -> dict[str, list[Any]]:
-    """The stored example as columns (MLflow writes the pandas 'split' orient)."""
+    """The stored example as columns (MLflow writes the pandas 'split' orient, a missing value as NaN,
+    which is null in a request)."""
     path = root / INPUT_EXAMPLE
     if not path.is_file():
         raise ModelDirError(f"no {INPUT_EXAMPLE} in {root}: the predictor warms up and checks parity on it")
@@ -128,4 +130,8 @@ def _input_example(root: Path, features: tuple[Feature, ...]) -> dict[str, list[
         raise ModelDirError(
             f"{path}: columns {columns} with {len(rows or [])} rows do not match the signature {names}"
         )
-    return {name: [row[i] for row in rows] for i, name in enumerate(names)}
+    return {name: [_null_if_nan(row[i]) for row in rows] for i, name in enumerate(names)}
+
+
+def _null_if_nan(value: Any) -> Any:
+    return None if isinstance(value, float) and math.isnan(value) else value

@@ -3,8 +3,9 @@
 `load()` reads the model directory, compiles the numpy fast path, proves it against the
 Pipeline on the stored input example (else serves the exact pandas path and says so) and
 answers a warm-up prediction before `ready` is set. `preprocess` validates the request
-against the signature (client mistakes are 400s), `predict` scores it, and every request is
-counted per model version and outcome for the canary analysis (metrics.py).
+against the signature (client mistakes are 400s) and counts values outside the training
+range, `predict` scores it. The time inside the model is observed here; every request's
+outcome and whole duration are counted at the front door (server.py, metrics.py).
 """
 
 from __future__ import annotations
@@ -17,7 +18,6 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from kserve.errors import InvalidInput
 from kserve.model import InferenceVerb
 from kserve.protocol.infer_type import InferOutput, InferRequest, InferResponse
 
@@ -28,6 +28,7 @@ from shipyard_serving.faults import Faults
 from shipyard_serving.model_dir import ModelDirectory, read_model_dir
 from shipyard_serving.prediction_log import PredictionLog
 from shipyard_serving.requests import Batch, RequestDecoder
+from shipyard_serving.training_range import OutOfRangeMonitor, TrainingRange
 
 log = logging.getLogger(__name__)
 
@@ -60,6 +61,7 @@ class ShipyardModel(Model):
         self.pipeline: Any = None
         self.decoder: RequestDecoder | None = None
         self.fast: FastPath | None = None
+        self.out_of_range: OutOfRangeMonitor | None = None
 
     @property
     def path(self) -> str:
@@ -74,6 +76,14 @@ class ShipyardModel(Model):
         example = self.decoder.from_v1({"inputs": directory.input_example})
         self.fast = self._proven_fast_path(directory, example) if self.settings.fast_path else None
         self.score(example)  # warm-up: the first request must not pay for lazy initialisation
+        training = TrainingRange.of(self.pipeline, directory.numeric)
+        if training is None:
+            log.warning(
+                "no training range in %s (no fitted StandardScaler): values are not range-checked",
+                directory.path,
+            )
+        else:
+            self.out_of_range = OutOfRangeMonitor(training, self.name, self.model_version)
         metrics.for_model(self.name, self.model_version)
         self.ready = not self.faults.never_ready
         log.info(
@@ -121,27 +131,23 @@ class ShipyardModel(Model):
     async def __call__(
         self, body: Any, headers: dict[str, str] | None = None, verb: InferenceVerb = InferenceVerb.PREDICT
     ) -> Any:
-        """kserve's preprocess → predict → postprocess, counted by outcome and timed per model version."""
-        counters = metrics.for_model(self.name, self.model_version)
+        """kserve's preprocess → predict → postprocess, timed per model version (the time inside the
+        model; outcomes and the whole request are counted at the front door, metrics.py)."""
         start = time.perf_counter()
-        outcome = counters.server_error
         try:
             if self.faults.active:
                 await self.faults.inject(self.name)
-            result = await super().__call__(body, headers, verb)
-            outcome = counters.success
-            return result
-        except InvalidInput:
-            outcome = counters.client_error
-            raise
+            return await super().__call__(body, headers, verb)
         finally:
-            outcome.inc()
-            counters.duration.observe(time.perf_counter() - start)
+            metrics.for_model(self.name, self.model_version).duration.observe(time.perf_counter() - start)
 
     def preprocess(
         self, payload: dict | InferRequest | bytes, headers: dict[str, str] | None = None
     ) -> Batch:
-        return self.decoder.decode(payload)
+        batch = self.decoder.decode(payload)
+        if self.out_of_range is not None:
+            self.out_of_range.observe(batch.numeric)
+        return batch
 
     def predict(self, payload: Batch, headers: dict[str, str] | None = None) -> dict | InferResponse:
         scores = self.score(payload)

@@ -4,12 +4,14 @@ Every check a client can fail lives here and raises `kserve.errors.InvalidInput`
 the server answers the next request as if nothing happened. A missing *value* (JSON null)
 is not an error: the training pipeline imputes it, so the predictor passes it on as training
 saw it (NaN for numbers, None for strings — how pandas reads nulls from the snapshots).
+NaN itself is never accepted as a value, in V1 or V2: null is the one way to say "missing".
 """
 
 from __future__ import annotations
 
 import dataclasses
 import math
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -36,6 +38,7 @@ class Batch:
     numeric: np.ndarray
     categorical: dict[str, list[str | None]]
     ids: list[Any] | None = None
+    """V1 `"ids"`: one per row, logged with the prediction to join late labels."""
     v2_request_id: str | None = None
     """Set for a V2 request (the response is then a V2 InferResponse echoing it), None for V1."""
     is_v2: bool = False
@@ -102,8 +105,7 @@ class RequestDecoder:
             if tensor.name in columns:
                 raise InvalidInput(f"input tensor {tensor.name!r} appears more than once")
             columns[tensor.name] = self._tensor_values(tensor)
-        parameters = request.parameters or {}
-        batch = self._batch(self._check_columns(columns), parameters.get("ids"))
+        batch = self._batch(self._check_columns(columns), None)
         return dataclasses.replace(batch, is_v2=True, v2_request_id=request.id)
 
     def _tensor_values(self, tensor: InferInput) -> list[Any]:
@@ -194,23 +196,33 @@ class RequestDecoder:
         return Batch(tuple(self.numeric), numeric, categorical, ids)
 
 
+# A number sent as a string must be spelt as a JSON number: no "nan", "inf", "1_000", " 12 ", "0x1f".
+JSON_NUMBER = re.compile(r"-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?(?:[eE][-+]?[0-9]+)?")
+
+
 def _number(feature: str, row: int, value: Any) -> float:
+    """A finite float, or NaN for a missing value (JSON null) — the one NaN rule of V1 and V2.
+
+    NaN and ±Infinity are refused in every spelling (the JSON extensions `NaN`/`Infinity` a
+    V2 document may carry, strings, IEEE values in a binary tensor): only null means missing.
+    """
     kind = type(value)
     if kind is float or kind is int:
         number = float(value)
     elif value is None:
         return math.nan
+    elif kind is str and JSON_NUMBER.fullmatch(value):
+        number = float(value)
     elif kind is str:
-        try:
-            number = float(value)
-        except ValueError as e:
-            raise InvalidInput(f"feature {feature!r} row {row}: {value!r} is not a number") from e
+        raise InvalidInput(f"feature {feature!r} row {row}: {value!r} is not a number")
     else:
         raise InvalidInput(
             f"feature {feature!r} row {row}: {value!r} is a JSON {kind.__name__}, expected a number"
         )
-    if math.isinf(number):
-        raise InvalidInput(f"feature {feature!r} row {row}: {value!r} is not a finite number")
+    if not math.isfinite(number):
+        raise InvalidInput(
+            f"feature {feature!r} row {row}: {value!r} is not a finite number (send null for a missing value)"
+        )
     return number
 
 

@@ -20,7 +20,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 from support.servers import free_port, stop_process, venv_python, wait_http_ok
+
+from shipyard_spec.contract import Env, Metric, Outcome
 
 HERE = Path(__file__).resolve().parent
 MODEL_NAME = "telco"
@@ -58,11 +61,24 @@ class Predictor:
         except urllib.error.HTTPError as e:
             return e.code, e.read().decode()
 
-    def counter(self, outcome: str) -> float:
+    def sample(self, name: str) -> float:
+        """The value of sample `name` (e.g. a histogram's `_sum`) for this model version, from /metrics."""
+        _, text = self.get("/metrics")
+        values = [
+            sample.value
+            for family in text_string_to_metric_families(text)
+            for sample in family.samples
+            if sample.name == name
+            and sample.labels.get("model_name") == MODEL_NAME
+            and sample.labels.get("model_version") == MODEL_VERSION
+        ]
+        return values[0] if values else 0.0
+
+    def counter(self, outcome: Outcome) -> float:
         """shipyard_requests_total for this model version and `outcome`, from /metrics."""
         _, text = self.get("/metrics")
         labels = f'model_name="{MODEL_NAME}",model_version="{MODEL_VERSION}",outcome="{outcome}"'
-        prefix = f"shipyard_requests_total{{{labels}}}"
+        prefix = f"{Metric.REQUESTS}{{{labels}}}"
         values = [float(line.split()[-1]) for line in text.splitlines() if line.startswith(prefix)]
         return values[0] if values else 0.0
 
@@ -89,14 +105,15 @@ def predictor_process(model_dir: Path, workdir: Path, *args: str, ready: bool = 
     command = [
         venv_python("serving"), "-m", "shipyard_serving",
         "--model_name", MODEL_NAME, "--model_dir", str(model_dir), "--http_port", str(port),
-        "--prediction_log_uri", str(log_root), "--prediction_log_flush_seconds", "0.2", *args,
+        "--prediction_log_uri", str(log_root), "--prediction_log_flush_seconds", "0.2",
+        "--prediction_log_sample_rate", "1", *args,
     ]  # fmt: skip
     with output.open("wb") as sink:
         process = subprocess.Popen(
             command,
             stdout=sink,
             stderr=subprocess.STDOUT,
-            env={**os.environ, "SHIPYARD_MODEL_VERSION": MODEL_VERSION},
+            env={**os.environ, Env.MODEL_VERSION: MODEL_VERSION},
         )
         url = f"http://127.0.0.1:{port}"
         try:

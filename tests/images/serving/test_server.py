@@ -11,6 +11,8 @@ from typing import Any
 import pytest
 from conftest import MODEL_NAME, MODEL_VERSION, Predictor, Trained, predictor_process
 
+from shipyard_spec.contract import Metric, Outcome
+
 V1 = f"/v1/models/{MODEL_NAME}:predict"
 V2 = f"/v2/models/{MODEL_NAME}/infer"
 
@@ -146,17 +148,17 @@ def test_missing_v2_tensor_is_a_400(predictor: Predictor, trained: Trained, nume
 def test_counters_move_by_outcome(
     predictor: Predictor, rows: Callable[[int, int], list[dict[str, Any]]]
 ) -> None:
-    before = {o: predictor.counter(o) for o in ("success", "client_error", "server_error")}
+    before = {o: predictor.counter(o) for o in Outcome}
     assert predictor.post(V1, {"instances": rows(0, 3)})[0] == 200
     assert predictor.post(V1, {"instances": []})[0] == 400
     after = {o: predictor.counter(o) for o in before}
-    assert (after["success"] - before["success"], after["client_error"] - before["client_error"]) == (1, 1)
-    assert after["server_error"] == before["server_error"]
-    _, text = predictor.get("/metrics")
-    assert (
-        f'shipyard_request_duration_seconds_count{{model_name="{MODEL_NAME}",model_version="{MODEL_VERSION}"}}'
-        in text
-    )
+    assert {o: after[o] - before[o] for o in Outcome} == {
+        Outcome.SUCCESS: 1,
+        Outcome.CLIENT_ERROR: 1,
+        Outcome.SERVER_ERROR: 0,
+    }
+    for histogram in (Metric.REQUEST_DURATION, Metric.HTTP_REQUEST_DURATION):
+        assert predictor.sample(f"{histogram}_count") > 0
 
 
 def _read_log(root: Path) -> list[tuple[Path, dict[str, Any]]]:
@@ -203,7 +205,7 @@ def test_fault_error_rate_gives_500s_counted_as_server_errors_across_workers(
         assert set(statuses) == {200, 500}
         # Summed over both workers, whichever one answers the scrape.
         for _ in range(3):
-            assert (faulty.counter("success"), faulty.counter("server_error")) == (
+            assert (faulty.counter(Outcome.SUCCESS), faulty.counter(Outcome.SERVER_ERROR)) == (
                 statuses.count(200),
                 statuses.count(500),
             )
