@@ -15,7 +15,7 @@ TOOLS_PY := $(VENVS)/tools/bin/python
 export SHIPYARD_PIPELINE_PYTHON := $(abspath $(PIPELINE_PY))
 export SHIPYARD_SERVING_PYTHON := $(abspath $(SERVING_PY))
 
-.PHONY: help venvs lint format test test-pipeline test-serving test-airflow test-chart test-k8s envtest-bin kserve-manifests demo demo-canary-fault up bench-airflow prometheus bench-rollout bench-storage locks clean
+.PHONY: help venvs lint format test test-pipeline test-serving test-airflow test-chart test-k8s envtest-bin kserve-manifests demo demo-canary-fault up bench-airflow prometheus haproxy bench-rollout bench-storage locks clean
 
 help:  ## List the targets
 	@grep -E '^[a-z0-9-]+:.*##' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -73,22 +73,26 @@ bench-serving: $(VENVS)/serving/.done $(VENVS)/pipeline/.done  ## Benchmark the 
 	@command -v hey >/dev/null || apt-get install -y hey || { echo "install hey (Debian: apt-get install -y hey)" >&2; exit 1; }
 	$(SERVING_PY) benchmarks/serving/run.py
 
-test-airflow: venvs prometheus  ## Tests of DAGs and plugins (Airflow venv)
+test-airflow: venvs prometheus haproxy  ## Tests of DAGs and plugins (Airflow venv)
 	$(AIRFLOW_PY) -m pytest tests/dags tests/plugins
 
 prometheus:  ## The Prometheus server binary the rollout's PromQL test starts (Debian package)
 	@command -v prometheus >/dev/null || apt-get install -y prometheus || { echo "install prometheus (Debian: apt-get install -y prometheus)" >&2; exit 1; }
 
-bench-rollout: venvs  ## Canary rollback time vs interval x failure_limit; requests lost to traffic switches
+haproxy:  ## The load balancer of the local rollout backend (Debian package haproxy 2.6, built with USE_PROMEX)
+	@command -v haproxy >/dev/null || apt-get install -y haproxy || { echo "install haproxy (Debian: apt-get install -y haproxy)" >&2; exit 1; }
+	@haproxy -vv | grep -q 'Prometheus exporter' || { echo "haproxy was built without its Prometheus exporter (USE_PROMEX=1)" >&2; exit 1; }
+
+bench-rollout: venvs haproxy  ## Canary rollback time vs interval x failure_limit; requests lost to traffic switches
 	$(AIRFLOW_PY) benchmarks/rollout/run.py
 
-demo: venvs  ## Train v1 (released at 100 %), then train v2 and promote it by canary under load (embedded)
+demo: venvs haproxy  ## Train v1 (released at 100 %), then train v2 and promote it by canary under load (embedded)
 	$(AIRFLOW_PY) scripts/demo.py
 
-demo-canary-fault: venvs  ## make demo, then a run 3 whose canary fails 30 % of requests: automatic rollback
+demo-canary-fault: venvs haproxy  ## make demo, then a run 3 whose canary fails 30 % of requests: automatic rollback
 	$(AIRFLOW_PY) scripts/demo.py --canary-fault
 
-up: venvs  ## airflow standalone + MLflow UI, the training DAG unpaused (Ctrl-C stops)
+up: venvs haproxy  ## airflow standalone + MLflow UI, the training DAG unpaused (Ctrl-C stops)
 	$(AIRFLOW_PY) scripts/up.py
 
 bench-airflow: venvs  ## DAG parse time per DAG file vs an empty DAG; demo DAG run wall time per task

@@ -120,6 +120,32 @@ def build_inferenceservice(
     }
 
 
+# `status.modelStatus` says a model can never load: the wait for readiness ends at once.
+TERMINAL_TRANSITIONS = {"BlockedByFailedLoad", "InvalidSpec"}
+FAILED_TO_LOAD = "FailedToLoad"
+
+
+def terminal_failure(isvc: dict[str, Any]) -> str | None:
+    """The cause, when the InferenceService's model status reports a terminal failure; else None.
+
+    Read once the latest spec (the canary's) is observed, so the status is the canary's:
+    `transitionStatus` BlockedByFailedLoad / InvalidSpec or `targetModelState` FailedToLoad,
+    with `lastFailureInfo` (reason, message, exit code) as the cause.
+    """
+    model = isvc.get("status", {}).get("modelStatus") or {}
+    transition = model.get("transitionStatus")
+    target_state = (model.get("states") or {}).get("targetModelState")
+    if transition not in TERMINAL_TRANSITIONS and target_state != FAILED_TO_LOAD:
+        return None
+    info = model.get("lastFailureInfo") or {}
+    exit_code = f" (exit code {info['exitCode']})" if info.get("exitCode") is not None else ""
+    return (
+        f"{transition if transition in TERMINAL_TRANSITIONS else target_state}: "
+        f"{info.get('reason', 'no reason given')}{exit_code}: "
+        f"{info.get('message', 'no message')}"
+    )
+
+
 def api_message(error: Any) -> str:
     """The API server's own explanation of a refused request (field paths for a 422), else the reason."""
     try:
@@ -323,6 +349,9 @@ class KServeBackend:
             return Readiness(False, f"InferenceService {self.name} does not exist")
         if not self._observed(isvc):
             return Readiness(False, f"InferenceService {self.name}: the latest spec is not reconciled yet")
+        failure = terminal_failure(isvc)
+        if failure is not None:
+            return Readiness(False, f"InferenceService {self.name}: {failure}", failed=True)
         if self.target.mode == "standard":
             status = self._canary_status(isvc)
             ready = bool(status and status.get("ready"))
