@@ -7,10 +7,15 @@ example DAGs, the repository's dags/ and plugins/ folders, the local runner.
 
 from __future__ import annotations
 
+import contextlib
+import json
 import os
 import shlex
+import signal
 import subprocess
 import sys
+import time
+from collections.abc import Iterator
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -49,6 +54,48 @@ def airflow_environment(
         # `airflow standalone` starts its components as `airflow ...` found on PATH.
         "PATH": f"{Path(AIRFLOW).parent}:{os.environ.get('PATH', '')}",
     }
+
+
+def api_environment(env: dict[str, str], port: int) -> dict[str, str]:
+    """`env` with the API server on `port`; workers reach its execution API through the base URL."""
+    return {**env, "AIRFLOW__API__PORT": str(port), "AIRFLOW__API__BASE_URL": f"http://localhost:{port}"}
+
+
+def admin_password(airflow_home: Path) -> str:
+    """The `admin` password the simple auth manager generated on first start."""
+    passwords = airflow_home / "simple_auth_manager_passwords.json.generated"
+    return json.loads(passwords.read_text())["admin"]
+
+
+def stop_group(process: subprocess.Popen, grace: float = 30) -> None:
+    """SIGTERM to the process group, SIGKILL to whatever is left of it after `grace` seconds."""
+    with contextlib.suppress(ProcessLookupError):  # raised once no member of the group is left
+        os.killpg(process.pid, signal.SIGTERM)
+        deadline = time.monotonic() + grace
+        while time.monotonic() < deadline:
+            process.poll()  # reap the leader so it does not linger as a group member
+            os.killpg(process.pid, 0)
+            time.sleep(0.5)
+        os.killpg(process.pid, signal.SIGKILL)
+
+
+@contextlib.contextmanager
+def airflow_component(env: dict[str, str], *args: str, log: Path | None = None) -> Iterator[subprocess.Popen]:
+    """`airflow <args>` (standalone, api-server, scheduler...) in its own process group, stopped with it.
+
+    `airflow standalone` does not pass a SIGTERM on to the scheduler, API server and workers it
+    starts, so the whole group is stopped together.
+    """
+    output = log.open("ab") if log else subprocess.DEVNULL
+    process = subprocess.Popen(
+        [AIRFLOW, *args], env=env, stdout=output, stderr=subprocess.STDOUT, start_new_session=True
+    )
+    try:
+        yield process
+    finally:
+        stop_group(process)
+        if log:
+            output.close()
 
 
 def airflow(env: dict[str, str], *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:

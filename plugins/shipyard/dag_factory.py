@@ -113,12 +113,14 @@ def trigger_params(spec: PipelineSpec) -> dict[str, Param]:
             title="Force re-ingest",
             description="Replace the snapshot of this run's interval even if it is already published.",
         ),
+        # Optional: the UI marks a Param required unless its type admits null, and an empty text
+        # field is null there, so a default of "" would disable Trigger and Run Backfill.
         "canary_args": Param(
-            "",
-            type="string",
+            None,
+            type=["null", "string"],
             title="Canary fault injection (demos only)",
             description="Extra predictor arguments for the canary, e.g. `--fault_error_rate 0.3`; "
-            "empty in real releases.",
+            "leave empty in real releases.",
         ),
     }
 

@@ -56,7 +56,7 @@ def test_the_training_dag_reads_well_in_the_graph_view(dag_bag: DagBag) -> None:
         "window_intervals": 26,
         "skip_tuning": False,
         "force_ingest": False,
-        "canary_args": "",
+        "canary_args": None,
     }
     register = dag.get_task("pipeline.register")
     assert (register.retries, register.retry_exponential_backoff) == (2, 2.0)
