@@ -3,8 +3,8 @@
 The DAG file `dags/shipyard_pipelines.py` calls `build_training_dags()` over
 `dags/pipelines/*.yaml`. Each run owns the window [data_interval_start, data_interval_end)
 of the spec's cron (`CronDataIntervalTimetable`), so scheduled runs and backfills process
-disjoint intervals; the drift DAG's Asset can also queue a run, which then takes the last
-full interval. Steps run through one of two runners (`shipyard.settings.runner()`), with
+disjoint intervals; the drift DAG's Asset can also queue a run, whose window ends when drift
+was detected (`shipyard.window`). Steps run through one of two runners (`shipyard.settings.runner()`), with
 the same CLI arguments. Only the Airflow SDK, pydantic and the standard library are
 imported here: parsing stays fast.
 
@@ -148,8 +148,9 @@ def _dag_doc(spec: PipelineSpec, spec_path: Path, runner: settings.Runner, stora
 Spec: `{spec_path.name}` · runner: **{runner}** · owner: {spec.owner}
 
 Each run owns the window **[data_interval_start, data_interval_end)** of `{spec.schedule.cron}`
-({spec.schedule.timezone}); runs without one (manual, or queued by the drift Asset
-`shipyard://{spec.name}/drift`) take the last full interval and say so in the task log.
+({spec.schedule.timezone}). A run queued by the drift Asset `shipyard://{spec.name}/drift` trains on
+the interval that ends when drift was detected, so the drifted days are learned from; a manual
+run without a data interval takes the last full interval. Each task log says which and why.
 
 - snapshots: `{storage}/{spec.name}/snapshots/interval_start=<start>/`
 - run outputs: `{storage}/{spec.name}/runs/<run_id>/<step>/`
