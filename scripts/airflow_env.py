@@ -18,12 +18,14 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+from shipyard_spec.contract import Env, default_prediction_log_root
+
 REPO = Path(__file__).resolve().parents[1]
 # The scripts use the Airflow-side package (plugins/) and the server helpers the tests use.
 sys.path[:0] = [str(REPO / "plugins"), str(REPO / "tests")]
 AIRFLOW = str(Path(sys.executable).parent / "airflow")
-PIPELINE_PYTHON = os.environ.get("SHIPYARD_PIPELINE_PYTHON") or str(REPO / ".venv/pipeline/bin/python")
-SERVING_PYTHON = os.environ.get("SHIPYARD_SERVING_PYTHON") or str(REPO / ".venv/serving/bin/python")
+PIPELINE_PYTHON = os.environ.get(Env.PIPELINE_PYTHON) or str(REPO / ".venv/pipeline/bin/python")
+SERVING_PYTHON = os.environ.get(Env.SERVING_PYTHON) or str(REPO / ".venv/serving/bin/python")
 TRAINING_DAG = "shipyard_train_telco_churn"
 TELCO_SPEC = REPO / "dags" / "pipelines" / "telco_churn.yaml"
 
@@ -43,14 +45,14 @@ def airflow_environment(
         "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
         "AIRFLOW__CORE__DAGS_FOLDER": str(REPO / "dags"),
         "AIRFLOW__CORE__PLUGINS_FOLDER": str(REPO / "plugins"),
-        "SHIPYARD_RUNNER": "local",
-        "SHIPYARD_HOME": str(shipyard_home.resolve()),
-        "SHIPYARD_STORAGE_ROOT": str(storage_root.resolve()),
+        Env.RUNNER: "local",
+        Env.HOME: str(shipyard_home.resolve()),
+        Env.STORAGE_ROOT: str(storage_root.resolve()),
         # Predictors started by the local rollout log sampled requests where the drift step reads.
-        "SHIPYARD_PREDICTION_LOG_URI": str(storage_root.resolve() / "prediction_logs"),
-        "SHIPYARD_PIPELINE_PYTHON": PIPELINE_PYTHON,
-        "SHIPYARD_SERVING_PYTHON": SERVING_PYTHON,  # the rollout's local predictors
-        "MLFLOW_TRACKING_URI": mlflow_uri,
+        Env.PREDICTION_LOG_URI: default_prediction_log_root(str(storage_root.resolve())),
+        Env.PIPELINE_PYTHON: PIPELINE_PYTHON,
+        Env.SERVING_PYTHON: SERVING_PYTHON,  # the rollout's local predictors
+        Env.MLFLOW_TRACKING_URI: mlflow_uri,
         # `airflow standalone` starts its components as `airflow ...` found on PATH.
         "PATH": f"{Path(AIRFLOW).parent}:{os.environ.get('PATH', '')}",
     }
@@ -114,14 +116,14 @@ def pipeline(env: dict[str, str], *args: str) -> None:
 
 
 def seed_demo_data(env: dict[str, str], corrupt: bool = False) -> None:
-    home = env["SHIPYARD_HOME"]
+    home = env[Env.HOME]
     pipeline(env, "-m", "shipyard_pipeline.demo", "seed", "--home", home, *(["--corrupt"] if corrupt else []))
 
 
 def ingest_history(env: dict[str, str], interval_start: str, interval_end: str, intervals: int) -> None:
     pipeline(
         env, str(REPO / "scripts" / "ingest_history.py"), "--spec", str(TELCO_SPEC),
-        "--storage-root", env["SHIPYARD_STORAGE_ROOT"], "--interval-start", interval_start,
+        "--storage-root", env[Env.STORAGE_ROOT], "--interval-start", interval_start,
         "--interval-end", interval_end, "--intervals", str(intervals),
     )  # fmt: skip
 

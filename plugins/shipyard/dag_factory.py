@@ -37,37 +37,38 @@ from airflow.sdk.exceptions import AirflowTimetableInvalid
 from shipyard import settings
 from shipyard.assets import drift_asset
 from shipyard.operators import step_operator
-from shipyard.step_command import STEPS, Step
+from shipyard.step_command import STEPS
 from shipyard_spec import LoadedSpecs, PipelineSpec, load_specs
+from shipyard_spec.contract import Step
 
 log = logging.getLogger(__name__)
 
 TaskExtension = Callable[[PipelineSpec, BaseOperator], Any]
 
 STEP_DOCS: dict[Step, str] = {
-    "ingest": (
+    Step.INGEST: (
         "Copies the source rows with `{event_time}` in the run's window into a snapshot partition "
         "`{storage}/{pipeline}/snapshots/interval_start=<start>/` (`data.parquet` + `_MANIFEST.json`, "
         "published last). An interval already published is left alone unless **force_ingest** is set, "
         "so re-running an interval changes nothing."
     ),
-    "validate": (
+    Step.VALIDATE: (
         "Checks the snapshot against the spec's expectations (Great Expectations): schema, row count, "
         "target rate, nulls, ranges, allowed values, uniqueness. The report goes next to the run "
         "(`{storage}/{pipeline}/runs/<run_id>/validate/`) and to MLflow. A failed expectation fails the "
         "task at once (no retry) and nothing is trained."
     ),
-    "train": (
+    Step.TRAIN: (
         "Fits preprocessing + XGBoost on the snapshots of the last **window_intervals** intervals (time "
         "split), with a bounded search on the validation split unless **skip_tuning**. Logs an MLflow run "
         "in experiment `{experiment}`: its id and link are in the task log and the XCom result."
     ),
-    "evaluate": (
+    Step.EVALUATE: (
         "Scores the test split: metrics, slices, plots and a model card, logged to the training run; "
         "then the gates (minimum ROC AUC, baseline, current champion). A failed gate fails the task at "
         "once (no retry)."
     ),
-    "register": (
+    Step.REGISTER: (
         "Registers the model as a new version of `{model}` in the MLflow registry with the alias "
         "`challenger` and tags tying it to this Airflow run and window. Idempotent per run."
     ),
@@ -194,7 +195,7 @@ def _step_task(
     )
     return step_operator(
         step, spec, spec_path, runner=runner, storage_root=storage_root, cron=spec.schedule.cron,
-        task_id=step, doc_md=doc,
+        task_id=str(step), doc_md=doc,
     )  # fmt: skip
 
 
