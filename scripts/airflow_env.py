@@ -134,7 +134,7 @@ def main() -> None:
     port = os.environ.get("SHIPYARD_MLFLOW_PORT", "5000")
     env = airflow_environment(home / "airflow", home, f"http://127.0.0.1:{port}")
     for name in sorted(
-        env.keys() - os.environ.keys() | {k for k in env if k.startswith(("AIRFLOW", "SHIPYARD"))}
+        env.keys() - os.environ.keys() | {k for k in env if k.startswith(("AIRFLOW", "SHIPYARD", "MLFLOW"))}
     ):
         print(f"export {name}={shlex.quote(env[name])}")
     print(f"export PATH={shlex.quote(str(Path(AIRFLOW).parent))}:$PATH")
