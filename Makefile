@@ -15,7 +15,7 @@ TOOLS_PY := $(VENVS)/tools/bin/python
 export SHIPYARD_PIPELINE_PYTHON := $(abspath $(PIPELINE_PY))
 export SHIPYARD_SERVING_PYTHON := $(abspath $(SERVING_PY))
 
-.PHONY: help venvs lint format test test-pipeline test-serving test-airflow test-chart kserve-manifests demo demo-canary-fault up bench-airflow prometheus browser bench-rollout locks clean
+.PHONY: help venvs lint format test test-pipeline test-serving test-airflow test-chart kserve-manifests demo demo-canary-fault up bench-airflow prometheus bench-rollout locks clean
 
 help:  ## List the targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -71,6 +71,7 @@ bench-serving: $(VENVS)/serving/.done $(VENVS)/pipeline/.done  ## Benchmark the 
 test-airflow: venvs prometheus browser  ## Tests of DAGs and plugins (Airflow venv)
 	$(AIRFLOW_PY) -m pytest tests/dags tests/plugins
 
+.PHONY: browser
 browser:  ## Headless Chromium and its driver for the Airflow UI test (Debian packages)
 	@command -v chromium >/dev/null && command -v chromedriver >/dev/null || apt-get install -y chromium chromium-driver || { echo "install chromium and chromium-driver (Debian: apt-get install -y chromium chromium-driver)" >&2; exit 1; }
 
