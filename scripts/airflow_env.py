@@ -31,9 +31,12 @@ TELCO_SPEC = REPO / "dags" / "pipelines" / "telco_churn.yaml"
 
 
 def airflow_environment(
-    airflow_home: Path, shipyard_home: Path, mlflow_uri: str, storage_root: Path | None = None
+    airflow_home: Path, shipyard_home: Path, mlflow_uri: str | None, storage_root: Path | None = None
 ) -> dict[str, str]:
-    """The environment every Airflow command of the embedded setup runs with."""
+    """The environment every Airflow command of the embedded setup runs with.
+
+    `mlflow_uri` None: for components that never reach MLflow (the API server alone).
+    """
     airflow_home = airflow_home.resolve()
     storage_root = storage_root or shipyard_home / "storage"
     return {
@@ -52,9 +55,9 @@ def airflow_environment(
         Env.PREDICTION_LOG_URI: default_prediction_log_root(str(storage_root.resolve())),
         Env.PIPELINE_PYTHON: PIPELINE_PYTHON,
         Env.SERVING_PYTHON: SERVING_PYTHON,  # the rollout's local predictors
-        Env.MLFLOW_TRACKING_URI: mlflow_uri,
         # `airflow standalone` starts its components as `airflow ...` found on PATH.
         "PATH": f"{Path(AIRFLOW).parent}:{os.environ.get('PATH', '')}",
+        **({Env.MLFLOW_TRACKING_URI: mlflow_uri} if mlflow_uri else {}),
     }
 
 

@@ -55,11 +55,12 @@ class ApiServer:
 
 
 @pytest.fixture(scope="module")
-def api_server(tmp_path_factory: pytest.TempPathFactory, mlflow_tracking_uri: str) -> Iterator[ApiServer]:
-    """`airflow api-server` on a free port, over a migrated SQLite home holding the serialized DAGs."""
+def api_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ApiServer]:
+    """`airflow api-server` on a free port, over a migrated SQLite home holding the serialized DAGs
+    (it never reaches MLflow: the runs it creates stay queued)."""
     home = tmp_path_factory.mktemp("airflow-ui")
     port = free_port()
-    env = api_environment(airflow_environment(home, home / "shipyard", mlflow_tracking_uri), port)
+    env = api_environment(airflow_environment(home, home / "shipyard", mlflow_uri=None), port)
     airflow(env, "db", "migrate")
     airflow(env, "dags", "reserialize")
     url = f"http://localhost:{port}"
