@@ -15,7 +15,7 @@ TOOLS_PY := $(VENVS)/tools/bin/python
 export SHIPYARD_PIPELINE_PYTHON := $(abspath $(PIPELINE_PY))
 export SHIPYARD_SERVING_PYTHON := $(abspath $(SERVING_PY))
 
-.PHONY: help venvs lint format test test-pipeline test-serving test-airflow test-chart test-k8s envtest-bin kserve-manifests demo demo-canary-fault up bench-airflow prometheus haproxy bench-rollout bench-storage locks clean
+.PHONY: help venvs lint format test test-pipeline test-serving test-airflow test-chart test-k8s envtest-bin kserve-manifests demo demo-canary-fault up bench-airflow prometheus haproxy browser bench-rollout bench-storage locks clean
 
 help:  ## List the targets
 	@grep -E '^[a-z0-9-]+:.*##' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -73,8 +73,11 @@ bench-serving: $(VENVS)/serving/.done $(VENVS)/pipeline/.done  ## Benchmark the 
 	@command -v hey >/dev/null || apt-get install -y hey || { echo "install hey (Debian: apt-get install -y hey)" >&2; exit 1; }
 	$(SERVING_PY) benchmarks/serving/run.py
 
-test-airflow: venvs prometheus haproxy  ## Tests of DAGs and plugins (Airflow venv)
+test-airflow: venvs prometheus haproxy browser  ## Tests of DAGs and plugins (Airflow venv)
 	$(AIRFLOW_PY) -m pytest tests/dags tests/plugins
+
+browser:  ## Headless Chromium and its driver for the Airflow UI test (Debian packages)
+	@command -v chromium >/dev/null && command -v chromedriver >/dev/null || apt-get install -y chromium chromium-driver || { echo "install chromium and chromium-driver (Debian: apt-get install -y chromium chromium-driver)" >&2; exit 1; }
 
 prometheus:  ## The Prometheus server binary the rollout's PromQL test starts (Debian package)
 	@command -v prometheus >/dev/null || apt-get install -y prometheus || { echo "install prometheus (Debian: apt-get install -y prometheus)" >&2; exit 1; }

@@ -13,6 +13,8 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from shipyard_spec.contract import Step
+
 Fraction = Annotated[float, Field(gt=0, lt=1)]
 Identifier = Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")]
 
@@ -177,11 +179,9 @@ class StepResources(StrictModel):
     gpu: Annotated[int, Field(ge=0)] = 0
 
 
-StepName = Literal["ingest", "validate", "train", "evaluate", "register", "drift"]
-
 # Pod resources used when the spec does not name a step; training gets more room.
-DEFAULT_STEP_RESOURCES: dict[str, StepResources] = {
-    "train": StepResources(cpu="1", memory="2Gi", memory_limit="4Gi"),
+DEFAULT_STEP_RESOURCES: dict[Step, StepResources] = {
+    Step.TRAIN: StepResources(cpu="1", memory="2Gi", memory_limit="4Gi"),
 }
 
 
@@ -327,7 +327,7 @@ class PipelineSpec(StrictModel):
     evaluation: Evaluation = Evaluation()
     gates: Gates = Gates()
     mlflow: MlflowConfig
-    resources: dict[StepName, StepResources] = {}
+    resources: dict[Step, StepResources] = {}
     rollout: Rollout = Rollout()
     drift: Drift = Drift()
 
@@ -344,6 +344,6 @@ class PipelineSpec(StrictModel):
             raise ValueError(f"features must not include the id/target/event-time columns: {sorted(leaked)}")
         return self
 
-    def resources_for(self, step: StepName) -> StepResources:
+    def resources_for(self, step: Step) -> StepResources:
         """Pod resources for one step: the spec's entry, else the step's default."""
         return self.resources.get(step) or DEFAULT_STEP_RESOURCES.get(step, StepResources())
