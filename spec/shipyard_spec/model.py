@@ -165,6 +165,9 @@ class MlflowConfig(StrictModel):
 
     experiment: str
     registered_model: Annotated[str, Field(pattern=r"^[A-Za-z0-9_.-]+$")]
+    # Airflow connection of the MLflow server the rollout reads and moves aliases in (Airflow side;
+    # the steps read MLFLOW_TRACKING_URI). Undefined connection: MLFLOW_TRACKING_URI as well.
+    conn_id: str = "mlflow_default"
 
 
 class StepResources(StrictModel):
