@@ -4,22 +4,31 @@ from __future__ import annotations
 
 import httpx
 
+TIMEOUT = 60  # the test server is slow when the machine is busy
+
 
 def call(url: str, endpoint: str, body: dict) -> dict:
-    response = httpx.post(f"{url}/api/2.0/mlflow/{endpoint}", json=body)
+    response = httpx.post(f"{url}/api/2.0/mlflow/{endpoint}", json=body, timeout=TIMEOUT)
     response.raise_for_status()
     return response.json()
 
 
 def register_version(url: str, name: str) -> str:
     """A new version of `name` backed by a new run (whose artifacts the server proxies)."""
-    found = httpx.get(f"{url}/api/2.0/mlflow/experiments/get-by-name", params={"experiment_name": name})
+    found = httpx.get(
+        f"{url}/api/2.0/mlflow/experiments/get-by-name", params={"experiment_name": name}, timeout=TIMEOUT
+    )
     if found.status_code == 200:
         experiment = found.json()["experiment"]["experiment_id"]
     else:
         experiment = call(url, "experiments/create", {"name": name})["experiment_id"]
     run = call(url, "runs/create", {"experiment_id": experiment})["run"]["info"]
-    if httpx.get(f"{url}/api/2.0/mlflow/registered-models/get", params={"name": name}).status_code != 200:
+    if (
+        httpx.get(
+            f"{url}/api/2.0/mlflow/registered-models/get", params={"name": name}, timeout=TIMEOUT
+        ).status_code
+        != 200
+    ):
         call(url, "registered-models/create", {"name": name})
     created = call(
         url,

@@ -20,9 +20,10 @@ from shipyard.rollout import manual
 from shipyard.rollout.backends.local import LocalBackend
 from shipyard.rollout.local.load import LoadDriver, load_records
 from shipyard.rollout.operator import CanaryRolloutOperator
-from shipyard.rollout.registry import CHALLENGER, CHAMPION, PREVIOUS, MlflowRegistry
+from shipyard.rollout.registry import MlflowRegistry
 from shipyard.rollout.trigger import CanaryAnalysisTrigger
 from shipyard_spec import load_spec
+from shipyard_spec.contract import Alias
 
 PIPELINE = "rollout_probe"
 TRIGGER_KWARGS = {
@@ -30,7 +31,7 @@ TRIGGER_KWARGS = {
     "backend": {"kind": "kserve", "name": "x", "pipeline": PIPELINE},  # does not match the policy
     "model_name": PIPELINE,
     "version": "3",
-    "tracking_uri": None,
+    "mlflow_conn_id": None,
 }
 
 
@@ -97,13 +98,13 @@ def rollout(spec_path: Path, version: str, model_dir: Path, canary_args=()) -> d
 
 @pytest.mark.slow
 def test_release_then_promote_then_roll_back_through_the_registry(pipeline, model_dir, mlflow_tracking_uri):
-    registry = MlflowRegistry(mlflow_tracking_uri, PIPELINE)
+    registry = MlflowRegistry.for_spec(load_spec(pipeline))
     v1, v2, v3 = (register_version(mlflow_tracking_uri, PIPELINE) for _ in range(3))
     backend = LocalBackend.for_pipeline(PIPELINE)
     records = load_records(model_dir / "input_example.json")
 
     first = rollout(pipeline, v1, model_dir)  # no champion yet: straight to 100 %
-    assert (first["status"], registry.alias(CHAMPION)) == ("promoted", v1)
+    assert (first["status"], registry.alias(Alias.CHAMPION)) == ("promoted", v1)
 
     with LoadDriver(backend.url, PIPELINE, records, RPS) as load:
         promoted = rollout(pipeline, v2, model_dir)
@@ -113,13 +114,14 @@ def test_release_then_promote_then_roll_back_through_the_registry(pipeline, mode
         "previous": v1,
         "reason": "passed every step [20, 50, 100]",
     }
-    assert (registry.alias(CHAMPION), registry.alias(PREVIOUS), registry.alias(CHALLENGER)) == (v2, v1, None)
+    aliases = registry.aliases()
+    assert (aliases[Alias.CHAMPION], aliases[Alias.PREVIOUS], aliases.get(Alias.CHALLENGER)) == (v2, v1, None)
     assert set(load.outcomes) == {"200"}  # zero failed requests across the whole rollout
 
     with LoadDriver(backend.url, PIPELINE, records, RPS), pytest.raises(AirflowFailException) as failed:
         rollout(pipeline, v3, model_dir, canary_args=["--fault_error_rate", "0.5"])
     assert f"rolled back {PIPELINE} v{v3}: 1 failed check(s) reached failure_limit 1" in str(failed.value)
-    assert registry.alias(CHAMPION) == v2  # untouched
+    assert registry.alias(Alias.CHAMPION) == v2  # untouched
     assert registry.tags(v3)["shipyard.rollout.status"] == "rolled_back"
     assert "above max_error_rate" in registry.tags(v3)["shipyard.rollout.reason"]
     assert backend.state()["stable"]["release"]["version"] == v2
@@ -129,7 +131,7 @@ def test_release_then_promote_then_roll_back_through_the_registry(pipeline, mode
     with LoadDriver(backend.url, PIPELINE, records, RPS) as load:
         result = manual.rollback_to_previous(load_spec(pipeline), "pager says v2 is odd")
     assert result == {"champion": v1, "replaced": v2, "reason": "pager says v2 is odd"}
-    assert (registry.alias(CHAMPION), registry.alias(PREVIOUS)) == (v1, None)
+    assert (registry.alias(Alias.CHAMPION), registry.alias(Alias.PREVIOUS)) == (v1, None)
     assert registry.tags(v2)["shipyard.rollout.reason"] == f"manual rollback to v{v1}: pager says v2 is odd"
     assert backend.state()["stable"]["release"]["version"] == v1
     assert set(load.outcomes) == {"200"}  # the switch back lost no request
