@@ -1,8 +1,10 @@
 """CanaryRolloutOperator: the `rollout` task after `register` in the training DAG.
 
 Thin: `execute` resolves the releases (the new version from register's XCom, the current
-champion from the registry), marks the new version `challenger` (status `canary`), deploys
-it as a canary at 0 % and defers the analysis to `CanaryAnalysisTrigger`.
+champion from the registry), marks the new version `challenger` (status `canary`), checks
+that it accepts every request the champion accepts (`compatibility`; an incompatible version
+stops there, before any traffic moves), deploys it as a canary at 0 % and defers the analysis
+to `CanaryAnalysisTrigger`.
 `execute_complete` moves the registry after the traffic: promotion → `champion` (old
 champion → `previous`); rollback → the version tagged with the reason and the task failed
 without retry (retrying would re-deploy the bad version). A trigger error rolls back too, but
@@ -35,6 +37,7 @@ from airflow.sdk.exceptions import AirflowException, AirflowFailException
 
 from shipyard.hooks.mlflow import MlflowError
 from shipyard.rollout.backends import Release, TrafficBackend, backend_for
+from shipyard.rollout.compatibility import incompatibilities
 from shipyard.rollout.controller import PROMOTED, ROLLED_BACK
 from shipyard.rollout.errors import BackendError
 from shipyard.rollout.registry import MlflowRegistry
@@ -135,6 +138,7 @@ class CanaryRolloutOperator(BaseOperator):
         if champion is None or champion == version:
             return self._first_release(spec, registry, backend, canary, champion)
         stable = release_of(spec, registry, champion)
+        self._check_compatibility(spec, registry, champion, version)
         log.info("canary %s v%s against champion v%s on %s", canary.model_name, version, champion,
                  spec.rollout.backend)  # fmt: skip
         backend.deploy_canary(stable, canary)
@@ -149,6 +153,28 @@ class CanaryRolloutOperator(BaseOperator):
             method_name="execute_complete",
         )
         return None
+
+    @staticmethod
+    def _check_compatibility(
+        spec: PipelineSpec, registry: MlflowRegistry, champion: str, version: str
+    ) -> None:
+        """The signature gate, before any traffic moves: a version that would reject requests the
+        champion accepts is stopped here (unless the spec allows a breaking release)."""
+        champion_mlmodel, example = registry.model_files(champion)
+        challenger_mlmodel, _ = registry.model_files(version)
+        problems = incompatibilities(champion_mlmodel, challenger_mlmodel, example)
+        if not problems:
+            log.info("v%s accepts every request v%s accepts (signatures, v%s's input example)", version,
+                     champion, champion)  # fmt: skip
+            return
+        reason = f"v{version} would reject requests champion v{champion} accepts: {'; '.join(problems)}"
+        if spec.rollout.allow_breaking_schema:
+            log.warning("%s; rolling it out anyway (rollout.allow_breaking_schema)", reason)
+            return
+        registry.mark_rolled_back(version, reason)
+        raise AirflowFailException(
+            f"stopped {spec.mlflow.registered_model} v{version} before any traffic moved: {reason}"
+        )
 
     def _finish_recorded_decision(
         self, spec: PipelineSpec, registry: MlflowRegistry, backend: TrafficBackend, version: str

@@ -27,9 +27,12 @@ INVALID_PARAMETER_VALUE, the same code as a malformed request.
 
 from __future__ import annotations
 
+import json
 import logging
+import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from shipyard.hooks.mlflow import MlflowError, MlflowHook
@@ -96,6 +99,30 @@ class MlflowRegistry:
         return GateState(
             tags.get(Tag.ROLLOUT_CONFIRM, "").lower() == "true", tags.get(Tag.ROLLOUT_ABORT) or None
         )
+
+    def model_files(self, version: str) -> tuple[dict[str, Any], dict[str, Any] | None]:
+        """The version's `MLmodel` document and its input example (None without one), read
+        through the registry from where the version's files are stored."""
+        import mlflow.artifacts
+        import yaml
+
+        uri = self._run(
+            f"locating v{version}", lambda c: c.get_model_version_download_uri(self.model_name, version)
+        ).rstrip("/")
+
+        def read(name: str) -> str:
+            with tempfile.TemporaryDirectory() as tmp:
+                path = self._run(
+                    f"downloading {name} of v{version}",
+                    lambda _c: mlflow.artifacts.download_artifacts(
+                        artifact_uri=f"{uri}/{name}", dst_path=tmp, tracking_uri=self.hook.tracking_uri
+                    ),
+                )
+                return Path(path).read_text()
+
+        mlmodel = yaml.safe_load(read("MLmodel"))
+        example_name = (mlmodel.get("saved_input_example_info") or {}).get("artifact_path")
+        return mlmodel, json.loads(read(example_name)) if example_name else None
 
     # --- single writes (each idempotent) ---------------------------------------------------------
 
