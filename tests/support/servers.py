@@ -78,7 +78,7 @@ def mlflow_server(workdir: Path, port: int | None = None) -> Iterator[str]:
     )  # fmt: skip
     url = f"http://127.0.0.1:{port}"
     try:
-        wait_http_ok(f"{url}/health", timeout=90, process=process)
+        wait_http_ok(f"{url}/health", timeout=240, process=process)  # slow on a busy 2-core machine
         yield url
     finally:
         stop_process(process)
