@@ -51,9 +51,9 @@ from support.servers import mlflow_server  # the MLflow command line the tests u
 
 from shipyard.rollout.backends.local import LocalBackend
 from shipyard.rollout.local.load import LoadDriver, load_records
-from shipyard.rollout.registry import CHAMPION, REASON_TAG, STATUS_TAG
 from shipyard.window import last_full_interval
 from shipyard_spec import load_spec
+from shipyard_spec.contract import Alias, Tag
 
 HOME = REPO / ".shipyard"
 STATE_DIRS = ("airflow", "mlflow", "storage", "serving")  # what one demo leaves behind; data is re-seeded
@@ -125,16 +125,16 @@ def summary(url: str, model: str, load: dict[str, Counter[str]]) -> str:
         number, tags = version["version"], {t["key"]: t["value"] for t in version.get("tags", [])}
         run = mlflow_get(url, "runs/get", run_id=version["run_id"])["run"]["info"]
         named = ", ".join(f"@{a}" for a in sorted(aliases.get(number, []))) or "no alias"
-        lines.append(f"  {model} v{number} ({named}): {tags.get(STATUS_TAG, 'not released')}")
+        lines.append(f"  {model} v{number} ({named}): {tags.get(Tag.ROLLOUT_STATUS, 'not released')}")
         log = decision_log(url, run["artifact_uri"], number)
         if log is None:
             lines.append("    first release: deployed at 100 % (no champion to compare a canary with)")
         else:
             lines += [f"    {describe_check(check)}" for check in log["checks"]]
-            lines.append(f"    decision: {log['status']}: {tags.get(REASON_TAG) or log['reason']}")
+            lines.append(f"    decision: {log['status']}: {tags.get(Tag.ROLLOUT_REASON) or log['reason']}")
         lines.append(f"    MLflow run  {url}/#/experiments/{run['experiment_id']}/runs/{run['run_id']}")
         lines.append(f"    version     {url}/#/models/{model}/versions/{number}")
-    champion = mlflow_get(url, "registered-models/alias", name=model, alias=CHAMPION)["model_version"]
+    champion = mlflow_get(url, "registered-models/alias", name=model, alias=Alias.CHAMPION)["model_version"]
     lines.append(f"  champion: {model} v{champion['version']}, serving behind HAProxy until teardown")
     lines += [f"  load during {phase}: {dict(counts)}" for phase, counts in load.items()]
     return "\n".join(lines)
@@ -182,7 +182,7 @@ def main(argv: list[str] | None = None) -> int:
             if args.canary_fault:
                 code = dags_test(env, f"run 3: a canary with {CANARY_FAULT}", {"canary_args": CANARY_FAULT})
                 load["run 3 (faulty canary)"] = Counter(driver.outcomes) - load["run 2 (canary promoted)"]
-                champion = mlflow_get(url, "registered-models/alias", name=model, alias=CHAMPION)
+                champion = mlflow_get(url, "registered-models/alias", name=model, alias=Alias.CHAMPION)
                 if code == 0 or champion["model_version"]["version"] != "2":
                     raise SystemExit("run 3 should have rolled the faulty canary back and kept v2 champion")
                 say("run 3 failed as expected: the faulty canary was rolled back")

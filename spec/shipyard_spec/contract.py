@@ -69,6 +69,15 @@ class Tag(StrEnum):
     ROLLOUT_ABORT = "shipyard.rollout.abort"
 
 
+class RolloutStatus(StrEnum):
+    """Values of the version tag `shipyard.rollout.status`: the rollout's decision, written before
+    the aliases move, so a retry after a partial move knows how to finish it."""
+
+    CANARY = "canary"  # under analysis (the Airflow task has not recorded a decision)
+    PROMOTED = "promoted"
+    ROLLED_BACK = "rolled_back"
+
+
 class Env(StrEnum):
     """Environment variables set by the chart or the embedded runtime and read by the code."""
 

@@ -167,6 +167,9 @@ class MlflowConfig(StrictModel):
 
     experiment: str
     registered_model: Annotated[str, Field(pattern=r"^[A-Za-z0-9_.-]+$")]
+    # Airflow connection of the MLflow server the rollout reads and moves aliases in (Airflow side;
+    # the steps read MLFLOW_TRACKING_URI). Undefined connection: MLFLOW_TRACKING_URI as well.
+    conn_id: str = "mlflow_default"
 
 
 class StepResources(StrictModel):
@@ -219,8 +222,6 @@ class KServeTarget(StrictModel):
     mode: Literal["knative", "standard"] = "knative"
     # The ServingRuntime that serves the model (the chart's shipyard-predictor).
     runtime: str = "shipyard-predictor"
-    # storageUri = `{prefix}/{version}/model`; default: the version's MLflow download URI.
-    storage_uri_prefix: str | None = None
     # Airflow connection of the cluster (cncf.kubernetes KubernetesHook).
     kubernetes_conn_id: str = "kubernetes_default"
 
@@ -274,6 +275,9 @@ class Rollout(StrictModel):
     progress_deadline_seconds: Annotated[float, Field(gt=0)] = 600
     # Wait before 100% until the model version carries the tag `shipyard.rollout.confirm=true`.
     manual_confirmation: bool = False
+    # Roll out a version whose signature rejects requests the champion accepts (a removed or
+    # retyped input, a new required one). False: such a version is stopped before traffic moves.
+    allow_breaking_schema: bool = False
     metrics: Metrics = Metrics()
     kserve: KServeTarget = KServeTarget()
     local: LocalServing = LocalServing()

@@ -107,7 +107,7 @@ def mlflow_server(
     )  # fmt: skip
     url = f"http://127.0.0.1:{port}"
     try:
-        wait_http_ok(f"{url}/health", timeout=180, process=process)  # slow to start on a loaded machine
+        wait_http_ok(f"{url}/health", timeout=240, process=process)  # slow to start on a busy 2-core machine
         yield url
     finally:
         stop_process_group(process)

@@ -16,6 +16,8 @@ One loop for every backend and provider (Flagger's scheduler, Argo's analysis ru
    canary settings. Any failure instead ends in `backend.rollback()`.
 
 An abort tag on the version rolls back at the next check, also while waiting for confirmation.
+A gate that cannot be read (the registry is unreachable) rolls back too: traffic goes back to
+stable before anything else, and the reason carries the cause.
 Every check is logged and handed to the audit sink as it happens.
 """
 
@@ -28,6 +30,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from shipyard.hooks.mlflow import MlflowError
 from shipyard.rollout.analysis import Check, Thresholds, Verdict, evaluate
 from shipyard.rollout.backends import TrafficBackend
 from shipyard.rollout.errors import BackendError, ProviderError
@@ -140,7 +143,7 @@ class CanaryController:
         """Wait one interval, judge it, record it; True on a pass. Raises RolloutEnded to roll back."""
         await asyncio.sleep(self.policy.interval_seconds)
         if self.gate is not None:
-            state = await asyncio.to_thread(self.gate)
+            state = await self._gate_state()
             if state.abort_reason:
                 raise RolloutEnded(f"aborted by hand: {state.abort_reason}")
         check = await asyncio.to_thread(self._measure)
@@ -166,10 +169,17 @@ class CanaryController:
             )
         return False
 
+    async def _gate_state(self) -> GateState:
+        """The manual gates; an unreadable registry ends the rollout (never leaves the canary serving)."""
+        try:
+            return await asyncio.to_thread(self.gate)
+        except MlflowError as e:
+            raise RolloutEnded(f"registry unreachable during analysis: {e}") from e
+
     async def _await_confirmation(self, weight: int) -> None:
         """Keep judging at `weight` until the version is confirmed for 100 %; failures still roll back."""
         log.info("waiting for manual confirmation before 100%% (tag the version to confirm)")
-        while self.gate is None or not (await asyncio.to_thread(self.gate)).confirmed:
+        while self.gate is None or not (await self._gate_state()).confirmed:
             await self._judge(weight)
         log.info("manual confirmation received")
 

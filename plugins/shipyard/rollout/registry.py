@@ -1,35 +1,55 @@
-"""The MLflow registry over its REST API: aliases that move with traffic, and the audit trail.
+"""The model registry as the rollout sees it: aliases that move with traffic, gates, audit trail.
 
-The Airflow side has no mlflow package, so this speaks the documented REST endpoints
-(`/api/2.0/mlflow/...`) with httpx. Aliases: the version under test is `challenger`;
-promotion makes it `champion` and the old champion `previous`; a rollback leaves `champion`
-alone, clears `challenger` and tags the version with the reason. Every check goes to the version's run as
-metrics by check index, and the whole decision log as the artifact
-`rollout/v<version>/decision_log.json` (when the server proxies artifacts).
+Built on `MlflowHook` (mlflow-skinny's MlflowClient; retries on transport errors and 5xx,
+`MlflowError` after the last attempt). Aliases (`contract.Alias`): the version under test is
+`challenger`; promotion makes it `champion` and the old champion `previous`; a rollback
+leaves `champion` alone and clears `challenger`. The version tag `shipyard.rollout.status`
+(`contract.RolloutStatus`) records the decision.
+
+Every move happens after the traffic moved, and in an order where each step is idempotent
+(setting an alias to the version it names already, deleting an alias that is not set), so a
+retry after a failure between any two steps finishes the job and traffic and aliases agree:
+
+- `start(v)`: status `canary`, then `challenger` → v (before any traffic moves to v);
+- `promote(v)` (v serves 100 %): status `promoted` first (the decision: a retry that finds it
+  with `challenger` still on v finishes the promotion instead of analysing again), then
+  `previous` → old champion, `champion` → v, `challenger` cleared;
+- `mark_rolled_back(v, reason)` (stable serves 100 %): status `rolled_back` and the reason,
+  then `challenger` cleared.
+
+A rollout whose decision was never recorded (the registry was down when it ended) is left
+with status `canary`; the next rollout of the model records it (`close_interrupted`).
+
+Unset aliases are read from the registered model's alias map, never by parsing an error:
+MLflow 3.17 answers `get_model_version_by_alias` for an unset alias with 400
+INVALID_PARAMETER_VALUE, the same code as a malformed request.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TypeVar
 
-import httpx
+from shipyard.hooks.mlflow import MlflowError, MlflowHook
+from shipyard_spec.contract import Alias, RolloutStatus, Tag
+from shipyard_spec.model import PipelineSpec
+
+if TYPE_CHECKING:
+    from mlflow import MlflowClient
+    from mlflow.entities.model_registry import ModelVersion
 
 log = logging.getLogger(__name__)
 
-CHAMPION, CHALLENGER, PREVIOUS = "champion", "challenger", "previous"
-CONFIRM_TAG = "shipyard.rollout.confirm"  # "true" on the version: go to 100 % (manual confirmation)
-ABORT_TAG = "shipyard.rollout.abort"  # any text on the version: roll back now, with that reason
-STATUS_TAG = "shipyard.rollout.status"
-REASON_TAG = "shipyard.rollout.reason"
-MODEL_DIR_TAG = "shipyard.model_dir"  # where the local backend found the model files
+T = TypeVar("T")
 PROXIED_ARTIFACTS = "mlflow-artifacts:/"
-
-
-class RegistryError(RuntimeError):
-    """An MLflow REST call failed."""
+RESOURCE_DOES_NOT_EXIST = "RESOURCE_DOES_NOT_EXIST"
+MAX_METRICS_PER_BATCH = 1000  # MLflow's log-batch limit
+MAX_TAG_VALUE = 5000
 
 
 @dataclass(frozen=True)
@@ -39,145 +59,175 @@ class GateState:
 
 
 class MlflowRegistry:
-    def __init__(self, tracking_uri: str, model_name: str, timeout: float = 10) -> None:
-        self.url = tracking_uri.rstrip("/")
+    def __init__(self, hook: MlflowHook, model_name: str) -> None:
+        self.hook = hook
         self.model_name = model_name
-        self._http = httpx.Client(timeout=timeout)
 
-    def _call(self, method: str, endpoint: str, **kwargs: Any) -> dict[str, Any]:
-        url = f"{self.url}/api/2.0/mlflow/{endpoint}"
+    @classmethod
+    def for_spec(cls, spec: PipelineSpec, **hook_options: Any) -> MlflowRegistry:
+        """The registered model of a pipeline, through its connection (`mlflow.conn_id`)."""
+        return cls(MlflowHook(spec.mlflow.conn_id, **hook_options), spec.mlflow.registered_model)
+
+    def _run(self, what: str, operation: Callable[[MlflowClient], T]) -> T:
+        return self.hook.run(operation, f"{what} ({self.model_name})")
+
+    # --- reading ---------------------------------------------------------------------------------
+
+    def aliases(self) -> dict[str, str]:
+        """Alias → version of the registered model; empty when the model is not registered yet."""
         try:
-            response = self._http.request(method, url, **kwargs)
-        except httpx.HTTPError as e:
-            raise RegistryError(f"MLflow {method} {endpoint} at {self.url} failed: {e}") from e
-        if response.status_code != 200:
-            raise RegistryError(
-                f"MLflow {method} {endpoint} answered {response.status_code}: {response.text[:300]}"
-            )
-        return response.json()
+            model = self._run("reading the aliases", lambda c: c.get_registered_model(self.model_name))
+        except MlflowError as e:
+            if e.error_code == RESOURCE_DOES_NOT_EXIST:
+                return {}
+            raise
+        return {alias: str(version) for alias, version in model.aliases.items()}
 
-    # --- versions and aliases ----------------------------------------------------------------
+    def alias(self, alias: Alias) -> str | None:
+        """The version an alias points at; None when the alias is not set."""
+        return self.aliases().get(alias)
 
-    def version(self, version: str) -> dict[str, Any]:
-        found = self._call("GET", "model-versions/get", params={"name": self.model_name, "version": version})
-        return found["model_version"]
-
-    def download_uri(self, version: str) -> str:
-        found = self._call(
-            "GET", "model-versions/get-download-uri", params={"name": self.model_name, "version": version}
-        )
-        return found["artifact_uri"]
+    def version(self, version: str) -> ModelVersion:
+        return self._run(f"reading v{version}", lambda c: c.get_model_version(self.model_name, version))
 
     def tags(self, version: str) -> dict[str, str]:
-        return {tag["key"]: tag["value"] for tag in self.version(version).get("tags", [])}
-
-    def alias(self, alias: str) -> str | None:
-        """The version an alias points at; None when the alias is not set."""
-        try:
-            url = f"{self.url}/api/2.0/mlflow/registered-models/alias"
-            response = self._http.get(url, params={"name": self.model_name, "alias": alias})
-        except httpx.HTTPError as e:
-            raise RegistryError(f"MLflow alias lookup {self.model_name}@{alias} failed: {e}") from e
-        # MLflow 3 answers an unset alias with 400 INVALID_PARAMETER_VALUE "... not found" (older: 404).
-        if response.status_code == 404 or (response.status_code == 400 and "not found" in response.text):
-            return None
-        if response.status_code != 200:
-            raise RegistryError(
-                f"MLflow alias lookup {self.model_name}@{alias}: {response.status_code} {response.text}"
-            )
-        return str(response.json()["model_version"]["version"])
-
-    def set_alias(self, alias: str, version: str) -> None:
-        self._call(
-            "POST",
-            "registered-models/alias",
-            json={"name": self.model_name, "alias": alias, "version": version},
-        )
-        log.info("%s@%s → v%s", self.model_name, alias, version)
-
-    def delete_alias(self, alias: str) -> None:
-        if self.alias(alias) is not None:
-            self._call("DELETE", "registered-models/alias", json={"name": self.model_name, "alias": alias})
-            log.info("%s@%s removed", self.model_name, alias)
-
-    def set_tag(self, version: str, key: str, value: str) -> None:
-        self._call(
-            "POST",
-            "model-versions/set-tag",
-            json={"name": self.model_name, "version": version, "key": key, "value": value},
-        )
+        return dict(self.version(version).tags)
 
     def gate(self, version: str) -> GateState:
         """The manual gates on a version: confirmation before 100 %, and abort."""
         tags = self.tags(version)
-        return GateState(tags.get(CONFIRM_TAG, "").lower() == "true", tags.get(ABORT_TAG) or None)
+        return GateState(
+            tags.get(Tag.ROLLOUT_CONFIRM, "").lower() == "true", tags.get(Tag.ROLLOUT_ABORT) or None
+        )
 
-    # --- registry moves ------------------------------------------------------------------------
+    def model_files(self, version: str) -> tuple[dict[str, Any], dict[str, Any] | None]:
+        """The version's `MLmodel` document and its input example (None without one), read
+        through the registry from where the version's files are stored."""
+        import mlflow.artifacts
+        import yaml
+
+        uri = self._run(
+            f"locating v{version}", lambda c: c.get_model_version_download_uri(self.model_name, version)
+        ).rstrip("/")
+
+        def read(name: str) -> str:
+            with tempfile.TemporaryDirectory() as tmp:
+                path = self._run(
+                    f"downloading {name} of v{version}",
+                    lambda _c: mlflow.artifacts.download_artifacts(
+                        artifact_uri=f"{uri}/{name}", dst_path=tmp, tracking_uri=self.hook.tracking_uri
+                    ),
+                )
+                return Path(path).read_text()
+
+        mlmodel = yaml.safe_load(read("MLmodel"))
+        example_name = (mlmodel.get("saved_input_example_info") or {}).get("artifact_path")
+        return mlmodel, json.loads(read(example_name)) if example_name else None
+
+    # --- single writes (each idempotent) ---------------------------------------------------------
+
+    def set_alias(self, alias: Alias, version: str) -> None:
+        self._run(
+            f"setting @{alias} to v{version}",
+            lambda c: c.set_registered_model_alias(self.model_name, alias, version),
+        )
+        log.info("%s@%s → v%s", self.model_name, alias, version)
+
+    def delete_alias(self, alias: Alias) -> None:
+        """Remove an alias; MLflow accepts removing one that is not set."""
+        self._run(f"removing @{alias}", lambda c: c.delete_registered_model_alias(self.model_name, alias))
+        log.info("%s@%s removed", self.model_name, alias)
+
+    def set_tag(self, version: str, key: str, value: str) -> None:
+        self._run(
+            f"tagging v{version} {key}",
+            lambda c: c.set_model_version_tag(self.model_name, version, key, value[:MAX_TAG_VALUE]),
+        )
+
+    # --- registry moves, in the order a retry can finish -----------------------------------------
+
+    def start(self, version: str) -> None:
+        """The version goes under test: status `canary`, `challenger` → version."""
+        self.set_tag(version, Tag.ROLLOUT_STATUS, RolloutStatus.CANARY)
+        self.set_alias(Alias.CHALLENGER, version)
 
     def promote(self, version: str) -> str | None:
-        """`champion` → version, `previous` → the old champion, `challenger` cleared; the old champion."""
-        old = self.alias(CHAMPION)
+        """Record a promotion whose traffic already moved; the version it replaced (None at first).
+
+        Status first, then `previous`, `champion`, `challenger`: after a failure at any step, a
+        second call finishes it (a second call after success changes nothing).
+        """
+        aliases = self.aliases()
+        old = aliases.get(Alias.CHAMPION)
+        self.set_tag(version, Tag.ROLLOUT_STATUS, RolloutStatus.PROMOTED)
         if old is not None and old != version:
-            self.set_alias(PREVIOUS, old)
-        self.set_alias(CHAMPION, version)
-        if self.alias(CHALLENGER) == version:
-            self.delete_alias(CHALLENGER)
-        self.set_tag(version, STATUS_TAG, "promoted")
-        return old
+            self.set_alias(Alias.PREVIOUS, old)
+        if old != version:
+            self.set_alias(Alias.CHAMPION, version)
+        if aliases.get(Alias.CHALLENGER) == version:
+            self.delete_alias(Alias.CHALLENGER)
+        return aliases.get(Alias.PREVIOUS) if old == version else old
 
     def mark_rolled_back(self, version: str, reason: str) -> None:
-        """Leave `champion` as it is; tag the version with the reason.
+        """Record a rollback whose traffic already moved: status and reason, then `challenger` cleared.
 
-        `challenger` is cleared too when it names this version: the version is no longer
-        under test, and nothing should pick it up as the next candidate by its alias.
+        `champion` is left as it is; `challenger` is cleared only when it names this version, so
+        nothing picks the rolled-back version up as the next candidate by its alias.
         """
-        if self.alias(CHALLENGER) == version:
-            self.delete_alias(CHALLENGER)
-        self.set_tag(version, STATUS_TAG, "rolled_back")
-        self.set_tag(version, REASON_TAG, reason[:5000])
+        self.set_tag(version, Tag.ROLLOUT_REASON, reason)
+        self.set_tag(version, Tag.ROLLOUT_STATUS, RolloutStatus.ROLLED_BACK)
+        if self.alias(Alias.CHALLENGER) == version:
+            self.delete_alias(Alias.CHALLENGER)
 
-    # --- audit trail ---------------------------------------------------------------------------
+    def close_interrupted(self, current: str) -> list[str]:
+        """Versions other than `current` whose rollout ended unrecorded (status still `canary`):
+        recorded as rolled back, since the traffic follows `champion` from here on."""
+        query = f"name='{self.model_name}' and tags.`{Tag.ROLLOUT_STATUS}` = '{RolloutStatus.CANARY}'"
+        found = self._run("searching unfinished rollouts", lambda c: c.search_model_versions(query))
+        stale = sorted((str(v.version) for v in found if str(v.version) != current), key=int)
+        for version in stale:
+            log.warning("%s v%s: its rollout ended without a recorded decision", self.model_name, version)
+            self.mark_rolled_back(
+                version,
+                "rollout interrupted before its decision was recorded (registry unreachable); "
+                f"the rollout of v{current} serves @{Alias.CHAMPION} as stable",
+            )
+        return stale
+
+    # --- audit trail -----------------------------------------------------------------------------
 
     def log_checks(self, version: str, checks: list[dict[str, Any]]) -> None:
         """Each check as metrics `rollout.*` on the version's run, step = check index."""
-        run_id = self.version(version).get("run_id")
+        from mlflow.entities import Metric
+
+        run_id = self.version(version).run_id
         if not run_id:
             log.warning("%s v%s has no run: checks are not recorded as metrics", self.model_name, version)
             return
         metrics = [
-            {
-                "key": f"rollout.{key}",
-                "value": float(check[key]),
-                "timestamp": int(check["at"] * 1000),
-                "step": check["index"],
-            }
+            Metric(f"rollout.{key}", float(check[key]), int(check["at"] * 1000), check["index"])
             for check in checks
             for key in ("weight", "requests", "error_rate", "p99_ms")
             if check.get(key) is not None
         ]
-        for start in range(0, len(metrics), 1000):  # log-batch takes at most 1000 metrics
-            self._call(
-                "POST", "runs/log-batch", json={"run_id": run_id, "metrics": metrics[start : start + 1000]}
-            )
+        for start in range(0, len(metrics), MAX_METRICS_PER_BATCH):
+            batch = metrics[start : start + MAX_METRICS_PER_BATCH]
+            self._run(f"logging checks of v{version}", lambda c, b=batch: c.log_batch(run_id, metrics=b))
 
     def upload_decision_log(self, version: str, decision_log: dict[str, Any]) -> str | None:
         """The decision log as a JSON artifact of the version's run; its URI (None if not possible)."""
-        run_id = self.version(version).get("run_id")
+        run_id = self.version(version).run_id
         if not run_id:
             return None
-        artifact_uri = self._call("GET", "runs/get", params={"run_id": run_id})["run"]["info"]["artifact_uri"]
+        artifact_uri = self._run(f"reading run {run_id}", lambda c: c.get_run(run_id)).info.artifact_uri
         if not artifact_uri.startswith(PROXIED_ARTIFACTS):
             log.warning(
-                "run %s stores artifacts at %s (not proxied): decision log kept in tags and metrics only",
+                "run %s stores artifacts at %s (not proxied by the server): decision log kept in tags "
+                "and metrics only",
                 run_id,
                 artifact_uri,
             )
             return None
-        path = f"{artifact_uri[len(PROXIED_ARTIFACTS) :].strip('/')}/rollout/v{version}/decision_log.json"
-        body = json.dumps(decision_log, indent=2).encode()
-        try:
-            response = self._http.put(f"{self.url}/api/2.0/mlflow-artifacts/artifacts/{path}", content=body)
-            response.raise_for_status()
-        except httpx.HTTPError as e:
-            raise RegistryError(f"uploading the decision log of v{version} to {self.url} failed: {e}") from e
-        return f"{artifact_uri.rstrip('/')}/rollout/v{version}/decision_log.json"
+        path = f"rollout/v{version}/decision_log.json"
+        self._run(f"uploading {path}", lambda c: c.log_dict(run_id, decision_log, path))
+        return f"{artifact_uri.rstrip('/')}/{path}"

