@@ -15,7 +15,7 @@ TOOLS_PY := $(VENVS)/tools/bin/python
 export SHIPYARD_PIPELINE_PYTHON := $(abspath $(PIPELINE_PY))
 export SHIPYARD_SERVING_PYTHON := $(abspath $(SERVING_PY))
 
-.PHONY: help venvs lint format test test-pipeline test-serving test-airflow test-chart kserve-manifests demo demo-canary-fault up bench-airflow prometheus bench-rollout locks clean
+.PHONY: help venvs lint format test test-pipeline test-serving test-airflow test-chart kserve-manifests demo demo-canary-fault up bench-airflow bench-scale prometheus bench-rollout locks clean
 
 help:  ## List the targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -64,9 +64,13 @@ test-pipeline: $(VENVS)/pipeline/.done  ## Tests of the pipeline steps (pipeline
 test-serving: $(VENVS)/serving/.done $(VENVS)/pipeline/.done  ## Tests of the predictor (serving venv)
 	$(SERVING_PY) -m pytest tests/images/serving
 
-bench-serving: $(VENVS)/serving/.done $(VENVS)/pipeline/.done  ## Benchmark the predictor vs mlflow serve vs naive kserve (needs hey)
+bench-serving: $(VENVS)/serving/.done $(VENVS)/pipeline/.done  ## Benchmark the predictor vs its kserve ceiling, mlflow serve and naive kserve (needs hey)
 	@command -v hey >/dev/null || apt-get install -y hey || { echo "install hey (Debian: apt-get install -y hey)" >&2; exit 1; }
 	$(SERVING_PY) benchmarks/serving/run.py
+
+BENCH_SCALE_ARGS ?=
+bench-scale: $(VENVS)/pipeline/.done  ## Wall time and peak RSS per pipeline step at N = 10k, 100k, 1M rows (BENCH_SCALE_ARGS="--sizes 10000 100000" or "--large")
+	$(PIPELINE_PY) benchmarks/scale/run.py $(BENCH_SCALE_ARGS)
 
 test-airflow: venvs prometheus  ## Tests of DAGs and plugins (Airflow venv)
 	$(AIRFLOW_PY) -m pytest tests/dags tests/plugins
