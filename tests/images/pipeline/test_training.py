@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -12,6 +13,7 @@ import pytest
 from shipyard_pipeline import dataset, snapshot
 from shipyard_pipeline.errors import CheckFailed
 from shipyard_pipeline.fitting import Data, fit_model
+from shipyard_pipeline.modeling import available_cpus, build_pipeline
 from shipyard_spec import load_spec
 from shipyard_spec.model import ModelConfig
 
@@ -132,3 +134,62 @@ def test_rows_in_two_overlapping_snapshots_are_kept_once(tmp_path: Path, spec) -
     snapshot.publish(str(tmp_path / "week"), rows.tail(4), {"interval_start": "b", "content_hash": "2"})
     published = [snapshot.read_published(str(tmp_path / name)) for name in ("wide", "week")]
     assert len(dataset.load(spec, published)) == 10
+
+
+def test_without_early_stopping_triggering_the_model_is_fitted_once_and_carries_no_stopping_state(
+    spec, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from xgboost import XGBClassifier
+
+    fits = []
+    plain_fit = XGBClassifier.fit
+    monkeypatch.setattr(
+        XGBClassifier, "fit", lambda self, *a, **k: fits.append(1) or plain_fit(self, *a, **k)
+    )
+    features, data = fit_data(spec)
+    # 30 slow trees: the validation loss still falls at the last one, so early stopping never triggers.
+    config = ModelConfig(params={"n_estimators": 30, "learning_rate": 0.02}, early_stopping_rounds=10)
+    fit = fit_model(features, config, data, tune=False, seed=1)
+    model = fit.pipeline.named_steps["model"]
+    assert len(fits) == 1
+    assert fit.trees == 30 == model.get_booster().num_boosted_rounds()
+    assert model.get_params()["early_stopping_rounds"] is None
+    assert not hasattr(model, "evals_result_")
+    assert model.get_booster().attributes() == {}
+    refit = build_pipeline(features.numeric, features.categorical, fit.params).fit(data.x_train, data.y_train)
+    assert np.array_equal(
+        fit.pipeline.predict_proba(data.x_validation), refit.predict_proba(data.x_validation)
+    )
+
+
+def test_training_uses_every_available_core_unless_the_spec_sets_n_jobs(tmp_path: Path) -> None:
+    assert build_pipeline(["x"], []).named_steps["model"].n_jobs == available_cpus() >= 1
+    assert build_pipeline(["x"], [], {"n_jobs": 1}).named_steps["model"].n_jobs == 1
+    quota = tmp_path / "cpu.max"
+    quota.write_text("150000 100000\n")  # a 1.5-CPU limit rounds up
+    assert available_cpus(quota) == min(2, len(os.sched_getaffinity(0)))
+    quota.write_text("max 100000\n")
+    assert available_cpus(quota) == len(os.sched_getaffinity(0))
+
+
+def test_signature_from_a_bounded_sample_equals_the_whole_frames(monkeypatch: pytest.MonkeyPatch) -> None:
+    from shipyard_pipeline import model_artifact
+
+    monkeypatch.setattr(model_artifact, "SAMPLE_ROWS", 50)
+    rows = 400
+    frame = pd.DataFrame(
+        {
+            "tenure": np.arange(rows),
+            "charges": np.where(np.arange(rows) < 300, np.nan, 1.5),  # missing in every sampled row
+            "contract": [None] * 350 + ["One year"] * 50,
+        }
+    )
+    sample = model_artifact.bounded_sample(frame, 50)
+    assert len(sample) == 52
+    assert model_artifact.bounded_sample(frame.head(40), 50).equals(frame.head(40))
+    pipeline = build_pipeline(["tenure", "charges"], ["contract"], {"n_estimators": 2})
+    pipeline.fit(frame, np.arange(rows) % 2)
+    signature = model_artifact.model_kwargs(pipeline, frame)["signature"]
+    monkeypatch.setattr(model_artifact, "SAMPLE_ROWS", rows)
+    assert signature == model_artifact.model_kwargs(pipeline, frame)["signature"]
+    assert signature.inputs.input_types()[2].name == "string"
