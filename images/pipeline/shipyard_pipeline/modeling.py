@@ -9,10 +9,7 @@ will refuse the fast path until the serving side learns the new shape.
 
 from __future__ import annotations
 
-import math
-import os
 from collections.abc import Mapping
-from pathlib import Path
 
 from sklearn.compose import ColumnTransformer
 from sklearn.impute import SimpleImputer
@@ -22,10 +19,9 @@ from sklearn.preprocessing import OneHotEncoder, StandardScaler
 from xgboost import XGBClassifier
 
 MISSING_CATEGORY = "__missing__"
-CGROUP_CPU_MAX = Path("/sys/fs/cgroup/cpu.max")
 
 # Defaults that beat a logistic baseline on small tabular data (see docs/architecture.md);
-# the spec's model.params override them key by key (`n_jobs` too: see build_pipeline).
+# the spec's model.params override them key by key.
 DEFAULT_XGBOOST_PARAMS: dict[str, float | int | str] = {
     "n_estimators": 400,
     "max_depth": 3,
@@ -33,24 +29,11 @@ DEFAULT_XGBOOST_PARAMS: dict[str, float | int | str] = {
     "subsample": 0.8,
     "colsample_bytree": 0.8,
     "tree_method": "hist",
+    # One thread by default: measured with `make bench-scale` (100k rows) on a shared 2-core
+    # machine, two OpenMP threads made the fit ~4x slower, not faster (docs/architecture.md,
+    # "Scale"). A pod with cores of its own sets `n_jobs` in the spec's model.params.
+    "n_jobs": 1,
 }
-
-
-def available_cpus(cpu_max: Path = CGROUP_CPU_MAX) -> int:
-    """The cores this process may use: its CPU affinity, capped by a cgroup v2 CPU quota.
-
-    A pod limited to 2 CPUs on a 32-core node sees 32 cores in its affinity; 32 training
-    threads would then be throttled, so the quota (`cpu.max`: "<quota> <period>" or "max")
-    wins when it is lower.
-    """
-    cpus = len(os.sched_getaffinity(0))
-    try:
-        quota, period = cpu_max.read_text().split()
-    except (OSError, ValueError):
-        return cpus  # no cgroup v2 CPU controller here
-    if quota == "max":
-        return cpus
-    return max(1, min(cpus, math.ceil(int(quota) / int(period))))
 
 
 def build_preprocessor(numeric: list[str], categorical: list[str]) -> ColumnTransformer:
@@ -81,12 +64,8 @@ def build_preprocessor(numeric: list[str], categorical: list[str]) -> ColumnTran
 def build_pipeline(
     numeric: list[str], categorical: list[str], params: Mapping[str, object] | None = None
 ) -> Pipeline:
-    """The model Shipyard ships: preprocessing followed by XGBoost.
-
-    Training uses every available core unless the spec's params set `n_jobs`; the predictor
-    sets its own thread count when it loads the model, so this never reaches serving.
-    """
-    merged = {**DEFAULT_XGBOOST_PARAMS, "n_jobs": available_cpus(), **(params or {})}
+    """The model Shipyard ships: preprocessing followed by XGBoost."""
+    merged = {**DEFAULT_XGBOOST_PARAMS, **(params or {})}
     return Pipeline(
         [
             ("preprocess", build_preprocessor(numeric, categorical)),

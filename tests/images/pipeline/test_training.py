@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -13,7 +12,7 @@ import pytest
 from shipyard_pipeline import dataset, snapshot
 from shipyard_pipeline.errors import CheckFailed
 from shipyard_pipeline.fitting import Data, fit_model
-from shipyard_pipeline.modeling import available_cpus, build_pipeline
+from shipyard_pipeline.modeling import build_pipeline
 from shipyard_spec import load_spec
 from shipyard_spec.model import ModelConfig
 
@@ -160,16 +159,6 @@ def test_without_early_stopping_triggering_the_model_is_fitted_once_and_carries_
     assert np.array_equal(
         fit.pipeline.predict_proba(data.x_validation), refit.predict_proba(data.x_validation)
     )
-
-
-def test_training_uses_every_available_core_unless_the_spec_sets_n_jobs(tmp_path: Path) -> None:
-    assert build_pipeline(["x"], []).named_steps["model"].n_jobs == available_cpus() >= 1
-    assert build_pipeline(["x"], [], {"n_jobs": 1}).named_steps["model"].n_jobs == 1
-    quota = tmp_path / "cpu.max"
-    quota.write_text("150000 100000\n")  # a 1.5-CPU limit rounds up
-    assert available_cpus(quota) == min(2, len(os.sched_getaffinity(0)))
-    quota.write_text("max 100000\n")
-    assert available_cpus(quota) == len(os.sched_getaffinity(0))
 
 
 def test_signature_from_a_bounded_sample_equals_the_whole_frames(monkeypatch: pytest.MonkeyPatch) -> None:
