@@ -15,10 +15,10 @@ TOOLS_PY := $(VENVS)/tools/bin/python
 export SHIPYARD_PIPELINE_PYTHON := $(abspath $(PIPELINE_PY))
 export SHIPYARD_SERVING_PYTHON := $(abspath $(SERVING_PY))
 
-.PHONY: help venvs lint format test test-pipeline test-serving test-airflow test-chart kserve-manifests demo demo-canary-fault up bench-airflow bench-scale prometheus bench-rollout locks clean
+.PHONY: help venvs lint format test test-pipeline test-serving test-airflow test-chart test-k8s envtest-bin kserve-manifests demo demo-canary-fault up bench-airflow bench-scale prometheus haproxy browser bench-rollout bench-storage locks clean
 
 help:  ## List the targets
-	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
+	@grep -E '^[a-z0-9-]+:.*##' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
 
 $(UV):
 	@test -n "$(PYTHON)" || { echo "Python 3.12 not found: run make PYTHON=/path/to/python3.12" >&2; exit 1; }
@@ -58,11 +58,16 @@ format: $(VENVS)/airflow/.done  ## Apply ruff fixes and formatting
 	$(VENVS)/airflow/bin/ruff check --fix .
 	$(VENVS)/airflow/bin/ruff format .
 
-test-pipeline: $(VENVS)/pipeline/.done  ## Tests of the pipeline steps (pipeline venv)
+# The object-storage tests start moto's S3 server from the tools venv; the S3 chain serves its model
+# with the predictor of the serving venv.
+test-pipeline: $(VENVS)/pipeline/.done $(VENVS)/serving/.done $(VENVS)/tools/.done  ## Tests of the pipeline steps (pipeline venv)
 	$(PIPELINE_PY) -m pytest tests/images/pipeline tests/spec
 
 test-serving: $(VENVS)/serving/.done $(VENVS)/pipeline/.done  ## Tests of the predictor (serving venv)
 	$(SERVING_PY) -m pytest tests/images/serving
+
+bench-storage: $(VENVS)/pipeline/.done $(VENVS)/tools/.done  ## Pipeline step wall times, storage root on S3 (moto) vs local disk
+	$(PIPELINE_PY) benchmarks/storage/run.py
 
 bench-serving: $(VENVS)/serving/.done $(VENVS)/pipeline/.done  ## Benchmark the predictor vs its kserve ceiling, mlflow serve and naive kserve (needs hey)
 	@command -v hey >/dev/null || apt-get install -y hey || { echo "install hey (Debian: apt-get install -y hey)" >&2; exit 1; }
@@ -72,22 +77,29 @@ BENCH_SCALE_ARGS ?=
 bench-scale: $(VENVS)/pipeline/.done  ## Wall time and peak RSS per pipeline step at N = 10k, 100k, 1M rows (BENCH_SCALE_ARGS="--sizes 10000 100000" or "--large")
 	$(PIPELINE_PY) benchmarks/scale/run.py $(BENCH_SCALE_ARGS)
 
-test-airflow: venvs prometheus  ## Tests of DAGs and plugins (Airflow venv)
+test-airflow: venvs prometheus haproxy browser  ## Tests of DAGs and plugins (Airflow venv)
 	$(AIRFLOW_PY) -m pytest tests/dags tests/plugins
+
+browser:  ## Headless Chromium and its driver for the Airflow UI test (Debian packages)
+	@command -v chromium >/dev/null && command -v chromedriver >/dev/null || apt-get install -y chromium chromium-driver || { echo "install chromium and chromium-driver (Debian: apt-get install -y chromium chromium-driver)" >&2; exit 1; }
 
 prometheus:  ## The Prometheus server binary the rollout's PromQL test starts (Debian package)
 	@command -v prometheus >/dev/null || apt-get install -y prometheus || { echo "install prometheus (Debian: apt-get install -y prometheus)" >&2; exit 1; }
 
-bench-rollout: venvs  ## Canary rollback time vs interval x failure_limit; requests lost to traffic switches
+haproxy:  ## The load balancer of the local rollout backend (Debian package haproxy 2.6, built with USE_PROMEX)
+	@command -v haproxy >/dev/null || apt-get install -y haproxy || { echo "install haproxy (Debian: apt-get install -y haproxy)" >&2; exit 1; }
+	@haproxy -vv | grep -q 'Prometheus exporter' || { echo "haproxy was built without its Prometheus exporter (USE_PROMEX=1)" >&2; exit 1; }
+
+bench-rollout: venvs haproxy  ## Canary rollback time vs interval x failure_limit; requests lost to traffic switches
 	$(AIRFLOW_PY) benchmarks/rollout/run.py
 
-demo: venvs  ## Train v1 (released at 100 %), then train v2 and promote it by canary under load (embedded)
+demo: venvs haproxy  ## Train v1 (released at 100 %), then train v2 and promote it by canary under load (embedded)
 	$(AIRFLOW_PY) scripts/demo.py
 
-demo-canary-fault: venvs  ## make demo, then a run 3 whose canary fails 30 % of requests: automatic rollback
+demo-canary-fault: venvs haproxy  ## make demo, then a run 3 whose canary fails 30 % of requests: automatic rollback
 	$(AIRFLOW_PY) scripts/demo.py --canary-fault
 
-up: venvs  ## airflow standalone + MLflow UI, the training DAG unpaused (Ctrl-C stops)
+up: venvs haproxy  ## airflow standalone + MLflow UI, the training DAG unpaused (Ctrl-C stops)
 	$(AIRFLOW_PY) scripts/up.py
 
 bench-airflow: venvs  ## DAG parse time per DAG file vs an empty DAG; demo DAG run wall time per task
@@ -113,7 +125,31 @@ kserve-manifests: $(HELM)  ## Regenerate kserve/*.yaml from charts/shipyard
 test-chart: $(HELM) $(VENVS)/airflow/.done $(VENVS)/serving/.done  ## Tests of the chart, kserve/ and the Dockerfiles
 	SHIPYARD_HELM=$(abspath $(HELM)) $(AIRFLOW_PY) -m pytest tests/charts tests/images/test_dockerfiles.py
 
-test: lint test-pipeline test-serving test-airflow test-chart  ## Set up everything and run every test
+# A real Kubernetes control plane for tests (envtest-style): kube-apiserver and etcd built from the Go
+# modules pinned in tools/envtest/go.mod (Go from the machine), plus the KServe CRDs of the pinned
+# github.com/kserve/kserve module, into a cache outside the repository. A cold build takes 4-11 min on
+# 2 cores (1.9 GB peak memory, ~2.8 GB of Go caches); a present cache directory is reused as it is.
+ENVTEST_GOMOD := tools/envtest/go.mod
+KUBE_VERSION := $(shell sed -n 's|^\tk8s.io/kubernetes \(v[^ ]*\).*|\1|p' $(ENVTEST_GOMOD))
+ETCD_VERSION := $(shell sed -n 's|^\tgo.etcd.io/etcd/server/v3 \(v[^ ]*\).*|\1|p' $(ENVTEST_GOMOD))
+# The KServe module is not required by go.mod (its requirements would move the API server's); its zip
+# hash is pinned here instead, as go.sum would pin it.
+KSERVE_VERSION := v0.20.0
+KSERVE_SUM := h1:Bs7HxmGV4KFqqptDcWseKv+mwD4YOYHJWcuVgPG2Gug=
+ENVTEST_DIR ?= $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/shipyard/envtest/kube-$(KUBE_VERSION)-etcd-$(ETCD_VERSION)-kserve-$(KSERVE_VERSION)
+
+$(ENVTEST_DIR)/.done:
+	@command -v go >/dev/null || { echo "Go >= 1.26 is needed to build kube-apiserver and etcd (tools/envtest)" >&2; exit 1; }
+	time tools/envtest/build.sh $(ENVTEST_DIR) $(KSERVE_VERSION) $(KSERVE_SUM)
+	touch $@
+
+envtest-bin: $(ENVTEST_DIR)/.done  ## Build kube-apiserver + etcd (pinned in tools/envtest) into a cache outside the repo
+	@echo $(ENVTEST_DIR)
+
+test-k8s: envtest-bin $(HELM) $(VENVS)/airflow/.done $(VENVS)/serving/.done  ## The chart, RBAC and the KServe backend against a real API server
+	SHIPYARD_ENVTEST_DIR=$(ENVTEST_DIR) SHIPYARD_HELM=$(abspath $(HELM)) $(AIRFLOW_PY) -m pytest tests/k8s
+
+test: lint test-pipeline test-serving test-airflow test-chart test-k8s  ## Set up everything and run every test
 
 clean:  ## Remove virtualenvs and local state
 	rm -rf $(VENVS) .shipyard

@@ -1,12 +1,13 @@
-"""Daily drift DAGs (airflow): one per pipeline spec in dags/pipelines/, built by shipyard.drift_dag."""
+"""Daily drift DAGs (airflow): one per valid pipeline spec in dags/pipelines/, built by shipyard.drift_dag.
+Bad specs are reported by shipyard_specs.py."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
+from shipyard.dag_factory import load_pipelines
 from shipyard.drift_dag import build_drift_dag
-from shipyard_spec import load_spec
 
-for _spec_path in sorted((Path(__file__).parent / "pipelines").glob("*.yaml")):
-    _dag = build_drift_dag(load_spec(_spec_path), str(_spec_path))
+for _spec_path, _spec in load_pipelines(Path(__file__).parent / "pipelines").valid.items():
+    _dag = build_drift_dag(_spec, _spec_path)
     globals()[_dag.dag_id] = _dag

@@ -7,26 +7,36 @@ example DAGs, the repository's dags/ and plugins/ folders, the local runner.
 
 from __future__ import annotations
 
+import contextlib
+import json
 import os
 import shlex
+import signal
 import subprocess
 import sys
+import time
+from collections.abc import Iterator
 from pathlib import Path
+
+from shipyard_spec.contract import Env, default_prediction_log_root
 
 REPO = Path(__file__).resolve().parents[1]
 # The scripts use the Airflow-side package (plugins/) and the server helpers the tests use.
 sys.path[:0] = [str(REPO / "plugins"), str(REPO / "tests")]
 AIRFLOW = str(Path(sys.executable).parent / "airflow")
-PIPELINE_PYTHON = os.environ.get("SHIPYARD_PIPELINE_PYTHON") or str(REPO / ".venv/pipeline/bin/python")
-SERVING_PYTHON = os.environ.get("SHIPYARD_SERVING_PYTHON") or str(REPO / ".venv/serving/bin/python")
+PIPELINE_PYTHON = os.environ.get(Env.PIPELINE_PYTHON) or str(REPO / ".venv/pipeline/bin/python")
+SERVING_PYTHON = os.environ.get(Env.SERVING_PYTHON) or str(REPO / ".venv/serving/bin/python")
 TRAINING_DAG = "shipyard_train_telco_churn"
 TELCO_SPEC = REPO / "dags" / "pipelines" / "telco_churn.yaml"
 
 
 def airflow_environment(
-    airflow_home: Path, shipyard_home: Path, mlflow_uri: str, storage_root: Path | None = None
+    airflow_home: Path, shipyard_home: Path, mlflow_uri: str | None, storage_root: Path | None = None
 ) -> dict[str, str]:
-    """The environment every Airflow command of the embedded setup runs with."""
+    """The environment every Airflow command of the embedded setup runs with.
+
+    `mlflow_uri` None: for components that never reach MLflow (the API server alone).
+    """
     airflow_home = airflow_home.resolve()
     storage_root = storage_root or shipyard_home / "storage"
     return {
@@ -38,17 +48,59 @@ def airflow_environment(
         "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
         "AIRFLOW__CORE__DAGS_FOLDER": str(REPO / "dags"),
         "AIRFLOW__CORE__PLUGINS_FOLDER": str(REPO / "plugins"),
-        "SHIPYARD_RUNNER": "local",
-        "SHIPYARD_HOME": str(shipyard_home.resolve()),
-        "SHIPYARD_STORAGE_ROOT": str(storage_root.resolve()),
+        Env.RUNNER: "local",
+        Env.HOME: str(shipyard_home.resolve()),
+        Env.STORAGE_ROOT: str(storage_root.resolve()),
         # Predictors started by the local rollout log sampled requests where the drift step reads.
-        "SHIPYARD_PREDICTION_LOG_URI": str(storage_root.resolve() / "prediction_logs"),
-        "SHIPYARD_PIPELINE_PYTHON": PIPELINE_PYTHON,
-        "SHIPYARD_SERVING_PYTHON": SERVING_PYTHON,  # the rollout's local predictors
-        "MLFLOW_TRACKING_URI": mlflow_uri,
+        Env.PREDICTION_LOG_URI: default_prediction_log_root(str(storage_root.resolve())),
+        Env.PIPELINE_PYTHON: PIPELINE_PYTHON,
+        Env.SERVING_PYTHON: SERVING_PYTHON,  # the rollout's local predictors
         # `airflow standalone` starts its components as `airflow ...` found on PATH.
         "PATH": f"{Path(AIRFLOW).parent}:{os.environ.get('PATH', '')}",
+        **({Env.MLFLOW_TRACKING_URI: mlflow_uri} if mlflow_uri else {}),
     }
+
+
+def api_environment(env: dict[str, str], port: int) -> dict[str, str]:
+    """`env` with the API server on `port`; workers reach its execution API through the base URL."""
+    return {**env, "AIRFLOW__API__PORT": str(port), "AIRFLOW__API__BASE_URL": f"http://localhost:{port}"}
+
+
+def admin_password(airflow_home: Path) -> str:
+    """The `admin` password the simple auth manager generated on first start."""
+    passwords = airflow_home / "simple_auth_manager_passwords.json.generated"
+    return json.loads(passwords.read_text())["admin"]
+
+
+def stop_group(process: subprocess.Popen, grace: float = 30) -> None:
+    """SIGTERM to the process group, SIGKILL to whatever is left of it after `grace` seconds."""
+    with contextlib.suppress(ProcessLookupError):  # raised once no member of the group is left
+        os.killpg(process.pid, signal.SIGTERM)
+        deadline = time.monotonic() + grace
+        while time.monotonic() < deadline:
+            process.poll()  # reap the leader so it does not linger as a group member
+            os.killpg(process.pid, 0)
+            time.sleep(0.5)
+        os.killpg(process.pid, signal.SIGKILL)
+
+
+@contextlib.contextmanager
+def airflow_component(env: dict[str, str], *args: str, log: Path | None = None) -> Iterator[subprocess.Popen]:
+    """`airflow <args>` (standalone, api-server, scheduler...) in its own process group, stopped with it.
+
+    `airflow standalone` does not pass a SIGTERM on to the scheduler, API server and workers it
+    starts, so the whole group is stopped together.
+    """
+    output = log.open("ab") if log else subprocess.DEVNULL
+    process = subprocess.Popen(
+        [AIRFLOW, *args], env=env, stdout=output, stderr=subprocess.STDOUT, start_new_session=True
+    )
+    try:
+        yield process
+    finally:
+        stop_group(process)
+        if log:
+            output.close()
 
 
 def airflow(env: dict[str, str], *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
@@ -67,14 +119,14 @@ def pipeline(env: dict[str, str], *args: str) -> None:
 
 
 def seed_demo_data(env: dict[str, str], corrupt: bool = False) -> None:
-    home = env["SHIPYARD_HOME"]
+    home = env[Env.HOME]
     pipeline(env, "-m", "shipyard_pipeline.demo", "seed", "--home", home, *(["--corrupt"] if corrupt else []))
 
 
 def ingest_history(env: dict[str, str], interval_start: str, interval_end: str, intervals: int) -> None:
     pipeline(
         env, str(REPO / "scripts" / "ingest_history.py"), "--spec", str(TELCO_SPEC),
-        "--storage-root", env["SHIPYARD_STORAGE_ROOT"], "--interval-start", interval_start,
+        "--storage-root", env[Env.STORAGE_ROOT], "--interval-start", interval_start,
         "--interval-end", interval_end, "--intervals", str(intervals),
     )  # fmt: skip
 
@@ -85,7 +137,7 @@ def main() -> None:
     port = os.environ.get("SHIPYARD_MLFLOW_PORT", "5000")
     env = airflow_environment(home / "airflow", home, f"http://127.0.0.1:{port}")
     for name in sorted(
-        env.keys() - os.environ.keys() | {k for k in env if k.startswith(("AIRFLOW", "SHIPYARD"))}
+        env.keys() - os.environ.keys() | {k for k in env if k.startswith(("AIRFLOW", "SHIPYARD", "MLFLOW"))}
     ):
         print(f"export {name}={shlex.quote(env[name])}")
     print(f"export PATH={shlex.quote(str(Path(AIRFLOW).parent))}:$PATH")

@@ -10,7 +10,7 @@ scripts/ingest_history.py), then runs `airflow dags test` for the latest full in
 1. run 1 trains, registers and releases version 1 straight to 100 % (there is no champion
    to compare a canary with, as in Flagger's first deployment);
 2. run 2 trains version 2 and rolls it out as a canary (10 → 25 → 50 → 100 %) behind the
-   local splitter while a load driver sends 60 requests/s of demo rows, so every analysis
+   pipeline's HAProxy while a load driver sends 60 requests/s of demo rows, so every analysis
    check has traffic; it is promoted to `champion` when every check passes;
 3. with `--canary-fault` (`make demo-canary-fault`), run 3 trains version 3 and gives its
    canary `--fault_error_rate 0.3` (the trigger form's `canary_args`): the first check fails
@@ -18,7 +18,7 @@ scripts/ingest_history.py), then runs `airflow dags test` for the latest full in
 
 It prints each version's rollout (verdict of every check, from the decision log in MLflow),
 the champion, the MLflow links and the load driver's outcome counts, then stops the load
-driver, the local predictors and splitter, and MLflow, also when a step fails.
+driver, the local predictors and HAProxy, and MLflow, also when a step fails.
 """
 
 from __future__ import annotations
@@ -84,11 +84,11 @@ def dags_test(env: dict[str, str], label: str, conf: dict[str, str] | None = Non
     return run.returncode
 
 
-def start_load(backend: LocalBackend, model_name: str) -> LoadDriver:
+def start_load(backend: LocalBackend) -> LoadDriver:
     """The steady request stream the canary analysis judges (the stable model's input example rows)."""
     examples = Path(backend.state()["stable"]["release"]["model_dir"]) / "input_example.json"
-    say(f"sending {LOAD_RPS} requests/s of {examples} rows to the splitter at {backend.url}")
-    return LoadDriver(backend.url, model_name, load_records(examples), LOAD_RPS).start()
+    say(f"sending {LOAD_RPS} requests/s of {examples} rows to HAProxy at {backend.url}")
+    return LoadDriver(backend.url, backend.served_name, load_records(examples), LOAD_RPS).start()
 
 
 def decision_log(url: str, artifact_uri: str, version: str) -> dict | None:
@@ -135,7 +135,7 @@ def summary(url: str, model: str, load: dict[str, Counter[str]]) -> str:
         lines.append(f"    MLflow run  {url}/#/experiments/{run['experiment_id']}/runs/{run['run_id']}")
         lines.append(f"    version     {url}/#/models/{model}/versions/{number}")
     champion = mlflow_get(url, "registered-models/alias", name=model, alias=CHAMPION)["model_version"]
-    lines.append(f"  champion: {model} v{champion['version']}, serving behind the splitter until teardown")
+    lines.append(f"  champion: {model} v{champion['version']}, serving behind HAProxy until teardown")
     lines += [f"  load during {phase}: {dict(counts)}" for phase, counts in load.items()]
     return "\n".join(lines)
 
@@ -175,7 +175,7 @@ def main(argv: list[str] | None = None) -> int:
         try:
             if dags_test(env, f"run 1, interval [{start}, {end}): train and release the first version"):
                 raise SystemExit("run 1 failed: see the task logs above")
-            driver = start_load(backend, model)
+            driver = start_load(backend)
             if dags_test(env, "run 2: train a new version and roll it out as a canary under load"):
                 raise SystemExit("run 2 failed: see the task logs above")
             load["run 2 (canary promoted)"] = Counter(driver.outcomes)

@@ -1,8 +1,13 @@
 """Write a day of drifted (or clean) prediction logs for the champion, for the drift demo.
 
-Run in the pipeline virtualenv, after a training run has produced a champion:
+Run in the pipeline virtualenv, after a training run has produced a champion, with MLflow
+running and the demo's environment set (`make up` in one shell; in another:
+`eval "$(.venv/airflow/bin/python scripts/airflow_env.py)"`):
 
     .venv/pipeline/bin/python scripts/send_drifted_traffic.py --spec dags/pipelines/telco_churn.yaml
+
+MLflow is reached through MLFLOW_TRACKING_URI only: unset or unreachable, the script stops and
+says how to start it (it never falls back to a local store that has no champion).
 
 Rows are sampled from the champion's own reference profile (inverse CDF over its quantile
 grid, category frequencies), then one numeric feature is pushed to the bottom of its range
@@ -21,13 +26,20 @@ from pathlib import Path
 import mlflow.sklearn
 import numpy as np
 import pandas as pd
-from mlflow import MlflowClient
 
 from shipyard_pipeline.drift.prediction_logs import write_parts
 from shipyard_pipeline.drift.profile import ReferenceProfile
 from shipyard_pipeline.drift.statistics import MISSING
 from shipyard_pipeline.drift.step import find_champion, load_profile
+from shipyard_pipeline.errors import StepError
+from shipyard_pipeline.tracking import connect
 from shipyard_spec import load_spec
+from shipyard_spec.contract import Env, default_prediction_log_root, serving_name
+
+START_MLFLOW = (
+    "start MLflow on the demo's state with `make up`, then in another shell: "
+    'eval "$(.venv/airflow/bin/python scripts/airflow_env.py)"'
+)
 
 
 def sample(
@@ -66,15 +78,24 @@ def main() -> None:
     )
     parser.add_argument("--category", default=None, help="categorical feature to re-mix")
     parser.add_argument("--clean", action="store_true", help="send undrifted traffic")
-    parser.add_argument("--log-root", default=None, help="default: $SHIPYARD_HOME/storage/prediction_logs")
+    parser.add_argument(
+        "--log-root",
+        default=None,
+        help="default: $SHIPYARD_PREDICTION_LOG_URI, else <storage root>/prediction_logs (where drift reads)",
+    )
     parser.add_argument("--seed", type=int, default=7)
     args = parser.parse_args()
 
     spec = load_spec(args.spec)
     name = spec.mlflow.registered_model
-    champion = find_champion(MlflowClient(), name)
+    try:
+        client = connect()
+    except StepError as e:
+        raise SystemExit(f"{e}: {START_MLFLOW}") from e
+    champion = find_champion(client, name)
     if champion is None:
-        raise SystemExit(f"no champion for {name!r} yet: run the training DAG first")
+        uri = os.environ[Env.MLFLOW_TRACKING_URI]
+        raise SystemExit(f"no champion for {name!r} in MLflow at {uri} yet: run the training DAG first")
     profile = load_profile(champion)
     keys = spec.drift.key_features or profile.features
     numeric = args.numeric or next(f for f in keys if f in profile.numeric)
@@ -89,7 +110,7 @@ def main() -> None:
     records = [
         {
             "ts": (now - timedelta(hours=args.hours) + i * step).isoformat(),
-            "model_name": name,
+            "model_name": serving_name(spec.name),
             "model_version": champion.version,
             "inputs": row,
             "score": float(score),
@@ -97,9 +118,12 @@ def main() -> None:
         }
         for i, (row, score) in enumerate(zip(inputs, scores, strict=True))
     ]
-    home = Path(os.environ.get("SHIPYARD_HOME", ".shipyard")).resolve()
-    log_root = args.log_root or str(home / "storage" / "prediction_logs")
-    paths = write_parts(log_root, name, records)
+    home = Path(os.environ.get(Env.HOME, ".shipyard")).resolve()
+    storage_root = os.environ.get(Env.STORAGE_ROOT) or str(home / "storage")
+    log_root = (
+        args.log_root or os.environ.get(Env.PREDICTION_LOG_URI) or default_prediction_log_root(storage_root)
+    )
+    paths = write_parts(log_root, spec.name, records)
     shifted = "none (clean)" if args.clean else f"{numeric} pushed low, {category} re-mixed"
     print(f"wrote {len(records)} rows for {name} v{champion.version} ({shifted}) to {', '.join(paths)}")
 

@@ -7,22 +7,19 @@ interval by itself; trigger and backfill from the UI or the CLI (README, "Runnin
 
 from __future__ import annotations
 
-import contextlib
-import json
 import os
 import signal
-import subprocess
 import sys
-import time
 from datetime import UTC, datetime
-from pathlib import Path
 
 from airflow_env import (
-    AIRFLOW,
     TELCO_SPEC,
     TRAINING_DAG,
+    admin_password,
     airflow,
+    airflow_component,
     airflow_environment,
+    api_environment,
     ingest_history,
     seed_demo_data,
 )
@@ -33,7 +30,8 @@ from shipyard.rollout.backends.local import LocalBackend
 from shipyard.window import last_full_interval
 from shipyard_spec import load_spec
 
-API_URL = "http://localhost:8080"
+API_PORT = int(os.environ.get("SHIPYARD_AIRFLOW_PORT", "8080"))
+API_URL = f"http://localhost:{API_PORT}"
 
 
 def stop_on_sigterm(signum: int, frame: object) -> None:
@@ -41,23 +39,11 @@ def stop_on_sigterm(signum: int, frame: object) -> None:
     raise KeyboardInterrupt
 
 
-def stop_group(process: subprocess.Popen, grace: float = 30) -> None:
-    """SIGTERM to the process group, SIGKILL to whatever is left of it after `grace` seconds."""
-    with contextlib.suppress(ProcessLookupError):  # raised once no member of the group is left
-        os.killpg(process.pid, signal.SIGTERM)
-        deadline = time.monotonic() + grace
-        while time.monotonic() < deadline:
-            process.poll()  # reap standalone itself so it does not linger as a group member
-            os.killpg(process.pid, 0)
-            time.sleep(0.5)
-        os.killpg(process.pid, signal.SIGKILL)
-
-
 def main() -> int:
     signal.signal(signal.SIGTERM, stop_on_sigterm)
     spec = load_spec(TELCO_SPEC)
     with mlflow_server(HOME / "mlflow", port=MLFLOW_PORT) as mlflow_url:
-        env = airflow_environment(HOME / "airflow", HOME, mlflow_url)
+        env = api_environment(airflow_environment(HOME / "airflow", HOME, mlflow_url), API_PORT)
         airflow(env, "db", "migrate")
         if not (HOME / "data" / "telco_churn.db").exists():
             say("seeding the demo data")
@@ -67,28 +53,23 @@ def main() -> int:
         airflow(env, "dags", "reserialize")
         airflow(env, "dags", "unpause", TRAINING_DAG)
         say("starting airflow standalone (scheduler, dag-processor, api-server, triggerer)")
-        # Its own process group: `airflow standalone` does not pass a SIGTERM on to the scheduler,
-        # API server and workers it starts, so they are stopped together, as a group.
-        standalone = subprocess.Popen(
-            [AIRFLOW, "standalone"], env=env, stdout=subprocess.DEVNULL, start_new_session=True
-        )
         try:
-            wait_http_ok(f"{API_URL}/api/v2/monitor/health", timeout=180, process=standalone)
-            passwords = Path(env["AIRFLOW_HOME"]) / "simple_auth_manager_passwords.json.generated"
-            password = json.loads(passwords.read_text())["admin"]
-            say("ready")
-            print(
-                f"  Airflow UI  {API_URL}  user admin, password {password}\n"
-                f"  MLflow UI   {mlflow_url}\n"
-                f"  DAG         {TRAINING_DAG} (unpaused; logs under {env['AIRFLOW_HOME']}/logs)\n"
-                "  Ctrl-C stops both.",
-                flush=True,
-            )
-            standalone.wait()
+            log = HOME / "airflow" / "standalone.log"
+            with airflow_component(env, "standalone", log=log) as standalone:
+                wait_http_ok(f"{API_URL}/api/v2/monitor/health", timeout=180, process=standalone)
+                say("ready")
+                print(
+                    f"  Airflow UI  {API_URL}  user admin, password {admin_password(HOME / 'airflow')}\n"
+                    f"  MLflow UI   {mlflow_url}\n"
+                    f"  DAG         {TRAINING_DAG} (unpaused; task logs under {env['AIRFLOW_HOME']}/logs)\n"
+                    f"  Components  scheduler, dag-processor, api-server, triggerer: output in {log}\n"
+                    "  Ctrl-C stops both.",
+                    flush=True,
+                )
+                standalone.wait()
         except KeyboardInterrupt:
             say("stopping")
         finally:
-            stop_group(standalone)
             os.environ["SHIPYARD_HOME"] = env["SHIPYARD_HOME"]  # where the rollout task keeps its state
             LocalBackend.for_pipeline(spec.name).stop_all()  # the predictors the rollout task started
     return 0

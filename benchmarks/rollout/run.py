@@ -1,68 +1,93 @@
-"""Rollout benchmark: how fast a bad canary loses its traffic, and what the switches cost.
+"""Rollout benchmark: how fast each kind of bad canary loses its traffic, and what clients see.
 
-    .venv/airflow/bin/python benchmarks/rollout/run.py [--spec dags/pipelines/telco_churn.yaml] [--repeats 2]
+    .venv/airflow/bin/python benchmarks/rollout/run.py [--spec dags/pipelines/telco_churn.yaml] [--rps 50]
 
 With the spec's rollout policy (the demo's short intervals) on the local backend (real
-predictors, the real splitter, steady load from the model's input example), it measures:
+predictors behind the pipeline's real HAProxy, steady load from the model's input example,
+the haproxy provider), one canary per fault:
 
-- **time to recover**: from the moment a faulty canary first receives traffic (the fault
-  starts: the predictor's fault injection is active from its first request) to the moment
-  the splitter routes 100 % to stable again, against the bound `interval x failure_limit`
-  (Flagger's default: 60 s x 1);
-- **requests lost to switches**: failed requests that are not injected faults (anything but
-  the injected 500s), over a full promotion and over the rollbacks. Goal: 0.
+| fault | how |
+|---|---|
+| none | a good canary: promoted; every request must succeed |
+| 5xx 30 % | the predictor's fault injection, `--fault_error_rate 0.3` |
+| in-model latency +400 ms | `--fault_latency_ms 400` (inside the predictor's own histogram) |
+| front-door latency +300 ms | a relay holding each prediction 300 ms before the canary predictor |
+| 4xx only | a model trained without `monthly_charges`: 400 to every client still sending it |
+| kill -9 | SIGKILL of the canary predictor after its first passing check |
+| SIGSTOP | the canary predictor stopped (hung) after its first passing check |
+| cannot start | a model directory whose model.pkl is not a pickle (ModelDirError) |
 
-Prints one line per run and a summary. Takes about a minute with the demo policy.
+For each: the decision; from the fault's start (the canary's first traffic, or the signal)
+the time until HAProxy sends the canary no new request (weight 0, or marked down by a health
+check or a refused connection) and until the controller's weights are back at 100 % stable,
+against the bound `interval x failure_limit` (for "cannot start": its own start-up, where
+the progress deadline used to be waited out); and the requests that failed for clients (any answer but 200)
+out of all sent, split into the fault's own answers (the injected 500s, the canary's 400s)
+and the rest (lost: nothing else may fail). Prints one Markdown table.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import statistics
+import contextlib
+import os
+import shutil
+import signal
 import subprocess
 import sys
 import tempfile
 import threading
 import time
+from collections import Counter
+from dataclasses import dataclass
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO / "plugins"))
 sys.path.insert(0, str(REPO / "tests"))
+sys.path.insert(0, str(REPO / "tests/plugins/rollout"))
 
+from delay_proxy import delay_proxy  # noqa: E402
 from support.servers import venv_python  # noqa: E402
 
 from shipyard.rollout.backends import Release  # noqa: E402
-from shipyard.rollout.backends.local import LocalBackend, free_port  # noqa: E402
+from shipyard.rollout.backends.local import LocalBackend  # noqa: E402
 from shipyard.rollout.controller import CanaryController  # noqa: E402
+from shipyard.rollout.local.haproxy import BACKEND  # noqa: E402
 from shipyard.rollout.local.load import LoadDriver, load_records  # noqa: E402
 from shipyard.rollout.providers import build_provider  # noqa: E402
 from shipyard_spec import load_spec  # noqa: E402
 
 MODEL = "bench_churn"
-FAULTS = {"error-rate 30%": ["--fault_error_rate", "0.3"], "latency +400 ms": ["--fault_latency_ms", "400"]}
 
 
 class RouteWatch:
-    """Polls the splitter's routes every 20 ms: when the canary got traffic, when it lost it all."""
+    """Polls HAProxy every 20 ms: when the canary first had traffic, when HAProxy stopped sending
+    it new requests (weight 0, or its health check / a refused connection marked it down), and
+    when the controller's weights were back at 100 % stable."""
 
-    def __init__(self, backend: LocalBackend, canary_pid_name: str) -> None:
-        self.backend, self.name = backend, canary_pid_name
+    def __init__(self, backend: LocalBackend, prefix: str) -> None:
+        self.backend, self.prefix = backend, prefix
         self.first_traffic: float | None = None
+        self.traffic_off: float | None = None
         self.back_on_stable: float | None = None
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
     def _run(self) -> None:
         while not self._stop.is_set():
-            weights = {r["name"]: r["weight"] for r in self.backend.routes()}
-            canary = sum(w for n, w in weights.items() if n.startswith(self.name))
+            canary = [s for name, s in self.backend.runtime.servers().items() if name.startswith(self.prefix)]
+            weight = sum(s.weight for s in canary)
+            serving = any(s.weight and s.status.startswith("UP") for s in canary)
             now = time.monotonic()
-            if canary > 0 and self.first_traffic is None:
+            if weight > 0 and self.first_traffic is None:
                 self.first_traffic = now
-            if canary == 0 and self.first_traffic is not None and self.back_on_stable is None:
-                self.back_on_stable = now
+            if self.first_traffic is not None:
+                if not serving and self.traffic_off is None:
+                    self.traffic_off = now
+                if weight == 0 and self.back_on_stable is None:
+                    self.back_on_stable = now
             time.sleep(0.02)
 
     def __enter__(self) -> RouteWatch:
@@ -74,76 +99,136 @@ class RouteWatch:
         self._thread.join()
 
 
-def canary_run(backend: LocalBackend, policy, model_dir: Path, version: int, args: list[str], rps: float):
+@dataclass
+class Fault:
+    name: str
+    model: str  # "good", "narrow" or "broken"
+    args: tuple[str, ...] = ()
+    on_first_check: int | None = None  # a signal sent to the canary after its first check
+    front_door_ms: float = 0
+    own_answers: frozenset[str] = frozenset()  # the answers the fault itself gives clients
+
+
+FAULTS = [
+    Fault("none (good canary)", "good"),
+    Fault("5xx 30 %", "good", ("--fault_error_rate", "0.3"), own_answers=frozenset({"500"})),
+    Fault("in-model latency +400 ms", "good", ("--fault_latency_ms", "400")),
+    Fault("front-door latency +300 ms", "good", front_door_ms=300),
+    Fault("4xx only (feature removed)", "narrow", own_answers=frozenset({"400"})),
+    Fault("kill -9 after 1st check", "good", on_first_check=signal.SIGKILL),
+    Fault("SIGSTOP after 1st check", "good", on_first_check=signal.SIGSTOP),
+    Fault("cannot start (ModelDirError)", "broken"),
+]
+
+
+def train(out: Path, *without: str) -> Path:
+    script = REPO / (
+        "tests/plugins/rollout/train_without.py" if without else "tests/images/serving/train_telco_model.py"
+    )
+    command = [venv_python("pipeline"), str(script), *(f"--without={f}" for f in without), str(out)]
+    subprocess.run([*command, "--n-estimators", "50"], check=True, capture_output=True)
+    return out / "model"
+
+
+def canary_run(
+    backend: LocalBackend, policy, models: dict[str, Path], version: int, fault: Fault, rps: float
+):
     stable = Release.from_dict(backend.state()["stable"]["release"])
-    canary = Release(MODEL, str(version), str(model_dir), args=args)
-    records = load_records(model_dir / "input_example.json")
-    with LoadDriver(backend.url, MODEL, records, rps) as load:
+    canary = Release(MODEL, str(version), str(models[fault.model]), args=list(fault.args))
+    records = load_records(models["good"] / "input_example.json")
+    signalled: list[float] = []
+    relays = contextlib.ExitStack()
+
+    def on_check(check: dict) -> None:
+        if fault.on_first_check is not None and check["index"] == 0:
+            os.kill(backend.state()["canary"]["pid"], fault.on_first_check)
+            signalled.append(time.monotonic())
+
+    started = time.monotonic()
+    with relays, LoadDriver(backend.url, backend.served_name, records, rps) as load:
         backend.deploy_canary(stable, canary)
+        if fault.front_door_ms:
+            entry = backend.state()["canary"]
+            port = relays.enter_context(delay_proxy(entry["port"], fault.front_door_ms / 1000))
+            backend.runtime.command(f"set server {BACKEND}/{entry['server']} addr 127.0.0.1 port {port}")
         with RouteWatch(backend, f"v{version}-") as watch:
-            outcome = asyncio.run(CanaryController(policy, backend, build_provider(policy.metrics)).run())
-    return outcome, load.outcomes, watch
+            controller = CanaryController(policy, backend, build_provider(policy.metrics), on_check=on_check)
+            outcome = asyncio.run(controller.run())
+    ended = time.monotonic()
+    if signalled:
+        start = signalled[0]
+    elif fault.model == "broken":
+        start = started  # it never gets traffic: from its deployment
+    else:
+        start = watch.first_traffic
+    end = watch.back_on_stable if watch.first_traffic is not None else ended
+    off = watch.traffic_off if watch.first_traffic is not None else ended
+    timings = (None, None)
+    if start is not None and outcome.status != "promoted":
+        timings = tuple(None if t is None else t - start for t in (off, end))
+    return outcome, load.outcomes, load.sent, timings
+
+
+def seconds(value: float | None) -> str:
+    return "—" if value is None else f"{value:.1f}"
+
+
+def row(fault: Fault, outcome, requests: Counter[str], sent: int, timings: tuple, bound: str) -> str:
+    failed = {status: n for status, n in requests.items() if status != "200"}
+    own = sum(n for status, n in failed.items() if status in fault.own_answers)
+    lost = sum(failed.values()) - own
+    return (
+        f"| {fault.name} | {outcome.status} | {seconds(timings[0])} | {seconds(timings[1])} | {bound} "
+        f"| {sum(failed.values())} of {sent} ({dict(failed) or 'none'}) | {lost} |"
+    )
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--spec", type=Path, default=REPO / "dags/pipelines/telco_churn.yaml")
-    parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--rps", type=float, default=50, help="load; the first step must reach min_requests")
+    parser.add_argument(
+        "--only", nargs="*", default=[], help="run only the faults whose name contains one of these"
+    )
     args = parser.parse_args()
     policy = load_spec(args.spec).rollout.model_copy(update={"backend": "local"})
-    bound = policy.interval_seconds * policy.failure_limit
+    bound = f"{policy.interval_seconds * policy.failure_limit:g} (interval x failure_limit)"
     print(
         f"policy from {args.spec.name}: steps {policy.steps}, interval {policy.interval_seconds:g}s, "
-        f"failure_limit {policy.failure_limit}, min_requests {policy.min_requests}; load {args.rps:g} rps"
+        f"failure_limit {policy.failure_limit}, min_requests {policy.min_requests}, health checks "
+        f"every {policy.local.health_check_interval_seconds:g}s, server timeout "
+        f"{policy.local.server_timeout_seconds:g}s; "
+        f"load {args.rps:g} rps",
+        flush=True,
     )
+    lines = [
+        "| fault | decision | fault start → no new request to the canary (s) | fault start → weights "
+        "100 % stable (s) | bound (s) | failed for clients (of sent) | lost (not the fault's own answers) |",
+        "|---|---|---|---|---|---|---|",
+    ]
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp)
-        subprocess.run(
-            [
-                venv_python("pipeline"),
-                str(REPO / "tests/images/serving/train_telco_model.py"),
-                str(out),
-                "--n-estimators",
-                "50",
-            ],
-            check=True,
-            capture_output=True,
+        models = {"good": train(out / "good"), "narrow": train(out / "narrow", "monthly_charges")}
+        models["broken"] = out / "broken" / "model"
+        shutil.copytree(models["good"], models["broken"])
+        (models["broken"] / "model.pkl").write_bytes(b"not a pickle")
+        backend = LocalBackend(
+            str(out / "serving"), venv_python("serving"), served_name=MODEL, settings=policy.local
         )
-        model_dir = out / "model"
-        backend = LocalBackend(str(out / "serving"), free_port(), venv_python("serving"))
-        recover, lost, total = [], 0, 0
         try:
-            backend.deploy_stable(Release(MODEL, "1", str(model_dir)), timeout=120)
-            version = 2
-            outcome, requests, _ = canary_run(backend, policy, model_dir, version, [], args.rps)
-            switch_failures = sum(n for status, n in requests.items() if status != "200")
-            lost, total = lost + switch_failures, total + sum(requests.values())
-            print(
-                f"good canary: {outcome.status} after {len(outcome.checks)} checks; requests {dict(requests)}"
-            )
-            for name, fault in FAULTS.items():
-                for _ in range(args.repeats):
-                    version += 1
-                    outcome, requests, watch = canary_run(
-                        backend, policy, model_dir, version, fault, args.rps
-                    )
-                    seconds = watch.back_on_stable - watch.first_traffic
-                    recover.append(seconds)
-                    switch_failures = sum(n for status, n in requests.items() if status not in {"200", "500"})
-                    lost, total = lost + switch_failures, total + sum(requests.values())
-                    print(
-                        f"{name}: {outcome.status} in {seconds:.2f}s from first canary traffic to 100% "
-                        "stable "
-                        f"(bound {bound:g}s); requests {dict(requests)}; reason: {outcome.reason}"
-                    )
+            backend.deploy_stable(Release(MODEL, "1", str(models["good"])), timeout=120)
+            chosen = [f for f in FAULTS if not args.only or any(word in f.name for word in args.only)]
+            for version, fault in enumerate(chosen, start=2):
+                outcome, requests, sent, timings = canary_run(
+                    backend, policy, models, version, fault, args.rps
+                )
+                start_up = f"its start-up (was {policy.progress_deadline_seconds:g})"
+                limit = start_up if fault.model == "broken" else bound
+                lines.append(row(fault, outcome, requests, sent, timings, limit))
+                print(lines[-1], f"— {outcome.reason}", flush=True)
         finally:
             backend.stop_all()
-    print(
-        f"\ntime to recover: median {statistics.median(recover):.2f}s, max {max(recover):.2f}s "
-        f"vs bound interval x failure_limit = {bound:g}s (Flagger default 60s x 1)"
-    )
-    print(f"requests failed by traffic switches: {lost} of {total} (goal 0)")
+    print("\n" + "\n".join(lines))
 
 
 if __name__ == "__main__":

@@ -1,14 +1,15 @@
 """One training DAG per pipeline spec: ingest → validate → train → evaluate → register.
 
-The DAG file `dags/shipyard_pipelines.py` calls `build_training_dags()` over
-`dags/pipelines/*.yaml`. Each run owns the window [data_interval_start, data_interval_end)
-of the spec's cron (`CronDataIntervalTimetable`), so scheduled runs and backfills process
-disjoint intervals; the drift DAG's Asset can also queue a run, which then takes the last
-full interval. Steps run through one of two runners (`shipyard.settings.runner()`), with
-the same CLI arguments. Only the Airflow SDK, pydantic and the standard library are
-imported here: parsing stays fast.
+The DAG file `dags/shipyard_pipelines.py` calls `build_training_dags()` over the valid specs of
+`dags/pipelines/*.yaml` (`load_pipelines()`: a broken or duplicate spec hides no other pipeline).
+Each run owns the window [data_interval_start, data_interval_end) of the spec's cron
+(`CronDataIntervalTimetable`), so scheduled runs and backfills process disjoint intervals; the
+drift DAG's Asset can also queue a run, whose window ends when drift was detected
+(`shipyard.window`). Steps run through one of two runners (`shipyard.settings.runner()`), with
+the same CLI arguments. Only the Airflow SDK, pydantic and the standard library are imported
+here: parsing stays fast.
 
-Extension point: `build_training_dags(paths, after_register=[f])` (in the DAG file) calls each
+Extension point: `build_training_dags(specs, after_register=[f])` (in the DAG file) calls each
 `f(spec, register)` inside every DAG, after the pipeline group, with the register task: a later
 stage (the canary rollout) appends its tasks downstream of `register` without touching this module.
 """
@@ -16,7 +17,7 @@ stage (the canary rollout) appends its tasks downstream of `register` without to
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime, time, timedelta
 from pathlib import Path
 from typing import Any
@@ -36,37 +37,38 @@ from airflow.sdk.exceptions import AirflowTimetableInvalid
 from shipyard import settings
 from shipyard.assets import drift_asset
 from shipyard.operators import step_operator
-from shipyard.step_command import STEPS, Step
-from shipyard_spec import PipelineSpec, SpecError, load_spec
+from shipyard.step_command import STEPS
+from shipyard_spec import LoadedSpecs, PipelineSpec, load_specs
+from shipyard_spec.contract import Step
 
 log = logging.getLogger(__name__)
 
 TaskExtension = Callable[[PipelineSpec, BaseOperator], Any]
 
 STEP_DOCS: dict[Step, str] = {
-    "ingest": (
+    Step.INGEST: (
         "Copies the source rows with `{event_time}` in the run's window into a snapshot partition "
         "`{storage}/{pipeline}/snapshots/interval_start=<start>/` (`data.parquet` + `_MANIFEST.json`, "
         "published last). An interval already published is left alone unless **force_ingest** is set, "
         "so re-running an interval changes nothing."
     ),
-    "validate": (
+    Step.VALIDATE: (
         "Checks the snapshot against the spec's expectations (Great Expectations): schema, row count, "
         "target rate, nulls, ranges, allowed values, uniqueness. The report goes next to the run "
         "(`{storage}/{pipeline}/runs/<run_id>/validate/`) and to MLflow. A failed expectation fails the "
         "task at once (no retry) and nothing is trained."
     ),
-    "train": (
+    Step.TRAIN: (
         "Fits preprocessing + XGBoost on the snapshots of the last **window_intervals** intervals (time "
         "split), with a bounded search on the validation split unless **skip_tuning**. Logs an MLflow run "
         "in experiment `{experiment}`: its id and link are in the task log and the XCom result."
     ),
-    "evaluate": (
+    Step.EVALUATE: (
         "Scores the test split: metrics, slices, plots and a model card, logged to the training run; "
         "then the gates (minimum ROC AUC, baseline, current champion). A failed gate fails the task at "
         "once (no retry)."
     ),
-    "register": (
+    Step.REGISTER: (
         "Registers the model as a new version of `{model}` in the MLflow registry with the alias "
         "`challenger` and tags tying it to this Airflow run and window. Idempotent per run."
     ),
@@ -77,17 +79,37 @@ def training_dag_id(pipeline: str) -> str:
     return f"shipyard_train_{pipeline}"
 
 
-def training_schedule(spec: PipelineSpec, spec_path: Path) -> AssetOrTimeSchedule:
-    """The spec's cron as a data-interval timetable, OR the pipeline's drift Asset (retrain on drift)."""
+def schedule_problems(spec: PipelineSpec) -> list[tuple[str, str]]:
+    """What Airflow would refuse in the spec's schedule: an unknown time zone, an invalid cron."""
     try:
         ZoneInfo(spec.schedule.timezone)
     except (ZoneInfoNotFoundError, ValueError) as e:
-        raise SpecError(str(spec_path), [("schedule.timezone", f"unknown time zone: {e}")]) from e
-    timetable = CronDataIntervalTimetable(spec.schedule.cron, timezone=spec.schedule.timezone)
+        return [("schedule.timezone", f"unknown time zone: {e}")]
     try:
-        timetable.validate()
+        CronDataIntervalTimetable(spec.schedule.cron, timezone=spec.schedule.timezone).validate()
     except AirflowTimetableInvalid as e:
-        raise SpecError(str(spec_path), [("schedule.cron", f"{spec.schedule.cron!r}: {e}")]) from e
+        return [("schedule.cron", f"{spec.schedule.cron!r}: {e}")]
+    return []
+
+
+def load_pipelines(spec_dir: Path) -> LoadedSpecs:
+    """Every spec of `spec_dir` (`*.yaml`), each valid or rejected on its own.
+
+    Every Shipyard DAG file builds its DAGs from `.valid`, so a broken or duplicate spec hides
+    no other pipeline's DAGs; `dags/shipyard_specs.py` raises `.errors` as its import error.
+    """
+    loaded = load_specs(sorted(spec_dir.glob("*.yaml")))
+    for path, spec in list(loaded.valid.items()):
+        if problems := schedule_problems(spec):
+            loaded.reject(path, problems)
+    for error in loaded.errors:
+        log.warning("skipping %s", error)
+    return loaded
+
+
+def training_schedule(spec: PipelineSpec) -> AssetOrTimeSchedule:
+    """The spec's cron as a data-interval timetable, OR the pipeline's drift Asset (retrain on drift)."""
+    timetable = CronDataIntervalTimetable(spec.schedule.cron, timezone=spec.schedule.timezone)
     return AssetOrTimeSchedule(timetable=timetable, assets=[drift_asset(spec.name)])
 
 
@@ -113,12 +135,14 @@ def trigger_params(spec: PipelineSpec) -> dict[str, Param]:
             title="Force re-ingest",
             description="Replace the snapshot of this run's interval even if it is already published.",
         ),
+        # Optional: the UI marks a Param required unless its type admits null, and an empty text
+        # field is null there, so a default of "" would disable Trigger and Run Backfill.
         "canary_args": Param(
-            "",
-            type="string",
+            None,
+            type=["null", "string"],
             title="Canary fault injection (demos only)",
             description="Extra predictor arguments for the canary, e.g. `--fault_error_rate 0.3`; "
-            "empty in real releases.",
+            "leave empty in real releases.",
         ),
     }
 
@@ -146,8 +170,9 @@ def _dag_doc(spec: PipelineSpec, spec_path: Path, runner: settings.Runner, stora
 Spec: `{spec_path.name}` · runner: **{runner}** · owner: {spec.owner}
 
 Each run owns the window **[data_interval_start, data_interval_end)** of `{spec.schedule.cron}`
-({spec.schedule.timezone}); runs without one (manual, or queued by the drift Asset
-`shipyard://{spec.name}/drift`) take the last full interval and say so in the task log.
+({spec.schedule.timezone}). A run queued by the drift Asset `shipyard://{spec.name}/drift` trains on
+the interval that ends when drift was detected, so the drifted days are learned from; a manual
+run without a data interval takes the last full interval. Each task log says which and why.
 
 - snapshots: `{storage}/{spec.name}/snapshots/interval_start=<start>/`
 - run outputs: `{storage}/{spec.name}/runs/<run_id>/<step>/`
@@ -170,7 +195,7 @@ def _step_task(
     )
     return step_operator(
         step, spec, spec_path, runner=runner, storage_root=storage_root, cron=spec.schedule.cron,
-        task_id=step, doc_md=doc,
+        task_id=str(step), doc_md=doc,
     )  # fmt: skip
 
 
@@ -182,7 +207,7 @@ def build_training_dag(
     with DAG(
         dag_id=training_dag_id(spec.name),
         description=spec.description or f"Shipyard training pipeline {spec.name}",
-        schedule=training_schedule(spec, spec_path),
+        schedule=training_schedule(spec),
         start_date=datetime.combine(spec.schedule.start_date, time(), ZoneInfo(spec.schedule.timezone)),
         catchup=False,
         max_active_runs=1,  # training reads the snapshots earlier runs published: one run at a time
@@ -208,27 +233,8 @@ def build_training_dag(
 
 
 def build_training_dags(
-    spec_paths: Iterable[Path], after_register: Sequence[TaskExtension] = ()
+    specs: Mapping[Path, PipelineSpec], after_register: Sequence[TaskExtension] = ()
 ) -> dict[str, DAG]:
-    """Every spec's DAG by id; any invalid spec raises one error naming every bad file and field.
-
-    Raising makes the DAG processor report an import error for the DAG file that names the
-    spec and the field (UI: "DAG Import Errors"); it also hides the other pipelines' DAGs of
-    that file until the spec is fixed, which is why the message lists all problems at once.
-    """
-    dags: dict[str, DAG] = {}
-    problems: list[SpecError] = []
-    for path in spec_paths:
-        try:
-            spec = load_spec(path)
-            dag = build_training_dag(spec, path, after_register)
-        except SpecError as e:
-            problems.append(e)
-            continue
-        dags[dag.dag_id] = dag
-    if problems:
-        raise SpecError(
-            ", ".join(p.source for p in problems),
-            [(f"{p.source}: {field}", problem) for p in problems for field, problem in p.problems],
-        )
-    return dags
+    """The training DAG of every spec (`load_pipelines(...).valid`), by DAG id."""
+    dags = (build_training_dag(spec, path, after_register) for path, spec in specs.items())
+    return {dag.dag_id: dag for dag in dags}

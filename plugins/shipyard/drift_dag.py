@@ -29,6 +29,7 @@ from shipyard import settings
 from shipyard.assets import drift_asset  # defined there so the training DAG file parses fast
 from shipyard.operators import step_operator
 from shipyard_spec import PipelineSpec
+from shipyard_spec.contract import Step
 
 log = logging.getLogger(__name__)
 
@@ -57,7 +58,7 @@ def build_drift_dag(spec: PipelineSpec, spec_path: str | Path) -> DAG:
         doc_md=__doc__,
     ) as dag:
         check_drift = step_operator(
-            "drift",
+            Step.DRIFT,
             spec,
             Path(spec_path),
             runner=runner,

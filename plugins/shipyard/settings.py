@@ -16,6 +16,8 @@ from typing import Annotated, Literal
 from airflow.sdk import Variable
 from pydantic import BaseModel, ConfigDict, Field
 
+from shipyard_spec.contract import DEFAULT_SPEC_DIR, Env
+
 Runner = Literal["local", "kubernetes"]
 RUNNERS: tuple[Runner, ...] = ("local", "kubernetes")
 REPO = Path(__file__).resolve().parents[2]
@@ -31,13 +33,11 @@ def _setting(env: str, variable: str) -> str | None:
 
 
 def runner() -> Runner:
-    value = _setting("SHIPYARD_RUNNER", "shipyard_runner")
+    value = _setting(Env.RUNNER, "shipyard_runner")
     if value is None:
         return "kubernetes" if kubernetes_configured() else "local"
     if value not in RUNNERS:
-        raise SettingError(
-            f"SHIPYARD_RUNNER / Variable shipyard_runner is {value!r}; expected one of {RUNNERS}"
-        )
+        raise SettingError(f"{Env.RUNNER} / Variable shipyard_runner is {value!r}; expected one of {RUNNERS}")
     return value  # type: ignore[return-value]
 
 
@@ -46,21 +46,21 @@ def runner() -> Runner:
 
 def shipyard_home() -> Path:
     """`SHIPYARD_HOME` (the Makefile sets it to `<repo>/.shipyard`): demo data, storage, MLflow."""
-    return Path(os.environ.get("SHIPYARD_HOME") or REPO / ".shipyard").resolve()
+    return Path(os.environ.get(Env.HOME) or REPO / ".shipyard").resolve()
 
 
 def storage_root() -> str:
     """`SHIPYARD_STORAGE_ROOT`, else `${SHIPYARD_HOME}/storage`: snapshots and run outputs."""
-    return os.environ.get("SHIPYARD_STORAGE_ROOT") or str(shipyard_home() / "storage")
+    return os.environ.get(Env.STORAGE_ROOT) or str(shipyard_home() / "storage")
 
 
 def pipeline_python() -> str:
     """The pipeline virtualenv's interpreter: `SHIPYARD_PIPELINE_PYTHON`, else `.venv/pipeline`."""
-    configured = os.environ.get("SHIPYARD_PIPELINE_PYTHON")
+    configured = os.environ.get(Env.PIPELINE_PYTHON)
     python = Path(configured) if configured else REPO / ".venv" / "pipeline" / "bin" / "python"
     if not python.exists():
         raise SettingError(
-            f"pipeline interpreter {python} does not exist: set SHIPYARD_PIPELINE_PYTHON or run `make venvs`"
+            f"pipeline interpreter {python} does not exist: set {Env.PIPELINE_PYTHON} or run `make venvs`"
         )
     return str(python)
 
@@ -73,8 +73,8 @@ def local_environment() -> dict[str, str]:
     """
     return {
         **os.environ,
-        "SHIPYARD_HOME": str(shipyard_home()),
-        "SHIPYARD_STORAGE_ROOT": storage_root(),
+        Env.HOME: str(shipyard_home()),
+        Env.STORAGE_ROOT: storage_root(),
         "PYTHONUNBUFFERED": "1",  # lines reach the task log as they are written
     }
 
@@ -107,11 +107,11 @@ class KubernetesSettings(BaseModel):
     env_from_secrets: list[str] = []
     env_from_config_maps: list[str] = []
     # Expanded by the step inside the pod, from the environment the ConfigMap provides.
-    storage_root: str = "${SHIPYARD_STORAGE_ROOT}"
+    storage_root: str = f"${{{Env.STORAGE_ROOT}}}"
     # Where the chart mounts the specs (ConfigMap <fullname>-pipeline-specs).
-    spec_dir: str = "/etc/shipyard/pipelines"
+    spec_dir: str = DEFAULT_SPEC_DIR
     # Directory of the chart's pod templates (step.yaml, gpu-step.yaml); default $SHIPYARD_POD_TEMPLATE_DIR.
-    pod_template_dir: str | None = Field(default_factory=lambda: os.environ.get("SHIPYARD_POD_TEMPLATE_DIR"))
+    pod_template_dir: str | None = Field(default_factory=lambda: os.environ.get(Env.POD_TEMPLATE_DIR))
     deferrable: bool = False
     startup_timeout_seconds: Annotated[int, Field(ge=1)] = 600
 
@@ -121,7 +121,7 @@ def _kubernetes_json() -> str | None:
 
 
 def kubernetes_configured() -> bool:
-    return bool(_kubernetes_json() or os.environ.get("SHIPYARD_POD_TEMPLATE_DIR"))
+    return bool(_kubernetes_json() or os.environ.get(Env.POD_TEMPLATE_DIR))
 
 
 def kubernetes_settings(raw: str | None = None) -> KubernetesSettings:

@@ -10,15 +10,13 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any
 
 from shipyard.window import Window
+from shipyard_spec.contract import Step
 
-Step = Literal["ingest", "validate", "train", "evaluate", "register", "drift"]
 # The training DAG's steps, in order; `drift` runs in the drift DAG.
-STEPS: tuple[Step, ...] = ("ingest", "validate", "train", "evaluate", "register")
-# The KubernetesPodOperator's XCom contract: the sidecar reads this file.
-POD_RESULT_PATH = "/airflow/xcom/return.json"
+STEPS: tuple[Step, ...] = (Step.INGEST, Step.VALIDATE, Step.TRAIN, Step.EVALUATE, Step.REGISTER)
 
 
 @dataclass(frozen=True)
@@ -55,7 +53,7 @@ def step_arguments(
     `result_path=None` leaves `--result-path` out, for a runner that appends a temporary one.
     """
     arguments = [
-        step,
+        str(step),
         "--spec", spec_path,
         "--interval-start", window.start.isoformat(),
         "--interval-end", window.end.isoformat(),
@@ -64,9 +62,9 @@ def step_arguments(
     ]  # fmt: skip
     if result_path is not None:
         arguments += ["--result-path", result_path]
-    if step == "ingest" and options.force_ingest:
+    if step == Step.INGEST and options.force_ingest:
         arguments.append("--force")
-    if step == "train":
+    if step == Step.TRAIN:
         if options.window_intervals is not None:
             arguments += ["--window-intervals", str(options.window_intervals)]
         if options.skip_tuning:

@@ -83,7 +83,6 @@ class Env(StrEnum):
     PIPELINE_PYTHON = "SHIPYARD_PIPELINE_PYTHON"
     SERVING_PYTHON = "SHIPYARD_SERVING_PYTHON"
     SERVING_PORT = "SHIPYARD_SERVING_PORT"
-    MLFLOW_ARTIFACTS_DESTINATION = "SHIPYARD_MLFLOW_ARTIFACTS_DESTINATION"
     MLFLOW_CONNECT_ATTEMPTS = "SHIPYARD_MLFLOW_CONNECT_ATTEMPTS"
     MLFLOW_CONNECT_BACKOFF = "SHIPYARD_MLFLOW_CONNECT_BACKOFF"
     MLFLOW_TRACKING_URI = "MLFLOW_TRACKING_URI"
@@ -133,6 +132,10 @@ def serving_name(pipeline: str) -> str:
 SNAPSHOTS_DIR = "snapshots"
 RUNS_DIR = "runs"
 PREDICTION_LOGS_DIR = "prediction_logs"
+MODELS_DIR = "models"
+# What a serving model directory holds: exactly the files the predictor reads (MLflow sklearn
+# flavour: the signature in MLmodel, the pickled Pipeline, the input example for the warm-up).
+SERVING_MODEL_FILES = ("MLmodel", "model.pkl", "input_example.json")
 
 
 def join(base: str, *parts: str) -> str:
@@ -181,3 +184,11 @@ def prediction_log_part_name(unix_ms: int, pid: int) -> str:
 
 def prediction_log_temporary_name(part_name: str) -> str:
     return f".{part_name}.tmp"
+
+
+def serving_model_uri(storage_root: str, pipeline: str, version: str) -> str:
+    """`{storage_root}/{pipeline}/models/{version}`: where register writes a version's serving
+    model directory (`SERVING_MODEL_FILES`) and what it records as tag `Tag.SERVING_URI`. An
+    `s3://…` directory on Kubernetes (the KServe storage initializer downloads it to
+    /mnt/models), a local directory in the embedded mode (the local predictors' --model_dir)."""
+    return join(storage_root, pipeline, MODELS_DIR, str(version))

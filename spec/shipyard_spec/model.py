@@ -13,6 +13,8 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from shipyard_spec.contract import Step
+
 Fraction = Annotated[float, Field(gt=0, lt=1)]
 Identifier = Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")]
 
@@ -177,19 +179,19 @@ class StepResources(StrictModel):
     gpu: Annotated[int, Field(ge=0)] = 0
 
 
-StepName = Literal["ingest", "validate", "train", "evaluate", "register", "drift"]
-
 # Pod resources used when the spec does not name a step; training gets more room.
-DEFAULT_STEP_RESOURCES: dict[str, StepResources] = {
-    "train": StepResources(cpu="1", memory="2Gi", memory_limit="4Gi"),
+DEFAULT_STEP_RESOURCES: dict[Step, StepResources] = {
+    Step.TRAIN: StepResources(cpu="1", memory="2Gi", memory_limit="4Gi"),
 }
 
 
 class Metrics(StrictModel):
     """Where canary metrics come from: a Prometheus server, or a direct scrape of /metrics."""
 
-    # `scrape` reads the predictors' /metrics directly (embedded); `prometheus` runs PromQL.
-    provider: Literal["prometheus", "scrape"] = "scrape"
+    # `haproxy` reads the local backend's load balancer (HAProxy's Prometheus exporter and its
+    # request log: every request as clients saw it; the embedded default); `scrape` reads the
+    # predictors' own /metrics (time inside the model only); `prometheus` runs PromQL.
+    provider: Literal["haproxy", "prometheus", "scrape"] = "haproxy"
     # Base URL of the Prometheus HTTP API (required with provider `prometheus`).
     prometheus_url: str | None = None
     # Metric names: `shipyard` (our predictor), `knative-legacy` (queue-proxy, Knative <= 1.18),
@@ -223,6 +225,20 @@ class KServeTarget(StrictModel):
     kubernetes_conn_id: str = "kubernetes_default"
 
 
+class LocalServing(StrictModel):
+    """The local backend's load balancer (HAProxy) in front of the predictor processes."""
+
+    # Active health check (`GET /v2/health/ready`) period; a predictor whose check fails twice
+    # in a row (the second one 1/4 interval after the first; a check may take max(2 intervals,
+    # 2 s)) gets no new request. A refused connection from real traffic takes it out at once.
+    health_check_interval_seconds: Annotated[float, Field(gt=0, le=60)] = 1
+    # A predictor that has not answered within this time is given up on; the request is sent
+    # again to another predictor (predictions are idempotent) or answered 504.
+    server_timeout_seconds: Annotated[float, Field(gt=0, le=600)] = 5
+    # How many times a request that got no answer (refused, reset, timed out) is sent again.
+    retries: Annotated[int, Field(ge=0, le=10)] = 2
+
+
 class Rollout(StrictModel):
     """Canary policy in Flagger / Argo Rollouts terms. Defaults are the safe ones.
 
@@ -247,6 +263,9 @@ class Rollout(StrictModel):
     max_error_rate: Annotated[float, Field(ge=0, le=1)] = 0.01
     # Maximum canary p99 latency per check, milliseconds.
     max_p99_latency_ms: Annotated[float, Field(gt=0)] = 250
+    # Maximum canary client-error share (4xx / requests) above the stable version's in the same
+    # window: a version that rejects what clients send fails even though it "works".
+    max_client_error_rate_increase: Annotated[float, Field(ge=0, le=1)] = 0.05
     # Optional: maximum canary error rate as a multiple of the stable version's (floored at 1/requests).
     max_error_rate_ratio: Annotated[float, Field(gt=0)] | None = None
     # How long checks may stay inconclusive/error before the canary counts as failed.
@@ -257,6 +276,7 @@ class Rollout(StrictModel):
     manual_confirmation: bool = False
     metrics: Metrics = Metrics()
     kserve: KServeTarget = KServeTarget()
+    local: LocalServing = LocalServing()
 
     @model_validator(mode="after")
     def _steps_rise_to_100(self) -> Rollout:
@@ -307,7 +327,7 @@ class PipelineSpec(StrictModel):
     evaluation: Evaluation = Evaluation()
     gates: Gates = Gates()
     mlflow: MlflowConfig
-    resources: dict[StepName, StepResources] = {}
+    resources: dict[Step, StepResources] = {}
     rollout: Rollout = Rollout()
     drift: Drift = Drift()
 
@@ -324,6 +344,6 @@ class PipelineSpec(StrictModel):
             raise ValueError(f"features must not include the id/target/event-time columns: {sorted(leaked)}")
         return self
 
-    def resources_for(self, step: StepName) -> StepResources:
+    def resources_for(self, step: Step) -> StepResources:
         """Pod resources for one step: the spec's entry, else the step's default."""
         return self.resources.get(step) or DEFAULT_STEP_RESOURCES.get(step, StepResources())

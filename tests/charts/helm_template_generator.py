@@ -9,10 +9,12 @@ models (kserve_model_check.py in the serving virtualenv), prometheus-operator on
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import subprocess
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +29,8 @@ KUBERNETES_VERSIONS = ("1.36", "1.37")
 CUSTOM_API_GROUPS = ("serving.kserve.io/", "monitoring.coreos.com/")
 RELEASE = "shipyard"
 NAMESPACE = "shipyard"
+# What every install must say (values.yaml leaves it empty on purpose): rendered under every test's values.
+REQUIRED_VALUES = {"storage": {"root": "s3://shipyard-data/prod"}}
 
 
 class HelmError(RuntimeError):
@@ -58,6 +62,22 @@ def validate_builtin(obj: dict[str, Any]) -> None:
             raise AssertionError(f"{name} is invalid for Kubernetes {version} at {where}: {e.message}") from e
 
 
+@contextlib.contextmanager
+def values_args(
+    before: list[dict[str, Any]], files: list[Path] | None, after: list[dict[str, Any]]
+) -> Iterator[list[str]]:
+    """`--values` arguments for dicts (written to temp files) and files, in this order (later wins)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        args = []
+        for index, values in enumerate([*before, *(files or []), *after]):
+            if isinstance(values, dict):
+                path = Path(tmp, f"values-{index}.yaml")
+                path.write_text(yaml.safe_dump(values))
+                values = path
+            args += ["--values", str(values)]
+        yield args
+
+
 def render_chart(
     values: dict[str, Any] | None = None,
     show_only: list[str] | None = None,
@@ -65,15 +85,11 @@ def render_chart(
     namespace: str = NAMESPACE,
     name: str = RELEASE,
     validate: bool = True,
+    required: dict[str, Any] | None = REQUIRED_VALUES,
 ) -> list[dict[str, Any]]:
-    """The chart's objects for these values (a dict, then files), in helm's order."""
-    with tempfile.NamedTemporaryFile("w", suffix=".yaml") as values_file:
-        yaml.safe_dump(values or {}, values_file)
-        values_file.flush()
-        args = ["template", name, str(CHART), "--namespace", namespace]
-        for path in values_files or []:
-            args += ["--values", str(path)]
-        args += ["--values", values_file.name]
+    """The chart's objects for these values (`required`, then files, then the dict), in helm's order."""
+    with values_args([required or {}], values_files, [values or {}]) as args:
+        args = ["template", name, str(CHART), "--namespace", namespace, *args]
         for template in show_only or []:
             args += ["--show-only", template]
         objects = [doc for doc in yaml.safe_load_all(helm(*args).stdout) if doc]

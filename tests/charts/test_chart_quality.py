@@ -15,18 +15,22 @@ import yaml
 from helm_template_generator import (
     CHART,
     REPO,
+    REQUIRED_VALUES,
     HelmError,
     by_kind_name,
     helm,
     kserve_model_problems,
     render_chart,
     validate_builtin,
+    values_args,
 )
 
 SCENARIOS = sorted((CHART / "ci").glob("*-values.yaml"))
 SCENARIO_IDS = [path.name.removesuffix("-values.yaml") for path in SCENARIOS]
 VALUES = yaml.safe_load((CHART / "values.yaml").read_text())
 SCHEMA = json.loads((CHART / "values.schema.json").read_text())
+# Helm sets `global` when the chart is another chart's dependency; it has no default of its own.
+HELM_SET = {"global"}
 TOOLS_BIN = REPO / ".venv" / "tools" / "bin"
 
 
@@ -54,8 +58,10 @@ def pod_templates(obj: dict[str, Any]) -> list[dict[str, Any]]:
 class TestLint:
     @pytest.mark.parametrize("values_file", [None, *SCENARIOS], ids=["defaults", *SCENARIO_IDS])
     def test_lint_strict_passes(self, values_file):
-        args = ["lint", "--strict", str(CHART)] + (["--values", str(values_file)] if values_file else [])
-        assert "1 chart(s) linted, 0 chart(s) failed" in helm(*args).stdout
+        with values_args([REQUIRED_VALUES], [values_file] if values_file else [], []) as args:
+            assert (
+                "1 chart(s) linted, 0 chart(s) failed" in helm("lint", "--strict", str(CHART), *args).stdout
+            )
 
 
 class TestInventory:
@@ -151,7 +157,7 @@ class TestValuesSchema:
     def test_every_declared_property_has_a_default_in_values_yaml(self):
         declared = schema_paths(SCHEMA)
         # Entries of the pipelines map are user-supplied and have no default.
-        expected = {p for p in declared if not p.startswith("inferenceServices.pipelines.")}
+        expected = {p for p in declared - HELM_SET if not p.startswith("inferenceServices.pipelines.")}
         assert expected <= value_paths(VALUES, declared)
 
     def test_schema_objects_reject_unknown_keys(self):
@@ -173,12 +179,35 @@ class TestValuesSchema:
         with pytest.raises(HelmError, match=message):
             render_chart(values)
 
+    @pytest.mark.parametrize("cpu", [0.5, 2, 0, "500m", "0.5", "2Ki", "+1"])
+    def test_quantities_are_numbers_or_kubernetes_quantity_strings(self, cpu):
+        values = {"servingRuntime": {"resources": {"requests": {"cpu": cpu, "memory": "1.5Gi"}}}}
+        runtime = render_chart(values, show_only=["templates/servingruntime.yaml"])[0]
+        assert runtime["spec"]["containers"][0]["resources"]["requests"] == {"cpu": cpu, "memory": "1.5Gi"}
+
+    @pytest.mark.parametrize("cpu", [-1, -0.5, "-1", "1.5 Gi", "abc", "1Gb", True])
+    def test_negative_or_malformed_quantities_are_rejected(self, cpu):
+        values = {"servingRuntime": {"resources": {"requests": {"cpu": cpu}}}}
+        with pytest.raises(HelmError, match="/servingRuntime/resources/requests/cpu"):
+            render_chart(values)
+
+    def test_more_min_than_max_replicas_is_rejected_with_both_values_named(self):
+        values = {"inferenceServices": {"minReplicas": 5, "maxReplicas": 2}}
+        message = r"inferenceServices\.minReplicas \(5\) is greater than inferenceServices\.maxReplicas \(2\)"
+        with pytest.raises(HelmError, match=message):
+            render_chart(values)
+
+    def test_as_many_min_as_max_replicas_is_fine(self):
+        assert render_chart({"inferenceServices": {"minReplicas": 2, "maxReplicas": 2}})
+
     def test_readme_table_lists_every_value(self):
         readme = (CHART / "README.md").read_text()
         rows = set(re.findall(r"^\| `([\w.]+)` \|", readme, re.M))
         sections = {p for p in schema_paths(SCHEMA) for q in schema_paths(SCHEMA) if q.startswith(p + ".")}
         expected = {
-            p for p in schema_paths(SCHEMA) - sections if not p.startswith("inferenceServices.pipelines.")
+            p
+            for p in schema_paths(SCHEMA) - sections - HELM_SET
+            if not p.startswith("inferenceServices.pipelines.")
         }
         assert expected - rows == set()
         assert rows - expected == set()
@@ -324,10 +353,9 @@ def skipped_ids(results: dict[str, Any]) -> set[str]:
 
 def notes(values_files: list[Path]) -> str:
     """NOTES.txt as `helm install --dry-run=client` prints it (no cluster involved)."""
-    args = ["install", "shipyard", str(CHART), "--namespace", "shipyard", "--dry-run=client"]
-    for path in values_files:
-        args += ["--values", str(path)]
-    return helm(*args).stdout.split("NOTES:", 1)[1]
+    with values_args([REQUIRED_VALUES], values_files, []) as args:
+        install = ["install", "shipyard", str(CHART), "--namespace", "shipyard", "--dry-run=client", *args]
+        return helm(*install).stdout.split("NOTES:", 1)[1]
 
 
 class TestNotes:
@@ -350,6 +378,19 @@ class TestNotes:
         assert "http://telco-churn-predictor.shipyard.svc.cluster.local/v1/models/telco-churn:predict" in text
         assert reach in text
         assert "helm test shipyard -n shipyard" in text
+
+    def test_storage_and_the_secret_annotations_kserve_needs(self):
+        text = notes([CHART / "ci" / "mlflow-values.yaml"])
+        assert "share s3://shipyard-data/prod through the S3 endpoint https://s3.storage.example.com" in text
+        assert (
+            "kubectl -n shipyard annotate secret shipyard-s3 "
+            "serving.kserve.io/s3-endpoint=s3.storage.example.com serving.kserve.io/s3-usehttps=1\n"
+        ) in text
+
+    def test_workload_identity_names_the_account_to_annotate(self):
+        text = notes([CHART / "ci" / "knative-values.yaml"])
+        assert "Credentials: workload identity of ServiceAccount shipyard-pipeline" in text
+        assert "annotate secret" not in text
 
     def test_mlflow_tracking_uri_when_enabled(self):
         text = notes([CHART / "ci" / "mlflow-values.yaml"])

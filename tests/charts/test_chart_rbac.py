@@ -18,10 +18,10 @@ class TestAirflowWorkerRole:
             for resource in rule["resources"]
         }
         assert granted == {
-            ("", "pods"): ["create", "delete", "get", "list", "watch"],
+            ("", "pods"): ["create", "delete", "get", "list", "patch"],
             ("", "pods/log"): ["get"],
             ("", "pods/exec"): ["create"],
-            ("serving.kserve.io", "inferenceservices"): ["create", "get", "list", "patch", "watch"],
+            ("serving.kserve.io", "inferenceservices"): ["create", "get", "patch"],
         }
 
     def test_pod_events_are_an_opt_in_read_only_extra(self):
@@ -47,6 +47,17 @@ class TestAirflowWorkerRole:
         assert binding["subjects"] == [
             {"kind": "ServiceAccount", "name": "shipyard-airflow-worker", "namespace": "shipyard"}
         ]
+
+    def test_airflow_may_run_in_another_namespace(self):
+        objects = by_kind_name(render_chart({"airflowWorker": {"namespace": "airflow"}}))
+        binding = objects[("RoleBinding", "shipyard-airflow-worker")]
+        assert binding["metadata"]["namespace"] == "shipyard"
+        assert binding["subjects"] == [
+            {"kind": "ServiceAccount", "name": "shipyard-airflow-worker", "namespace": "airflow"}
+        ]
+        # The account lives where the workers run; the Role stays where the step pods run.
+        assert objects[("ServiceAccount", "shipyard-airflow-worker")]["metadata"]["namespace"] == "airflow"
+        assert objects[("Role", "shipyard-airflow-worker")]["metadata"]["namespace"] == "shipyard"
 
     def test_binds_an_existing_service_account_when_the_chart_does_not_create_one(self):
         objects = by_kind_name(

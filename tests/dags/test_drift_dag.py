@@ -101,7 +101,7 @@ def test_check_drift_runs_the_drift_step_cli_on_the_run_window(
         **interval,
         "run_id": "manual__1",
         "params": {},
-        "dag_run": SimpleNamespace(run_after=RUN_AFTER),
+        "dag_run": SimpleNamespace(run_after=RUN_AFTER, consumed_asset_events=[]),
     }
     operator.render_template_fields(context)
     assert operator.arguments == [

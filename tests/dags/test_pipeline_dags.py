@@ -1,5 +1,6 @@
-"""Every DAG file: imports cleanly, follows the house rules, parses without heavy modules; a bad
-spec is an import error that names the spec file and the field."""
+"""Every DAG file: imports cleanly, follows the house rules, parses without heavy modules; a bad or
+duplicate spec is an import error that names the spec file and the field, and hides no other
+pipeline's DAGs."""
 
 from __future__ import annotations
 
@@ -14,7 +15,10 @@ import yaml
 from airflow.dag_processing.dagbag import DagBag
 from support.servers import REPO
 
-DAG_FILES = sorted((REPO / "dags").glob("*.py"))
+SPEC_CHECK = "shipyard_specs.py"  # the DAG file that reports bad specs; it defines no DAG
+DAG_FILES = sorted(f for f in (REPO / "dags").glob("*.py") if f.name != SPEC_CHECK)
+TELCO_SPEC = REPO / "dags" / "pipelines" / "telco_churn.yaml"
+TELCO_DAGS = {"shipyard_train_telco_churn", "shipyard_drift_telco_churn", "shipyard_rollback_telco_churn"}
 HEAVY_MODULES = ("pandas", "sklearn", "xgboost", "mlflow", "kserve", "great_expectations")
 TRAINING_DAG = "shipyard_train_telco_churn"
 
@@ -29,6 +33,11 @@ def test_every_dag_file_imports_and_defines_dags(dag_file: Path) -> None:
     bag = DagBag(dag_folder=str(dag_file))
     assert bag.import_errors == {}
     assert bag.dags, f"{dag_file.name} defines no DAG"
+
+
+def test_the_spec_check_passes_on_the_shipped_specs() -> None:
+    bag = DagBag(dag_folder=str(REPO / "dags" / SPEC_CHECK))
+    assert (bag.import_errors, bag.dags) == ({}, {})
 
 
 def test_every_dag_has_tags_an_owner_retries_and_docs(dag_bag: DagBag) -> None:
@@ -56,7 +65,7 @@ def test_the_training_dag_reads_well_in_the_graph_view(dag_bag: DagBag) -> None:
         "window_intervals": 26,
         "skip_tuning": False,
         "force_ingest": False,
-        "canary_args": "",
+        "canary_args": None,
     }
     register = dag.get_task("pipeline.register")
     assert (register.retries, register.retry_exponential_backoff) == (2, 2.0)
@@ -66,11 +75,12 @@ def test_an_extension_appends_tasks_after_register() -> None:
     from airflow.providers.standard.operators.empty import EmptyOperator
 
     from shipyard.dag_factory import build_training_dags
+    from shipyard_spec import load_spec
 
     def rollout(spec, register) -> None:  # what the canary stage plugs in
         register >> EmptyOperator(task_id="rollout", doc_md=f"roll out {spec.name}")
 
-    dags = build_training_dags([REPO / "dags" / "pipelines" / "telco_churn.yaml"], after_register=[rollout])
+    dags = build_training_dags({TELCO_SPEC: load_spec(TELCO_SPEC)}, after_register=[rollout])
     rollout_task = dags[TRAINING_DAG].get_task("rollout")
     assert (rollout_task.upstream_task_ids, rollout_task.doc_md) == (
         {"pipeline.register"},
@@ -104,20 +114,28 @@ def test_parsing_imports_no_heavy_module(tmp_path: Path, runner: str) -> None:
     assert parsed["heavy"] == []
 
 
-def spec_with(tmp_path: Path, change: dict) -> Path:
-    """A dags folder holding the real DAG file and one telco spec with `change` merged in."""
+def dags_folder(tmp_path: Path, specs: dict[str, dict]) -> Path:
+    """A dags folder holding the real DAG files, the Telco spec and `specs` (file name → content)."""
     dags = tmp_path / "dags"
     (dags / "pipelines").mkdir(parents=True)
-    shutil.copy(REPO / "dags" / "shipyard_pipelines.py", dags)
-    spec = yaml.safe_load((REPO / "dags" / "pipelines" / "telco_churn.yaml").read_text())
-    for dotted, value in change.items():
+    for dag_file in (REPO / "dags").glob("*.py"):
+        shutil.copy(dag_file, dags)
+    shutil.copy(TELCO_SPEC, dags / "pipelines")
+    for name, spec in specs.items():
+        (dags / "pipelines" / name).write_text(yaml.safe_dump(spec))
+    return dags
+
+
+def telco_with(change: dict) -> dict:
+    """The Telco spec, renamed `other`, with `change` (dotted field → value) merged in."""
+    spec = yaml.safe_load(TELCO_SPEC.read_text())
+    for dotted, value in {"name": "other", **change}.items():
         *parents, leaf = dotted.split(".")
         node = spec
         for key in parents:
             node = node[key]
         node[leaf] = value
-    (dags / "pipelines" / "broken.yaml").write_text(yaml.safe_dump(spec))
-    return dags
+    return spec
 
 
 @pytest.mark.parametrize(
@@ -130,11 +148,35 @@ def spec_with(tmp_path: Path, change: dict) -> Path:
         ({"featurs": {"numeric": ["tenure"]}}, "featurs"),
     ],
 )
-def test_a_bad_spec_is_an_import_error_naming_the_file_and_the_field(
+def test_a_bad_spec_is_an_import_error_naming_the_file_and_the_field_and_hides_nothing_else(
     tmp_path: Path, change: dict, field: str
 ) -> None:
-    dags = spec_with(tmp_path, change)
+    dags = dags_folder(tmp_path, {"other.yaml": telco_with(change)})
     bag = DagBag(dag_folder=str(dags))
     [(dag_file, message)] = bag.import_errors.items()
-    assert Path(dag_file).name == "shipyard_pipelines.py"
-    assert f"{dags / 'pipelines' / 'broken.yaml'}: {field}" in message
+    assert Path(dag_file).name == SPEC_CHECK
+    assert f"{dags / 'pipelines' / 'other.yaml'}: {field}" in message
+    assert set(bag.dags) == TELCO_DAGS  # the other pipeline's training, drift and rollback DAGs
+
+
+def test_a_copied_spec_that_keeps_the_name_takes_nothing_over(tmp_path: Path) -> None:
+    """`cp telco_churn.yaml mlc_churn.yaml`, edited but still `name: telco_churn`: not last-file-wins."""
+    dags = dags_folder(tmp_path, {"mlc_churn.yaml": telco_with({"name": "telco_churn", "owner": "mlc"})})
+    bag = DagBag(dag_folder=str(dags))
+    [(dag_file, message)] = bag.import_errors.items()
+    assert Path(dag_file).name == SPEC_CHECK
+    original, copy = dags / "pipelines" / "telco_churn.yaml", dags / "pipelines" / "mlc_churn.yaml"
+    assert f"{copy}: name: 'telco_churn' is already the name of {original}" in message
+    assert set(bag.dags) == TELCO_DAGS
+    assert {bag.dags[dag_id].owner for dag_id in TELCO_DAGS} == {"data-science"}  # the original's
+
+
+def test_two_copies_under_other_file_names_both_lose_the_name(tmp_path: Path) -> None:
+    twin = telco_with({"name": "twin"})
+    dags = dags_folder(tmp_path, {"a.yaml": twin, "b.yaml": twin})
+    bag = DagBag(dag_folder=str(dags))
+    [message] = bag.import_errors.values()
+    a, b = dags / "pipelines" / "a.yaml", dags / "pipelines" / "b.yaml"
+    assert f"{a}: name: 'twin' is already the name of {b}" in message
+    assert f"{b}: name: 'twin' is already the name of {a}" in message
+    assert set(bag.dags) == TELCO_DAGS

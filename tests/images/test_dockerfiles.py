@@ -9,6 +9,7 @@ Runs in the Airflow virtualenv (standard library + tomllib + uv).
 
 from __future__ import annotations
 
+import ast
 import json
 import os
 import re
@@ -204,6 +205,32 @@ def test_build_stage_installs_into_a_clean_virtualenv(image, tmp_path):
     assert check.returncode == 0, f"{image}: the lock file is incomplete:\n{check.stdout}{check.stderr}"
     if image in ENTRYPOINTS:
         assert (venv / "bin" / ENTRYPOINTS[image][1]).exists()
+        # Every first-party package the image's code imports (the shared contract module included)
+        # is installed by the Dockerfile, not only the image's own package.
+        package_dir = REPO / ENTRYPOINTS[image][0]
+        imported = sorted(first_party_imports(package_dir))
+        probe = "import importlib.util as u, sys; print([n for n in sys.argv[1:] if not u.find_spec(n)])"
+        missing = subprocess.run(
+            [python, "-c", probe, *imported], capture_output=True, text=True, check=True, cwd=tmp_path
+        ).stdout.strip()
+        assert missing == "[]", f"{image}: the Dockerfile does not install {missing}, which its code imports"
+
+
+def first_party_imports(package_dir: Path) -> set[str]:
+    """Top-level `shipyard*` packages imported anywhere under an image's package directory."""
+    names: set[str] = set()
+    for path in package_dir.rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Import):
+                names |= {alias.name.split(".")[0] for alias in node.names}
+            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                names.add(node.module.split(".")[0])
+    return {name for name in names if name.startswith("shipyard")}
+
+
+def test_first_party_imports_are_found_in_the_image_packages():
+    assert first_party_imports(REPO / "images" / "pipeline") >= {"shipyard_pipeline", "shipyard_spec"}
+    assert "shipyard_serving" in first_party_imports(REPO / "images" / "serving")
 
 
 def test_dockerignore_patterns_follow_docker_semantics():

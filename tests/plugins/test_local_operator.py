@@ -45,7 +45,7 @@ def run_ingest(spec_path: Path, storage: Path, window: tuple[datetime, datetime]
         "data_interval_end": end,
         "run_id": "scheduled__2026-03-02",
         "params": {"window_intervals": 1, "skip_tuning": False, "force_ingest": False},
-        "dag_run": SimpleNamespace(run_after=end),
+        "dag_run": SimpleNamespace(run_after=end, consumed_asset_events=[]),
     }
     operator.render_template_fields(context)
     return operator.execute(context)

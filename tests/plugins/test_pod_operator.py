@@ -73,7 +73,7 @@ def render_pods(spec_path: Path, monkeypatch: pytest.MonkeyPatch, **settings: An
         "data_interval_end": END,
         "run_id": "scheduled__2026-03-02T00:00:00+00:00",
         "params": {"window_intervals": 26, "skip_tuning": True, "force_ingest": False},
-        "dag_run": SimpleNamespace(run_after=END),
+        "dag_run": SimpleNamespace(run_after=END, consumed_asset_events=[]),
     }
     pods = {}
     for step, operator in operators.items():

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 import yaml
 
-from shipyard_spec import SpecError, load_spec, parse_spec
+from shipyard_spec import SpecError, load_spec, load_specs, parse_spec
 
 REPO = Path(__file__).resolve().parents[2]
 SHIPPED = sorted([*REPO.glob("dags/pipelines/*.yaml"), *REPO.glob("tests/images/pipeline/specs/*.yaml")])
@@ -87,3 +87,32 @@ def test_yaml_syntax_error_is_a_spec_error(tmp_path: Path) -> None:
     path.write_text("name: [unclosed\n")
     with pytest.raises(SpecError, match=r"\(yaml\)"):
         load_spec(path)
+
+
+def test_loading_a_folder_rejects_each_bad_spec_on_its_own(tmp_path: Path) -> None:
+    (tmp_path / "telco_churn.yaml").write_text(TELCO.read_text())
+    (tmp_path / "broken.yaml").write_text(
+        yaml.safe_dump(changed("name", "broken") | {"gates": {"min_roc_auc": 2}})
+    )
+    loaded = load_specs(sorted(tmp_path.glob("*.yaml")))
+    assert [spec.name for spec in loaded.valid.values()] == ["telco_churn"]
+    [error] = loaded.errors
+    assert (error.source, [field for field, _ in error.problems]) == (
+        str(tmp_path / "broken.yaml"),
+        ["gates.min_roc_auc"],
+    )
+    with pytest.raises(SpecError, match=r"broken\.yaml: gates\.min_roc_auc"):
+        loaded.raise_errors()
+
+
+def test_a_duplicate_name_stays_with_the_file_named_after_it(tmp_path: Path) -> None:
+    original, copy = tmp_path / "telco_churn.yaml", tmp_path / "mlc_churn.yaml"
+    original.write_text(TELCO.read_text())
+    copy.write_text(TELCO.read_text())  # copied, not renamed
+    loaded = load_specs([copy, original])
+    assert list(loaded.valid) == [original]
+    [error] = loaded.errors
+    assert error.source == str(copy)
+    assert error.problems == [
+        ("name", f"'telco_churn' is already the name of {original}: each pipeline needs its own name")
+    ]

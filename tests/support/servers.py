@@ -1,4 +1,4 @@
-"""Start real servers (MLflow, and others later) as subprocesses on free ports.
+"""Start real servers (MLflow, an S3-compatible object store) as subprocesses on free ports.
 
 Standard library only: these helpers are imported by test runs in all three virtualenvs.
 """
@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -60,25 +61,81 @@ def stop_process(process: subprocess.Popen, timeout: float = 15) -> None:
         process.wait()
 
 
+def stop_process_group(process: subprocess.Popen, timeout: float = 15) -> None:
+    """`stop_process` for a server started with `start_new_session=True`, children included."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(process.pid, signal.SIGTERM)
+    try:
+        process.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+
+
 @contextlib.contextmanager
-def mlflow_server(workdir: Path, port: int | None = None) -> Iterator[str]:
-    """A real `mlflow server` (SQLite store, local artifact destination); yields its URL."""
+def mlflow_server(
+    workdir: Path, port: int | None = None, artifacts_destination: str | None = None, env: dict | None = None
+) -> Iterator[str]:
+    """A real `mlflow server` (SQLite store, `--serve-artifacts`); yields its URL.
+
+    Configured the way charts/shipyard/templates/mlflow.yaml configures it: the backend store
+    and the artifact destination in MLFLOW_BACKEND_STORE_URI / MLFLOW_ARTIFACTS_DESTINATION,
+    the object store's endpoint and credentials in `env`. The destination defaults to a local
+    directory (the embedded mode). MLflow's background job executor (a job runner and seven
+    huey consumers per server, for features Shipyard does not use) is off, and the server runs
+    in its own process group so that stopping it stops all of its children, even mid-start.
+    """
     workdir.mkdir(parents=True, exist_ok=True)
     port = port or free_port()
     log = (workdir / "mlflow-server.log").open("wb")
     process = subprocess.Popen(
         [
-            venv_python("pipeline"), "-m", "mlflow", "server",
-            "--backend-store-uri", f"sqlite:///{workdir.resolve()}/mlflow.db",
-            "--artifacts-destination", str((workdir / "artifacts").resolve()),
+            venv_python("pipeline"), "-m", "mlflow", "server", "--serve-artifacts",
             "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
         ],
         stdout=log,
         stderr=subprocess.STDOUT,
+        start_new_session=True,
+        env={
+            **os.environ,
+            **(env or {}),
+            "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false",
+            "MLFLOW_BACKEND_STORE_URI": f"sqlite:///{workdir.resolve()}/mlflow.db",
+            "MLFLOW_ARTIFACTS_DESTINATION": artifacts_destination or str((workdir / "artifacts").resolve()),
+        },
     )  # fmt: skip
     url = f"http://127.0.0.1:{port}"
     try:
-        wait_http_ok(f"{url}/health", timeout=90, process=process)
+        wait_http_ok(f"{url}/health", timeout=180, process=process)  # slow to start on a loaded machine
+        yield url
+    finally:
+        stop_process_group(process)
+        log.close()
+
+
+def moto_server_binary() -> str:
+    """moto's standalone S3-compatible server (`moto[server]`, tools virtualenv)."""
+    return os.environ.get("SHIPYARD_MOTO_SERVER") or str(REPO / ".venv" / "tools" / "bin" / "moto_server")
+
+
+@contextlib.contextmanager
+def s3_server(workdir: Path, buckets: tuple[str, ...] = ()) -> Iterator[str]:
+    """A real S3-compatible server on loopback (moto's standalone server), with `buckets`
+    created; yields its endpoint URL (what AWS_ENDPOINT_URL_S3 is set to)."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    port = free_port()
+    log = (workdir / "moto-server.log").open("wb")
+    process = subprocess.Popen(
+        [moto_server_binary(), "-H", "127.0.0.1", "-p", str(port)], stdout=log, stderr=subprocess.STDOUT
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_http_ok(f"{url}/moto-api/", timeout=60, process=process)
+        for bucket in buckets:  # CreateBucket: PUT /<bucket> (moto checks no signature by default)
+            urllib.request.urlopen(
+                urllib.request.Request(f"{url}/{bucket}", method="PUT"), timeout=10
+            ).close()
         yield url
     finally:
         stop_process(process)

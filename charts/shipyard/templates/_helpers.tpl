@@ -54,6 +54,11 @@ helm.sh/chart: {{ include "shipyard.chart" .root }}
 {{- default (printf "%s-airflow-worker" (include "shipyard.fullname" .)) .Values.airflowWorker.serviceAccount.name }}
 {{- end }}
 
+{{/* Where the Airflow workers run: their ServiceAccount lives there, and the RoleBinding names it there. */}}
+{{- define "shipyard.airflowWorker.namespace" -}}
+{{- default .Release.Namespace .Values.airflowWorker.namespace }}
+{{- end }}
+
 {{- define "shipyard.pipeline.serviceAccountName" -}}
 {{- default (printf "%s-pipeline" (include "shipyard.fullname" .)) .Values.pipeline.serviceAccount.name }}
 {{- end }}
@@ -66,9 +71,13 @@ helm.sh/chart: {{ include "shipyard.chart" .root }}
 {{- printf "%s-mlflow" (include "shipyard.fullname" .) }}
 {{- end }}
 
-{{/* The InferenceService name of a pipeline: its name as a DNS label (underscores become dashes). */}}
+{{/*
+The InferenceService name of a pipeline, which is also the model name the predictor serves, labels its metrics
+with and logs its predictions under: shipyard_spec.contract.serving_name (underscores become dashes). The schema
+admits only pipeline names for which that is a DNS label.
+*/}}
 {{- define "shipyard.inferenceServiceName" -}}
-{{- . | replace "_" "-" | lower | trunc 45 | trimSuffix "-" }}
+{{- . | replace "_" "-" }}
 {{- end }}
 
 {{/* The writable /tmp every container gets, since root filesystems are read-only. Call with a size limit. */}}
@@ -100,5 +109,94 @@ Call with (dict "image" <image values> "value" "<values path of the image>").
 checkov.io/skip-pull-policy: CKV_K8S_15=IfNotPresent is deliberate - release tags are immutable and {{ .value }}.digest pins by digest
 {{- if not .image.digest }}
 checkov.io/skip-digest: CKV_K8S_43=no digest given in {{ .value }}.digest - set it to pin the image by digest
+{{- end }}
+{{- end }}
+
+{{/* The storage root every pod shares; the chart refuses to render without one. */}}
+{{- define "shipyard.storage.root" -}}
+{{- required "storage.root is required: the s3://bucket/prefix that step pods, predictors and MLflow share (charts/shipyard/README.md, Install)" .Values.storage.root }}
+{{- end }}
+
+{{/* Where predictors log and the drift step reads: storage.predictionLogUri, else <storage.root>/prediction_logs. */}}
+{{- define "shipyard.predictionLogUri" -}}
+{{- default (printf "%s/prediction_logs" (include "shipyard.storage.root" .)) .Values.storage.predictionLogUri }}
+{{- end }}
+
+{{/*
+Environment of every container that reads or writes the bucket: the S3-compatible endpoint, the region and,
+unless the pod has a workload identity, the access key pair from storage.existingSecret (never a value).
+*/}}
+{{- define "shipyard.storage.env" -}}
+{{- with .Values.storage.endpoint }}
+- name: AWS_ENDPOINT_URL_S3
+  value: {{ . | quote }}
+{{- end }}
+{{- with .Values.storage.region }}
+- name: AWS_DEFAULT_REGION
+  value: {{ . | quote }}
+{{- end }}
+{{- with .Values.storage.existingSecret }}
+{{- range list "AWS_ACCESS_KEY_ID" "AWS_SECRET_ACCESS_KEY" }}
+- name: {{ . }}
+  valueFrom:
+    secretKeyRef:
+      name: {{ $.Values.storage.existingSecret }}
+      key: {{ . }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{/* checkov skip for the access key pair read from a Secret into the environment (the AWS SDKs read it there). */}}
+{{- define "shipyard.storage.checkovSkip" -}}
+{{- if .Values.storage.existingSecret }}
+checkov.io/skip-storage-secret-env: CKV_K8S_35=the AWS SDKs read the access key pair from AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY - use workload identity to have no key at all
+{{- end }}
+{{- end }}
+
+{{/*
+KServe reads the S3 endpoint and region for its storage initializer from these annotations, on the
+ServiceAccount (with workload identity) or on the credentials Secret.
+*/}}
+{{- define "shipyard.storage.kserveAnnotations" -}}
+{{- with .Values.storage.endpoint }}
+{{- $url := urlParse . }}
+serving.kserve.io/s3-endpoint: {{ $url.host | quote }}
+serving.kserve.io/s3-usehttps: {{ ternary "1" "0" (eq $url.scheme "https") | quote }}
+{{- end }}
+{{- with .Values.storage.region }}
+serving.kserve.io/s3-region: {{ . | quote }}
+{{- end }}
+{{- end }}
+
+{{- define "shipyard.mlflow.trackingUri" -}}
+{{- printf "http://%s.%s.svc.cluster.local:%v" (include "shipyard.mlflow.fullname" .) .Release.Namespace .Values.mlflow.port }}
+{{- end }}
+
+{{/* Where the chart's MLflow proxies artifacts: mlflow.artifacts.destination, else <storage.root>/mlflow-artifacts. */}}
+{{- define "shipyard.mlflow.artifactsDestination" -}}
+{{- default (printf "%s/mlflow-artifacts" (include "shipyard.storage.root" .)) .Values.mlflow.artifacts.destination }}
+{{- end }}
+
+{{/*
+An environment list as YAML, refusing a name set twice (a value in `<where>.env` that the chart already sets).
+Call with (dict "env" <list of EnvVar> "where" "<values path>").
+*/}}
+{{- define "shipyard.uniqueEnv" -}}
+{{- $seen := dict }}
+{{- range .env }}
+{{- if hasKey $seen .name }}
+{{- fail (printf "%s.env sets %s, which the chart sets already (storage, spec and MLflow variables come from their own values): remove it from %s.env" $.where .name $.where) }}
+{{- end }}
+{{- $_ := set $seen .name true }}
+{{- end }}
+{{- toYaml .env }}
+{{- end }}
+
+{{/* Checks across values that the schema cannot express; each failure names the values and the fix. */}}
+{{- define "shipyard.validateValues" -}}
+{{- with .Values.inferenceServices }}
+{{- if gt (int .minReplicas) (int .maxReplicas) }}
+{{- fail (printf "inferenceServices.minReplicas (%v) is greater than inferenceServices.maxReplicas (%v): raise maxReplicas or lower minReplicas" .minReplicas .maxReplicas) }}
+{{- end }}
 {{- end }}
 {{- end }}

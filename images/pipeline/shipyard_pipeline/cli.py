@@ -1,9 +1,10 @@
 """`shipyard-step <step>`: one CLI per pipeline step, the same arguments in a pod and a subprocess.
 
-Every step takes the common arguments (spec, data interval, run id, storage root, result
-path) from one parent parser; step modules are imported only when chosen, so `ingest` does
-not pay for Great Expectations or MLflow imports. Exit codes: 0 ok, 3 a check failed
-(validation or gate: not worth a retry), 1 any other error, with a one-line cause on stderr.
+Every step (drift included) takes the common arguments (spec, data interval, run id, storage
+root, result path) from one parent parser; step modules are imported only when chosen, so
+`ingest` does not pay for Great Expectations or MLflow imports. Exit codes
+(`contract.ExitCode`): 0 ok, 3 a check failed (validation or gate: not worth a retry), 1 any
+other error, with a one-line cause on stderr.
 """
 
 from __future__ import annotations
@@ -20,10 +21,11 @@ from typing import Any
 
 from shipyard_pipeline import storage
 from shipyard_pipeline.context import RunContext, to_utc
-from shipyard_pipeline.errors import EXIT_ERROR, EXIT_OK, StepError
+from shipyard_pipeline.errors import StepError
 from shipyard_spec import SpecError, load_spec
+from shipyard_spec.contract import POD_RESULT_PATH, ExitCode
+from shipyard_spec.contract import Step as StepName
 
-DEFAULT_RESULT_PATH = "/airflow/xcom/return.json"
 log = logging.getLogger("shipyard_pipeline")
 
 
@@ -37,8 +39,8 @@ def common_arguments() -> argparse.ArgumentParser:
     parser.add_argument("--storage-root", required=True, help="local path or fsspec URI for all outputs")
     parser.add_argument(
         "--result-path",
-        default=DEFAULT_RESULT_PATH,
-        help=f"where the JSON result goes ({DEFAULT_RESULT_PATH})",
+        default=POD_RESULT_PATH,
+        help=f"where the JSON result goes ({POD_RESULT_PATH})",
     )
     return parser
 
@@ -58,9 +60,11 @@ def _train_options(parser: argparse.ArgumentParser) -> None:
 
 
 def _drift_options(parser: argparse.ArgumentParser) -> None:
-    from shipyard_pipeline.drift.cli import add_arguments
-
-    add_arguments(parser)
+    parser.add_argument(
+        "--log-root",
+        default=None,
+        help="prediction log root (default: $SHIPYARD_PREDICTION_LOG_URI, else {root}/prediction_logs)",
+    )
 
 
 @dataclass(frozen=True)
@@ -73,19 +77,25 @@ class Step:
     options: tuple[str, ...] = ()
 
 
-STEPS: dict[str, Step] = {
-    "ingest": Step(
+STEPS: dict[StepName, Step] = {
+    StepName.INGEST: Step(
         "shipyard_pipeline.ingest", "copy one data interval into a snapshot", _ingest_options, ("force",)
     ),
-    "validate": Step("shipyard_pipeline.validate", "check the snapshot with Great Expectations"),
-    "train": Step(
+    StepName.VALIDATE: Step("shipyard_pipeline.validate", "check the snapshot with Great Expectations"),
+    StepName.TRAIN: Step(
         "shipyard_pipeline.train",
         "fit the model on the training window",
         _train_options,
         ("window_intervals", "skip_tuning"),
     ),
-    "evaluate": Step("shipyard_pipeline.evaluate", "test metrics, plots, model card and gates"),
-    "register": Step("shipyard_pipeline.register", "register the model version as `challenger`"),
+    StepName.EVALUATE: Step("shipyard_pipeline.evaluate", "test metrics, plots, model card and gates"),
+    StepName.REGISTER: Step("shipyard_pipeline.register", "register the model version as `challenger`"),
+    StepName.DRIFT: Step(
+        "shipyard_pipeline.drift.step",
+        "compare the champion's traffic with its reference",
+        _drift_options,
+        ("log_root",),
+    ),
 }
 
 
@@ -95,16 +105,12 @@ def build_parser() -> argparse.ArgumentParser:
     common = common_arguments()
     for name, step in STEPS.items():
         step.add_options(steps.add_parser(name, parents=[common], help=step.help))
-    drift = steps.add_parser(
-        "drift", parents=[common], help="compare the champion's traffic with its reference"
-    )
-    _drift_options(drift)
     return parser
 
 
 def run_step(args: argparse.Namespace) -> dict[str, Any]:
     """Load the spec, run the chosen step, and store its result for later steps of the run."""
-    step = STEPS[args.step]
+    step = STEPS[StepName(args.step)]
     context = RunContext(
         spec=load_spec(args.spec),
         interval_start=args.interval_start,
@@ -127,9 +133,12 @@ def run_step(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def write_result(path: str, result: dict[str, Any]) -> None:
+    """The result file the runner reads (XCom), renamed into place so it is never half-written."""
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
-    target.write_text(json.dumps(result, default=str))
+    partial = target.with_name(f".{target.name}.partial")
+    partial.write_text(json.dumps(result, default=str))
+    partial.replace(target)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -140,21 +149,19 @@ def main(argv: list[str] | None = None) -> int:
         logging.getLogger(noisy).setLevel(logging.WARNING)
     args = build_parser().parse_args(argv)
     try:
-        if args.step == "drift":  # the drift step writes its own result (shipyard_pipeline.drift)
-            from shipyard_pipeline.drift.cli import run as run_drift
-
-            return run_drift(args)
         result = run_step(args)
         write_result(args.result_path, result)
     except SpecError as e:
-        return _fail(args.step, "; ".join(f"{f}: {p}" for f, p in e.problems) + f" ({e.source})", EXIT_ERROR)
+        return _fail(
+            args.step, "; ".join(f"{f}: {p}" for f, p in e.problems) + f" ({e.source})", ExitCode.ERROR
+        )
     except StepError as e:
         return _fail(args.step, str(e), e.exit_code)
     except Exception as e:
         log.exception("%s failed unexpectedly", args.step)
-        return _fail(args.step, f"{type(e).__name__}: {e}", EXIT_ERROR)
+        return _fail(args.step, f"{type(e).__name__}: {e}", ExitCode.ERROR)
     log.info("%s done: %s", args.step, json.dumps(result, default=str))
-    return EXIT_OK
+    return ExitCode.OK
 
 
 def _fail(step: str, cause: str, code: int) -> int:

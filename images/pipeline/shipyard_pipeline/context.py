@@ -15,6 +15,7 @@ from typing import Any
 
 from shipyard_pipeline import storage
 from shipyard_pipeline.errors import StepError
+from shipyard_spec.contract import RUNS_DIR, SNAPSHOTS_DIR, Tag
 from shipyard_spec.model import PipelineSpec
 
 _VARIABLE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
@@ -61,12 +62,17 @@ class RunContext:
             )
 
     @property
+    def storage_root_uri(self) -> str:
+        """The storage root with `${VAR}` expanded: a local path or an fsspec URI (s3://...)."""
+        return expand_env(self.storage_root)
+
+    @property
     def pipeline_root(self) -> str:
-        return storage.join(expand_env(self.storage_root), self.spec.name)
+        return storage.join(self.storage_root_uri, self.spec.name)
 
     @property
     def snapshots_root(self) -> str:
-        return storage.join(self.pipeline_root, "snapshots")
+        return storage.join(self.pipeline_root, SNAPSHOTS_DIR)
 
     def snapshot_dir(self, interval_start: datetime | None = None) -> str:
         return storage.join(
@@ -76,7 +82,7 @@ class RunContext:
     def step_dir(self, step: str, run_id: str | None = None) -> str:
         """`{root}/{pipeline}/runs/{run_id}/{step}`: reports and results of one step of one run."""
         safe_run_id = re.sub(r"[^A-Za-z0-9_.:+-]", "_", run_id or self.run_id)
-        return storage.join(self.pipeline_root, "runs", safe_run_id, step)
+        return storage.join(self.pipeline_root, RUNS_DIR, safe_run_id, step)
 
     def step_result_uri(self, step: str) -> str:
         return storage.join(self.step_dir(step), "result.json")
@@ -91,8 +97,8 @@ class RunContext:
     def tags(self) -> dict[str, str]:
         """MLflow tags that tie a run or a model version to the Airflow run and its interval."""
         return {
-            "shipyard.pipeline": self.spec.name,
-            "shipyard.airflow_run_id": self.run_id,
-            "shipyard.interval_start": self.interval_start.isoformat(),
-            "shipyard.interval_end": self.interval_end.isoformat(),
+            Tag.PIPELINE: self.spec.name,
+            Tag.AIRFLOW_RUN_ID: self.run_id,
+            Tag.INTERVAL_START: self.interval_start.isoformat(),
+            Tag.INTERVAL_END: self.interval_end.isoformat(),
         }

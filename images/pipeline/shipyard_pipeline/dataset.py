@@ -23,22 +23,28 @@ log = logging.getLogger(__name__)
 def window_snapshots(
     snapshots_root: str, interval_start: datetime, interval_end: datetime, intervals: int
 ) -> list[snapshot.Snapshot]:
-    """Published snapshots of the last `intervals` intervals up to `interval_end`.
+    """Published, unquarantined snapshots of the last `intervals` intervals up to `interval_end`.
 
     The window is [end - intervals * (end - start), end): interval lengths come from the run
     itself, so a weekly and a daily schedule both work without parsing cron. A snapshot that
     overlaps the window and ends by `interval_end` belongs to it (never one from the future).
     """
     window_start = interval_end - intervals * (interval_end - interval_start)
-    chosen = [
+    in_window = [
         s
         for s in snapshot.list_published(snapshots_root)
         if s.interval_end <= interval_end and s.interval_end > window_start
     ]
+    for held in (s for s in in_window if s.quarantined):
+        log.warning(
+            "leaving out quarantined snapshot %s: %s", held.directory, held.quarantine.get("reason", "")
+        )
+    chosen = [s for s in in_window if not s.quarantined]
     if not chosen:
+        held = f" ({len(in_window)} quarantined)" if in_window else ""
         raise StepError(
             f"no published snapshot under {snapshots_root} in the training window "
-            f"[{window_start.isoformat()}, {interval_end.isoformat()}): run ingest first"
+            f"[{window_start.isoformat()}, {interval_end.isoformat()}){held}: run ingest first"
         )
     log.info(
         "training window [%s, %s): %d snapshot(s) of up to %d intervals",

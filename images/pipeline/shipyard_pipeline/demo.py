@@ -31,6 +31,8 @@ import numpy as np
 import pandas as pd
 import sqlalchemy as sa
 
+from shipyard_spec.contract import Env
+
 log = logging.getLogger(__name__)
 
 TABLE = "customers"
@@ -130,7 +132,7 @@ def main(argv: list[str] | None = None) -> int:
     seeding.add_argument(
         "--home",
         type=Path,
-        default=os.environ.get("SHIPYARD_HOME"),
+        default=os.environ.get(Env.HOME),
         help="SHIPYARD_HOME (default: $SHIPYARD_HOME)",
     )
     seeding.add_argument("--corrupt", action="store_true", help="break every fifth row (failure-path demo)")

@@ -7,18 +7,16 @@ can name (missing table, unreachable MLflow, bad arguments): exit 1, retried by 
 
 from __future__ import annotations
 
-EXIT_OK = 0
-EXIT_ERROR = 1
-EXIT_CHECK_FAILED = 3
+from shipyard_spec.contract import ExitCode
 
 
 class StepError(RuntimeError):
     """A step could not do its job; the message is the one-line cause printed on stderr."""
 
-    exit_code = EXIT_ERROR
+    exit_code = ExitCode.ERROR
 
 
 class CheckFailed(StepError):
     """The data or the model failed a check; the step's report says which and why."""
 
-    exit_code = EXIT_CHECK_FAILED
+    exit_code = ExitCode.CHECK_FAILED

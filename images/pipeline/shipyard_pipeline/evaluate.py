@@ -33,6 +33,7 @@ from shipyard_pipeline.errors import CheckFailed
 from shipyard_pipeline.model_card import model_card
 from shipyard_pipeline.modeling import build_baseline
 from shipyard_pipeline.train import read_split
+from shipyard_spec.contract import Alias, Step, Tag
 
 log = logging.getLogger(__name__)
 
@@ -58,10 +59,10 @@ def load_champion(client: MlflowClient, name: str, test: pd.DataFrame) -> Champi
     """The current champion's scores on the test rows; None when no version holds the alias."""
     import mlflow.sklearn
 
-    version = tracking.version_by_alias(client, name, tracking.CHAMPION_ALIAS)
+    version = tracking.version_by_alias(client, name, Alias.CHAMPION)
     if version is None:
         return None
-    model = mlflow.sklearn.load_model(f"models:/{name}@{tracking.CHAMPION_ALIAS}")
+    model = mlflow.sklearn.load_model(f"models:/{name}@{Alias.CHAMPION}")
     needed = list(getattr(model, "feature_names_in_", test.columns))
     missing = [c for c in needed if c not in test.columns]
     if missing:
@@ -123,7 +124,7 @@ def run(context: RunContext) -> dict[str, Any]:
 
     spec = context.spec
     client = tracking.connect()
-    trained = context.read_step_result("train")
+    trained = context.read_step_result(Step.TRAIN)
     numeric, categorical = trained["features"]["numeric"], trained["features"]["categorical"]
     columns = [*numeric, *categorical]
     train, test = read_split(context, "train"), read_split(context, "test")
@@ -186,7 +187,7 @@ def run(context: RunContext) -> dict[str, Any]:
     card = model_card(context, trained, evaluation)
 
     run_id = trained["mlflow_run_id"]
-    out = context.step_dir("evaluate")
+    out = context.step_dir(Step.EVALUATE)
     storage.write_json(storage.join(out, "evaluation.json"), evaluation)
     storage.write_text(storage.join(out, "model_card.md"), card)
     with tempfile.TemporaryDirectory() as tmp:
@@ -208,7 +209,7 @@ def run(context: RunContext) -> dict[str, Any]:
         logged |= {f"champion_test_{k}": v for k, v in champion_metrics.items()}
     now = int(time.time() * 1000)
     client.log_batch(run_id, metrics=[Metric(k, float(v), now, 0) for k, v in logged.items()])
-    client.set_tag(run_id, "shipyard.gates_passed", str(passed).lower())
+    client.set_tag(run_id, Tag.GATES_PASSED, str(passed).lower())
 
     result = {
         "passed": passed,
@@ -227,6 +228,6 @@ def run(context: RunContext) -> dict[str, Any]:
     }
     if not passed:
         failed = [g.reason for g in checks if not g.passed]
-        storage.write_json(context.step_result_uri("evaluate"), result)
+        storage.write_json(context.step_result_uri(Step.EVALUATE), result)
         raise CheckFailed(f"model {trained['model_uri']} failed gate(s): " + "; ".join(failed))
     return result

@@ -33,6 +33,12 @@ def run(context: RunContext, force: bool = False) -> dict[str, Any]:
         log.info(
             "snapshot %s already published (%d rows): nothing to do", directory, existing.manifest["rows"]
         )
+        if existing.quarantined:
+            log.warning(
+                "snapshot %s is quarantined (%s): fix the source and re-ingest with --force",
+                directory,
+                existing.quarantine.get("reason", ""),
+            )
         return _result(existing, skipped=True)
 
     where = source.describe(spec)
@@ -78,4 +84,5 @@ def _result(published: snapshot.Snapshot, skipped: bool) -> dict[str, Any]:
         "interval_start": manifest["interval_start"],
         "interval_end": manifest["interval_end"],
         "skipped": skipped,
+        "quarantined": published.quarantined,
     }

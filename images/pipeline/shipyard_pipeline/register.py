@@ -4,18 +4,19 @@ Idempotent: the version is looked up by the train run's id first, so a retry or 
 finds the version it created before instead of adding a second one. Refuses a model whose
 evaluation did not pass (exit 3).
 
-`artifact_path` in the result is a local directory holding the model files (MLmodel,
-model.pkl), for the local rollout's predictor: the server's artifact store itself when the
-step can see it (SHIPYARD_MLFLOW_ARTIFACTS_DESTINATION = the server's
-`--artifacts-destination`, as in the embedded setup), else a copy downloaded to
-`{root}/{pipeline}/models/{version}/`.
+The serving model directory: register copies exactly the files the predictor reads
+(`contract.SERVING_MODEL_FILES`) from the version's MLflow source, whatever its scheme
+(`mlflow-artifacts:/` through a `--serve-artifacts` server, `s3://`, a local path), to
+`contract.serving_model_uri(storage_root, pipeline, version)` and records that URI on the
+version as tag `shipyard.serving_uri` and as `serving_uri` in its result. One rule for both
+serving backends: an `s3://…` directory the KServe storage initializer downloads on
+Kubernetes, a local directory the local predictors load in the embedded mode.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import os
 import tempfile
 import time
 from pathlib import Path
@@ -28,11 +29,13 @@ from mlflow.exceptions import MlflowException
 from shipyard_pipeline import storage, tracking
 from shipyard_pipeline.context import RunContext
 from shipyard_pipeline.errors import CheckFailed, StepError
+from shipyard_spec.contract import SERVING_MODEL_FILES, Alias, Step, Tag, serving_model_uri
 
 log = logging.getLogger(__name__)
 
-PROXIED_SCHEME = "mlflow-artifacts:/"
 READY_TIMEOUT_SECONDS = 120
+# MLmodel goes last: a directory holding it is complete (a retry redoes an interrupted copy).
+_COPY_ORDER = sorted(SERVING_MODEL_FILES, key=lambda name: name == "MLmodel")
 
 
 def find_version(client: MlflowClient, name: str, run_id: str) -> ModelVersion | None:
@@ -61,32 +64,32 @@ def wait_ready(client: MlflowClient, version: ModelVersion) -> ModelVersion:
     return version
 
 
-def local_model_dir(context: RunContext, download_uri: str, version: str) -> str:
-    """A local directory with the model files (see the module docstring)."""
-    destination = os.environ.get("SHIPYARD_MLFLOW_ARTIFACTS_DESTINATION")
-    if destination and download_uri.startswith(PROXIED_SCHEME):
-        candidate = Path(destination) / download_uri[len(PROXIED_SCHEME) :].lstrip("/")
-        if (candidate / "MLmodel").exists():
-            return str(candidate.resolve())
-        log.warning("%s has no MLmodel: downloading the model instead", candidate)
+def publish_serving_dir(source_uri: str, target: str) -> str:
+    """Copy the serving files of the model at `source_uri` (any MLflow artifact URI) to `target`.
+
+    Nothing is copied when `target` already holds MLmodel (a retry of a finished copy).
+    """
+    if storage.exists(storage.join(target, "MLmodel")):
+        log.info("serving model directory %s is already complete", target)
+        return target
     from mlflow.artifacts import download_artifacts
 
-    target = storage.join(context.pipeline_root, "models", version)
-    fs, path = storage.filesystem(target)
-    if fs.exists(f"{path}/MLmodel"):
-        return target
     with tempfile.TemporaryDirectory() as tmp:
-        local = download_artifacts(artifact_uri=download_uri, dst_path=tmp)
-        fs.makedirs(path, exist_ok=True)
-        fs.put(f"{local.rstrip('/')}/", path, recursive=True)
+        local = Path(download_artifacts(artifact_uri=source_uri, dst_path=tmp))
+        missing = [name for name in SERVING_MODEL_FILES if not (local / name).is_file()]
+        if missing:
+            raise StepError(f"the model at {source_uri} lacks {missing}: the predictor cannot load it")
+        for name in _COPY_ORDER:
+            storage.upload_file(str(local / name), storage.join(target, name))
+    log.info("serving model directory written: %s (%s)", target, ", ".join(SERVING_MODEL_FILES))
     return target
 
 
 def run(context: RunContext) -> dict[str, Any]:
     spec = context.spec
     client = tracking.connect()
-    trained = context.read_step_result("train")
-    evaluated = context.read_step_result("evaluate")
+    trained = context.read_step_result(Step.TRAIN)
+    evaluated = context.read_step_result(Step.EVALUATE)
     if not evaluated.get("passed"):
         failed = [name for name, gate in evaluated.get("gates", {}).items() if not gate["passed"]]
         raise CheckFailed(
@@ -106,28 +109,35 @@ def run(context: RunContext) -> dict[str, Any]:
         log.info("run %s is already registered as %s v%s: reusing it", run_id, name, version.version)
     version = wait_ready(client, version)
 
+    download_uri = client.get_model_version_download_uri(name, version.version)
+    serving_uri = publish_serving_dir(
+        download_uri, serving_model_uri(context.storage_root_uri, spec.name, version.version)
+    )
     tags = {
         **context.tags(),
-        "shipyard.mlflow_run_id": run_id,
-        "shipyard.dataset_fingerprint": trained["dataset_fingerprint"],
-        "shipyard.gates": json.dumps({g: v["passed"] for g, v in evaluated["gates"].items()}),
-        "shipyard.test_roc_auc": f"{evaluated['metrics']['roc_auc']:.4f}",
-        "shipyard.baseline_roc_auc": f"{evaluated['baseline_roc_auc']:.4f}",
+        Tag.MLFLOW_RUN_ID: run_id,
+        Tag.DATASET_FINGERPRINT: trained["dataset_fingerprint"],
+        Tag.GATES: json.dumps({g: v["passed"] for g, v in evaluated["gates"].items()}),
+        Tag.TEST_ROC_AUC: f"{evaluated['metrics']['roc_auc']:.4f}",
+        Tag.BASELINE_ROC_AUC: f"{evaluated['baseline_roc_auc']:.4f}",
+        Tag.SERVING_URI: serving_uri,
     }
     for key, value in tags.items():
         client.set_model_version_tag(name, version.version, key, value)
-    client.set_registered_model_alias(name, tracking.CHALLENGER_ALIAS, version.version)
-    download_uri = client.get_model_version_download_uri(name, version.version)
-    artifact_path = local_model_dir(context, download_uri, version.version)
-    alias = tracking.CHALLENGER_ALIAS
-    log.info("%s v%s is now @%s; model files at %s", name, version.version, alias, artifact_path)
+    client.set_registered_model_alias(name, Alias.CHALLENGER, version.version)
+    log.info(
+        "%s v%s is now @%s; serving model directory %s", name, version.version, Alias.CHALLENGER, serving_uri
+    )
     return {
         "registered_model": name,
         "version": version.version,
-        "alias": tracking.CHALLENGER_ALIAS,
+        "alias": Alias.CHALLENGER,
         "model_uri": f"models:/{name}/{version.version}",
         "download_uri": download_uri,
-        "artifact_path": artifact_path,
+        "serving_uri": serving_uri,
+        # The local rollout backend reads this key (a local directory in the embedded mode);
+        # it is `serving_uri` until the rollout reads the version's tag instead.
+        "artifact_path": serving_uri,
         "mlflow_run_id": run_id,
         "mlflow_run_url": trained["mlflow_run_url"],
         "test_roc_auc": evaluated["metrics"]["roc_auc"],

@@ -2,10 +2,13 @@
 
     {root}/{pipeline}/snapshots/interval_start=<YYYY-MM-DDTHH:MM:SS>/data.parquet
                                                                    /_MANIFEST.json
+                                                                   /_QUARANTINED.json (failed validation)
 
 The manifest (rows, schema fingerprint, content hash) is written last and atomically, so a
 reader that finds it can trust the data file; a directory without one is an unfinished
-ingest and is ignored.
+ingest and is ignored. A snapshot whose validation failed carries a quarantine marker (why,
+which run, which content) and never enters a training window; validating it again after a
+fixed re-ingest (`ingest --force`) clears the marker.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from shipyard_pipeline.context import to_utc
 
 DATA_FILE = "data.parquet"
 MANIFEST_FILE = "_MANIFEST.json"
+QUARANTINE_FILE = "_QUARANTINED.json"
 
 
 def schema_fingerprint(frame: pd.DataFrame) -> str:
@@ -46,10 +50,15 @@ def dataset_fingerprint(manifests: list[dict[str, Any]]) -> str:
 
 @dataclass(frozen=True)
 class Snapshot:
-    """A published partition: its directory and its manifest."""
+    """A published partition: its directory, its manifest and its quarantine marker, if any."""
 
     directory: str
     manifest: dict[str, Any]
+    quarantine: dict[str, Any] | None = None
+
+    @property
+    def quarantined(self) -> bool:
+        return self.quarantine is not None
 
     @property
     def data_uri(self) -> str:
@@ -74,20 +83,34 @@ def read_published(directory: str) -> Snapshot | None:
     manifest_uri = storage.join(directory, MANIFEST_FILE)
     if not storage.exists(manifest_uri):
         return None
-    return Snapshot(directory, storage.read_json(manifest_uri))
+    quarantine_uri = storage.join(directory, QUARANTINE_FILE)
+    quarantine = storage.read_json(quarantine_uri) if storage.exists(quarantine_uri) else None
+    return Snapshot(directory, storage.read_json(manifest_uri), quarantine)
+
+
+def quarantine(published: Snapshot, marker: dict[str, Any]) -> None:
+    """Keep `published` out of every training window; `marker` says why (kept for the audit)."""
+    storage.write_json(storage.join(published.directory, QUARANTINE_FILE), marker)
+
+
+def release(published: Snapshot) -> None:
+    """Lift a quarantine (the snapshot passed validation)."""
+    storage.remove(storage.join(published.directory, QUARANTINE_FILE))
 
 
 def publish(directory: str, frame: pd.DataFrame, manifest: dict[str, Any]) -> Snapshot:
-    """Write the data, then the manifest; any manifest left by an earlier ingest goes first."""
+    """Write the data, then the manifest; any manifest left by an earlier ingest goes first.
+
+    A quarantine marker stays: re-ingested data is trusted only once it passes validation."""
     storage.remove(storage.join(directory, MANIFEST_FILE))
     buffer = io.BytesIO()
     frame.to_parquet(buffer, index=False)
     storage.write_bytes_atomic(storage.join(directory, DATA_FILE), buffer.getvalue())
     storage.write_json(storage.join(directory, MANIFEST_FILE), manifest)
-    return Snapshot(directory, manifest)
+    return read_published(directory)
 
 
 def list_published(snapshots_root: str) -> list[Snapshot]:
-    """Every published snapshot under the root, oldest interval first."""
+    """Every published snapshot under the root, quarantined ones included, oldest interval first."""
     found = (read_published(storage.join(snapshots_root, name)) for name in storage.list_dirs(snapshots_root))
     return sorted((s for s in found if s is not None), key=lambda s: s.interval_start)

@@ -1,8 +1,14 @@
 """Reading and writing under the storage root through fsspec (local paths, s3://, gs://, ...).
 
-Everything a later step or a reader trusts is published last and in one operation: a file is
-written under a temporary name and moved into place, so a crash never leaves a half-written
-file under the final name (on object stores a single PUT is already atomic).
+Everything a later step or a reader trusts is published last and in one operation, so a crash
+never leaves a half-written file under the final name: on a local filesystem a file is written
+under a temporary name and renamed into place; on an object store a single PUT (or a completed
+multipart upload) is already atomic, and a rename would be a copy plus a delete.
+
+Object stores: `s3://bucket/prefix` through s3fs. The endpoint of an S3-compatible store
+comes from `AWS_ENDPOINT_URL_S3` (`contract.Env.S3_ENDPOINT_URL`), which botocore reads
+itself; credentials from the standard AWS variables or the pod's workload identity. Nothing
+here names an endpoint or a key.
 """
 
 from __future__ import annotations
@@ -13,6 +19,9 @@ from typing import Any
 
 import fsspec
 from fsspec import AbstractFileSystem
+from fsspec.implementations.local import LocalFileSystem
+
+from shipyard_spec import contract
 
 
 def filesystem(uri: str) -> tuple[AbstractFileSystem, str]:
@@ -20,8 +29,7 @@ def filesystem(uri: str) -> tuple[AbstractFileSystem, str]:
     return fsspec.core.url_to_fs(uri)
 
 
-def join(base: str, *parts: str) -> str:
-    return "/".join([base.rstrip("/"), *parts])
+join = contract.join
 
 
 def exists(uri: str) -> bool:
@@ -32,6 +40,9 @@ def exists(uri: str) -> bool:
 def write_bytes_atomic(uri: str, data: bytes) -> None:
     """Write `data` to `uri` so that readers see either nothing or the whole file."""
     fs, path = filesystem(uri)
+    if not isinstance(fs, LocalFileSystem):
+        fs.pipe_file(path, data)  # one PUT: readers see the old object or the new one
+        return
     parent = path.rsplit("/", 1)[0]
     fs.makedirs(parent, exist_ok=True)
     temporary = f"{parent}/.tmp-{uuid.uuid4().hex}"
@@ -47,10 +58,19 @@ def write_text(uri: str, text: str) -> None:
     write_bytes_atomic(uri, text.encode())
 
 
-def read_json(uri: str) -> Any:
+def read_bytes(uri: str) -> bytes:
     fs, path = filesystem(uri)
-    with fs.open(path, "rb") as handle:
-        return json.load(handle)
+    return fs.cat_file(path)
+
+
+def read_json(uri: str) -> Any:
+    return json.loads(read_bytes(uri))
+
+
+def upload_file(local_path: str, uri: str) -> None:
+    """Copy one local file to `uri`, atomically as `write_bytes_atomic` does."""
+    with open(local_path, "rb") as handle:
+        write_bytes_atomic(uri, handle.read())
 
 
 def remove(uri: str) -> None:

@@ -14,6 +14,7 @@ import time
 from importlib.metadata import PackageNotFoundError, version
 
 from shipyard_pipeline.errors import StepError
+from shipyard_spec.contract import Env
 
 log = logging.getLogger(__name__)
 
@@ -30,9 +31,11 @@ from mlflow.exceptions import MlflowException  # noqa: E402
 
 
 def tracking_uri() -> str:
-    uri = os.environ.get("MLFLOW_TRACKING_URI", "")
+    uri = os.environ.get(Env.MLFLOW_TRACKING_URI, "")
     if not uri:
-        raise StepError("MLFLOW_TRACKING_URI is not set: the step needs the MLflow tracking server's URL")
+        raise StepError(
+            f"{Env.MLFLOW_TRACKING_URI} is not set: the step needs the MLflow tracking server's URL"
+        )
     return uri.rstrip("/")
 
 
@@ -41,8 +44,8 @@ def connect() -> MlflowClient:
     uri = tracking_uri()
     mlflow.set_tracking_uri(uri)
     client = MlflowClient(uri)
-    attempts = int(os.environ.get("SHIPYARD_MLFLOW_CONNECT_ATTEMPTS", "5"))
-    delay = float(os.environ.get("SHIPYARD_MLFLOW_CONNECT_BACKOFF", "1"))
+    attempts = int(os.environ.get(Env.MLFLOW_CONNECT_ATTEMPTS, "5"))
+    delay = float(os.environ.get(Env.MLFLOW_CONNECT_BACKOFF, "1"))
     attempt = 1
     while True:
         try:
@@ -80,18 +83,13 @@ def run_url(experiment: str, run_id: str) -> str:
 
 def code_version() -> str:
     """SHIPYARD_CODE_VERSION (set when the image is built, e.g. a git sha), else the package version."""
-    explicit = os.environ.get("SHIPYARD_CODE_VERSION")
+    explicit = os.environ.get(Env.CODE_VERSION)
     if explicit:
         return explicit
     try:
         return f"shipyard-pipeline=={version('shipyard-pipeline')}"
     except PackageNotFoundError:
         return "unknown"
-
-
-# Registry aliases, as the rollout controller (plugins/shipyard/rollout/registry.py) moves them.
-CHAMPION_ALIAS = "champion"
-CHALLENGER_ALIAS = "challenger"
 
 
 def version_by_alias(client: MlflowClient, name: str, alias: str) -> ModelVersion | None:

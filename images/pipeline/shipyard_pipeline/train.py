@@ -30,6 +30,7 @@ from shipyard_pipeline.context import RunContext
 from shipyard_pipeline.drift.profile import PROFILE_ARTIFACT, build_reference_profile
 from shipyard_pipeline.fitting import Data, fit_model
 from shipyard_pipeline.model_artifact import bounded_sample, model_kwargs
+from shipyard_spec.contract import Step, Tag
 
 log = logging.getLogger(__name__)
 
@@ -37,7 +38,7 @@ MODEL_NAME = "model"  # the logged model's name inside the run
 
 
 def split_uri(context: RunContext, part: str) -> str:
-    return storage.join(context.step_dir("train"), "split", f"{part}.parquet")
+    return storage.join(context.step_dir(Step.TRAIN), "split", f"{part}.parquet")
 
 
 def read_split(context: RunContext, part: str) -> pd.DataFrame:
@@ -108,9 +109,9 @@ def run(
     experiment_id = tracking.experiment_id(client, spec.mlflow.experiment)
     tags = {
         **context.tags(),
-        "shipyard.step": "train",
-        "shipyard.dataset_fingerprint": fingerprint,
-        "shipyard.code_version": tracking.code_version(),
+        Tag.STEP: Step.TRAIN,
+        Tag.DATASET_FINGERPRINT: fingerprint,
+        Tag.CODE_VERSION: tracking.code_version(),
     }
     run_name = f"{spec.name}-{context.interval_end.date().isoformat()}"
     with mlflow.start_run(experiment_id=experiment_id, run_name=run_name, tags=tags) as active:
@@ -171,7 +172,7 @@ def run(
         "model_id": model_info.model_id,
         "features": {"numeric": features.numeric, "categorical": features.categorical},
         "rows": {name: len(part) for name, part in parts.parts().items()},
-        "split_uri": storage.join(context.step_dir("train"), "split"),
+        "split_uri": storage.join(context.step_dir(Step.TRAIN), "split"),
         "snapshots": len(snapshots),
         "window": [snapshots[0].manifest["interval_start"], snapshots[-1].manifest["interval_end"]],
         "dataset_fingerprint": fingerprint,

@@ -1,8 +1,9 @@
 """validate: check the run's snapshot with Great Expectations before anything is trained on it.
 
 The report (`_VALIDATION.md`, `_VALIDATION.json`) is written next to the snapshot and logged
-to an MLflow run, whether the data passed or not; a failure raises `CheckFailed` (exit 3),
-so the DAG stops and nothing downstream runs.
+to an MLflow run, whether the data passed or not. A failure quarantines the snapshot (no
+training window takes it, in this run or any later one) and raises `CheckFailed` (exit 3), so
+the DAG stops and nothing downstream runs; a pass lifts an earlier quarantine.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from shipyard_pipeline import dataset, snapshot, storage, tracking
 from shipyard_pipeline.context import RunContext
 from shipyard_pipeline.errors import CheckFailed, StepError
 from shipyard_pipeline.expectations import TARGET_POSITIVE, build_suite
+from shipyard_spec.contract import Step, Tag
 
 log = logging.getLogger(__name__)
 
@@ -113,6 +115,21 @@ def run(context: RunContext) -> dict[str, Any]:
     storage.write_json(
         result_uri, {"success": not failed, "expectations": rows, "great_expectations": result}
     )
+    failures = [f"{r['expectation']}({r['column']}): {r['observed']}" for r in failed]
+    if failed:  # the verdict is known: quarantine before anything else can fail
+        snapshot.quarantine(
+            published,
+            {
+                "reason": f"failed {len(failed)}/{len(rows)} expectations",
+                "failures": failures,
+                "content_hash": published.manifest["content_hash"],
+                "run_id": context.run_id,
+                "report_uri": report_uri,
+            },
+        )
+    elif published.quarantined:
+        snapshot.release(published)
+        log.info("quarantine of %s lifted: it passed validation", directory)
 
     import mlflow
 
@@ -120,7 +137,7 @@ def run(context: RunContext) -> dict[str, Any]:
     run_name = f"validate-{context.interval_start.date().isoformat()}"
     tags = {
         **context.tags(),
-        "shipyard.step": "validate",
+        Tag.STEP: Step.VALIDATE,
         "shipyard.content_hash": published.manifest["content_hash"],
     }
     with mlflow.start_run(experiment_id=experiment_id, run_name=run_name, tags=tags) as active:
@@ -139,7 +156,8 @@ def run(context: RunContext) -> dict[str, Any]:
         "success": not failed,
         "expectations_evaluated": len(rows),
         "expectations_failed": len(failed),
-        "failures": [f"{r['expectation']}({r['column']}): {r['observed']}" for r in failed],
+        "failures": failures,
+        "quarantined": bool(failed),
         "rows": published.manifest["rows"],
         "snapshot_uri": directory,
         "report_uri": report_uri,
@@ -149,6 +167,7 @@ def run(context: RunContext) -> dict[str, Any]:
     }
     if failed:
         log.error("validation failed:\n%s", "\n".join(f"  {f}" for f in summary["failures"]))
+        log.error("quarantined %s: fix the source, re-ingest (ingest --force), validate again", directory)
         raise CheckFailed(
             f"validation of {directory} failed {len(failed)}/{len(rows)} expectations: "
             + "; ".join(summary["failures"][:3])

@@ -17,8 +17,8 @@ from airflow.sdk import BaseOperator
 from shipyard import settings
 from shipyard.operators.local import LocalStepOperator
 from shipyard.operators.step import StepCall
-from shipyard.step_command import Step
 from shipyard_spec import PipelineSpec
+from shipyard_spec.contract import Step
 
 
 def step_operator(

@@ -15,9 +15,9 @@ from airflow.providers.cncf.kubernetes.operators.pod import KubernetesPodOperato
 from airflow.sdk.exceptions import AirflowException
 from kubernetes.client import models as k8s
 
-from shipyard.operators.step import EXIT_CHECK_FAILED, StepCall, log_result, step_failure
+from shipyard.operators.step import StepCall, log_result, step_failure
 from shipyard.settings import KubernetesSettings
-from shipyard.step_command import POD_RESULT_PATH
+from shipyard_spec.contract import POD_RESULT_PATH, ExitCode
 from shipyard_spec.model import StepResources
 
 GPU_RESOURCE = "nvidia.com/gpu"
@@ -52,12 +52,12 @@ class PodStepOperator(KubernetesPodOperator):
         xcom_result: dict | None = None,
         context: Any = None,
     ) -> None:
-        """The provider's cleanup, except that exit code 3 (a failed check) fails without retries."""
+        """The provider's cleanup, except that a failed check (`ExitCode.CHECK_FAILED`) is not retried."""
         try:
             super().cleanup(pod=pod, remote_pod=remote_pod, xcom_result=xcom_result, context=context)
         except AirflowException as e:
-            if exit_code(remote_pod, self.base_container_name) == EXIT_CHECK_FAILED:
-                raise step_failure(self.call.step, EXIT_CHECK_FAILED, str(e).splitlines()[0]) from e
+            if exit_code(remote_pod, self.base_container_name) == ExitCode.CHECK_FAILED:
+                raise step_failure(self.call.step, ExitCode.CHECK_FAILED, str(e).splitlines()[0]) from e
             raise
 
 
@@ -111,7 +111,7 @@ def pod_step_operator(
         labels={
             "app.kubernetes.io/part-of": "shipyard",
             "shipyard/pipeline": call.pipeline,
-            "shipyard/step": call.step,
+            "shipyard/step": str(call.step),
         },
         pod_template_file=template,
         namespace=settings.namespace,

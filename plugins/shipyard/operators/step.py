@@ -9,11 +9,9 @@ from typing import Any
 
 from airflow.sdk.exceptions import AirflowException, AirflowFailException
 
-from shipyard.step_command import RunOptions, Step, step_arguments
+from shipyard.step_command import RunOptions, step_arguments
 from shipyard.window import run_window
-
-# The step CLI's exit code for "a check failed" (validation, gate): a verdict, not worth a retry.
-EXIT_CHECK_FAILED = 3
+from shipyard_spec.contract import ExitCode, Step
 
 
 @dataclass(frozen=True)
@@ -44,9 +42,11 @@ class StepCall:
 
 
 def step_failure(step: Step, exit_code: int | None, cause: str) -> AirflowException:
-    """Exit 3 fails the task for good (no retry); anything else may be transient and is retried."""
-    if exit_code == EXIT_CHECK_FAILED:
-        return AirflowFailException(f"{step}: a check failed, not retrying (exit 3): {cause}")
+    """A failed check (validation, gate) fails the task for good; anything else may be transient."""
+    if exit_code == ExitCode.CHECK_FAILED:
+        return AirflowFailException(
+            f"{step}: a check failed, not retrying (exit {ExitCode.CHECK_FAILED:d}): {cause}"
+        )
     return AirflowException(f"{step} exited with code {exit_code}: {cause}")
 
 

@@ -30,10 +30,15 @@ class Sample:
     requests: float
     server_errors: float
     p99_ms: float | None  # None: no latency observations in the window
+    client_errors: float = 0.0  # 4xx: requests the version refused
 
     @property
     def error_rate(self) -> float:
         return self.server_errors / self.requests if self.requests else 0.0
+
+    @property
+    def client_error_rate(self) -> float:
+        return self.client_errors / self.requests if self.requests else 0.0
 
 
 @dataclass(frozen=True)
@@ -44,6 +49,7 @@ class Thresholds:
     max_error_rate: float
     max_p99_ms: float
     max_error_rate_ratio: float | None = None
+    max_client_error_rate_increase: float = 0.05
 
     @classmethod
     def from_policy(cls, policy: Rollout) -> Thresholds:
@@ -52,6 +58,7 @@ class Thresholds:
             max_error_rate=policy.max_error_rate,
             max_p99_ms=policy.max_p99_latency_ms,
             max_error_rate_ratio=policy.max_error_rate_ratio,
+            max_client_error_rate_increase=policy.max_client_error_rate_increase,
         )
 
 
@@ -65,6 +72,8 @@ class Check:
     error_rate: float | None = None
     p99_ms: float | None = None
     stable_error_rate: float | None = None
+    client_error_rate: float | None = None
+    stable_client_error_rate: float | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return {**asdict(self), "verdict": self.verdict.value}
@@ -94,6 +103,8 @@ def evaluate(
         "error_rate": canary.error_rate,
         "p99_ms": canary.p99_ms,
         "stable_error_rate": stable.error_rate if stable else None,
+        "client_error_rate": canary.client_error_rate,
+        "stable_client_error_rate": stable.client_error_rate if stable else None,
     }
     if canary.requests < thresholds.min_requests:
         return Check(
@@ -105,6 +116,16 @@ def evaluate(
         return Check(
             Verdict.FAIL,
             f"canary error rate {canary.error_rate:.2%} above max_error_rate {thresholds.max_error_rate:.2%}",
+            **measured,
+        )
+    stable_share = stable.client_error_rate if stable and stable.requests else 0.0
+    increase = canary.client_error_rate - stable_share
+    if increase > thresholds.max_client_error_rate_increase:
+        return Check(
+            Verdict.FAIL,
+            f"canary client errors (4xx) {canary.client_error_rate:.2%} of requests vs stable "
+            f"{stable_share:.2%}: {increase:.2%} more, above max_client_error_rate_increase "
+            f"{thresholds.max_client_error_rate_increase:.2%}",
             **measured,
         )
     if canary.p99_ms is None:

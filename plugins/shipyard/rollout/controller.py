@@ -2,7 +2,9 @@
 
 One loop for every backend and provider (Flagger's scheduler, Argo's analysis run):
 
-1. wait until the canary is ready (`progress_deadline_seconds`, else roll back);
+1. wait until the canary is ready (`progress_deadline_seconds`, else roll back; a canary that
+   can never become ready — its process exited, its predictor reports a terminal failure —
+   ends the wait at once, with the cause in the reason);
 2. for each step below 100 %: move the weight, then every `interval_seconds` judge the window
    before with `analysis.evaluate()` until `checks_per_step` checks passed. A failed check
    (or a canary that stopped being ready) counts toward `failure_limit`; inconclusive and
@@ -104,6 +106,8 @@ class CanaryController:
                 log.info("canary ready: %s", readiness.reason)
                 self._last_conclusive = time.monotonic()
                 return
+            if readiness.failed:
+                raise RolloutEnded(f"canary failed to start: {readiness.reason}")
             if time.monotonic() >= deadline:
                 raise RolloutEnded(
                     f"canary not ready within progress_deadline_seconds "
@@ -173,9 +177,10 @@ class CanaryController:
         entry = {"index": len(self.checks), "at": time.time(), "weight": weight, **check.as_dict()}
         self.checks.append(entry)
         log.info(
-            "check %d at %d%%: %s (requests %s, error rate %s, p99 %s ms) %s",
+            "check %d at %d%%: %s (requests %s, 5xx %s, 4xx %s, p99 %s ms) %s",
             entry["index"], weight, check.verdict.value.upper(), _fmt(check.requests, "{:.0f}"),
-            _fmt(check.error_rate, "{:.2%}"), _fmt(check.p99_ms, "{:.1f}"), check.reason,
+            _fmt(check.error_rate, "{:.2%}"), _fmt(check.client_error_rate, "{:.2%}"),
+            _fmt(check.p99_ms, "{:.1f}"), check.reason,
         )  # fmt: skip
         if self.on_check is not None:
             self.on_check(entry)

@@ -22,7 +22,7 @@ def append_rollout(spec: PipelineSpec, register: BaseOperator) -> CanaryRolloutO
         task_id=ROLLOUT_TASK_ID,
         spec=spec,
         release=register.output,
-        canary_args="{{ params.get('canary_args', '') }}",
+        canary_args="{{ params.canary_args or '' }}",  # null (the form's empty field) → no arguments
         doc_md=(
             f"Canary rollout of the registered version on the `{spec.rollout.backend}` backend: steps "
             f"{spec.rollout.steps} %, a check every {spec.rollout.interval_seconds:g}s; promotion moves "

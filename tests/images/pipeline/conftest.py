@@ -18,9 +18,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from support.servers import mlflow_server, s3_server
 
 from shipyard_pipeline import demo
 from shipyard_pipeline.cli import main
+from shipyard_spec.contract import Env
 
 REPO = Path(__file__).resolve().parents[3]
 TELCO_SPEC = REPO / "dags" / "pipelines" / "telco_churn.yaml"
@@ -35,6 +37,37 @@ def shipyard_home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("SHIPYARD_HOME", str(home))
         yield home
+
+
+S3_BUCKET = "shipyard"
+# moto checks no signature; real stores take these from a Secret or from workload identity.
+S3_CREDENTIALS = {
+    "AWS_ACCESS_KEY_ID": "testing",
+    "AWS_SECRET_ACCESS_KEY": "testing",
+    "AWS_DEFAULT_REGION": "us-east-1",
+}
+
+
+@pytest.fixture(scope="session")
+def s3_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
+    """A real S3-compatible server on loopback (moto) with bucket `shipyard`; the environment a
+    pod gets from the chart: the endpoint in AWS_ENDPOINT_URL_S3 and credentials."""
+    with s3_server(tmp_path_factory.mktemp("s3"), buckets=(S3_BUCKET,)) as endpoint:
+        yield {Env.S3_ENDPOINT_URL.value: endpoint, **S3_CREDENTIALS}
+
+
+@pytest.fixture(scope="session")
+def s3_bucket() -> str:
+    return S3_BUCKET
+
+
+@pytest.fixture(scope="session")
+def s3_mlflow_uri(tmp_path_factory: pytest.TempPathFactory, s3_env: dict[str, str]) -> Iterator[str]:
+    """MLflow as charts/shipyard/templates/mlflow.yaml runs it: --serve-artifacts, artifacts in s3://."""
+    with mlflow_server(
+        tmp_path_factory.mktemp("mlflow-s3"), artifacts_destination=f"s3://{S3_BUCKET}/mlflow", env=s3_env
+    ) as url:
+        yield url
 
 
 @pytest.fixture(scope="session")

@@ -10,9 +10,6 @@ from __future__ import annotations
 import json
 import os
 import pickle
-import subprocess
-import sys
-import time
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -21,32 +18,15 @@ import pandas as pd
 import pytest
 from mlflow import MlflowClient
 from mlflow.artifacts import download_artifacts
+from step_process import run_cli
 
 from shipyard_pipeline import demo
 from shipyard_pipeline.drift.profile import PROFILE_ARTIFACT, ReferenceProfile
-from shipyard_pipeline.errors import EXIT_CHECK_FAILED
 from shipyard_spec import load_spec
+from shipyard_spec.contract import ExitCode
 
-SHIPYARD_STEP = Path(sys.executable).with_name("shipyard-step")
 STEPS = ["ingest", "validate", "train", "evaluate", "register"]
 MIN_TEST_ROC_AUC = 0.83  # what this data allows (docs/architecture.md); the demo split gives ~0.856
-
-
-def run_cli(
-    step: str, common: list[str], result_dir: Path, env: dict[str, str]
-) -> tuple[dict[str, Any], float]:
-    result_path = result_dir / f"{step}.json"
-    started = time.monotonic()
-    completed = subprocess.run(
-        [str(SHIPYARD_STEP), step, *common, "--result-path", str(result_path)],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    elapsed = time.monotonic() - started
-    assert completed.returncode == 0, f"{step} exited {completed.returncode}: {completed.stderr[-3000:]}"
-    return json.loads(result_path.read_text()), elapsed
 
 
 @pytest.fixture(scope="module")
@@ -174,10 +154,10 @@ def test_a_weaker_challenger_fails_the_champion_gate_and_is_not_registered(
     runner.storage_root = chain["storage_root"]
     assert runner("train").code == 0
     outcome = runner("evaluate")
-    assert outcome.code == EXIT_CHECK_FAILED
+    assert outcome.code == ExitCode.CHECK_FAILED
     assert "champion v" in outcome.stderr
     refused = runner("register")
-    assert refused.code == EXIT_CHECK_FAILED
+    assert refused.code == ExitCode.CHECK_FAILED
     assert "did not pass evaluation" in refused.stderr
     assert (
         client.get_model_version_by_alias("telco_churn", "challenger").version

@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 
 from shipyard_pipeline import snapshot
-from shipyard_pipeline.errors import EXIT_CHECK_FAILED, EXIT_ERROR
+from shipyard_spec.contract import ExitCode
 
 pytestmark = pytest.mark.usefixtures("shipyard_home")
 
@@ -42,7 +42,7 @@ def test_ingest_is_idempotent_and_force_reproduces_the_same_partition(make_runne
 def test_missing_table_fails_naming_the_table(make_runner, spec_variant) -> None:
     spec = spec_variant(source={"table": "no_such_table"})
     outcome = make_runner(spec)("ingest")
-    assert outcome.code == EXIT_ERROR
+    assert outcome.code == ExitCode.ERROR
     assert "table 'no_such_table' does not exist" in outcome.stderr
 
 
@@ -50,7 +50,7 @@ def test_empty_interval_fails_as_a_check_and_publishes_nothing(make_runner, last
     start = last_week[1] + timedelta(weeks=4)  # a future week: no rows yet
     runner = make_runner(start=start, end=start + timedelta(weeks=1))
     outcome = runner("ingest")
-    assert outcome.code == EXIT_CHECK_FAILED
+    assert outcome.code == ExitCode.CHECK_FAILED
     assert "empty interval" in outcome.stderr
     assert snapshot.list_published(str(runner.storage_root / "telco_churn" / "snapshots")) == []
 
@@ -66,7 +66,7 @@ def test_source_without_a_spec_column_is_schema_drift(
     make_runner, spec_variant, section, change, missing
 ) -> None:
     outcome = make_runner(spec_variant(**{section: change}))("ingest")
-    assert outcome.code == EXIT_CHECK_FAILED
+    assert outcome.code == ExitCode.CHECK_FAILED
     assert "schema drift" in outcome.stderr
     assert missing in outcome.stderr
 
@@ -82,5 +82,5 @@ def test_a_partition_without_manifest_is_not_published(tmp_path: Path) -> None:
 def test_unset_environment_variable_in_the_source_url_is_named(make_runner, monkeypatch) -> None:
     monkeypatch.delenv("SHIPYARD_HOME")
     outcome = make_runner()("ingest")
-    assert outcome.code == EXIT_ERROR
+    assert outcome.code == ExitCode.ERROR
     assert "SHIPYARD_HOME" in outcome.stderr

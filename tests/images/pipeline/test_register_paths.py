@@ -1,29 +1,38 @@
-"""Where register says the model files are: the server's artifact store when visible, else a copy."""
+"""The serving model directory register publishes: exactly the predictor's files, one rule."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 
-from shipyard_pipeline.context import RunContext
-from shipyard_pipeline.register import local_model_dir
-from shipyard_spec import load_spec
+from shipyard_pipeline.errors import StepError
+from shipyard_pipeline.register import publish_serving_dir
+from shipyard_spec.contract import SERVING_MODEL_FILES, serving_model_uri
 
 
-def test_proxied_artifacts_resolve_to_the_servers_directory(
-    tmp_path: Path, telco_spec: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    model_dir = tmp_path / "artifacts" / "1" / "models" / "m-abc" / "artifacts"
-    model_dir.mkdir(parents=True)
-    (model_dir / "MLmodel").write_text("flavors: {}\n")
-    monkeypatch.setenv("SHIPYARD_MLFLOW_ARTIFACTS_DESTINATION", str(tmp_path / "artifacts"))
-    context = RunContext(
-        load_spec(telco_spec),
-        datetime(2026, 1, 5, tzinfo=UTC),
-        datetime(2026, 1, 12, tzinfo=UTC),
-        "r",
-        str(tmp_path),
-    )
-    assert local_model_dir(context, "mlflow-artifacts:/1/models/m-abc/artifacts", "1") == str(model_dir)
+def model_source(root: Path, files: tuple[str, ...]) -> Path:
+    source = root / "source"
+    source.mkdir()
+    for name in (*files, "conda.yaml", "requirements.txt"):
+        (source / name).write_text(name)
+    return source
+
+
+def test_only_the_predictors_files_are_copied_and_a_second_copy_is_skipped(tmp_path: Path) -> None:
+    source = model_source(tmp_path, SERVING_MODEL_FILES)
+    target = serving_model_uri(str(tmp_path / "storage"), "telco_churn", "4")
+    assert target == f"{tmp_path}/storage/telco_churn/models/4"
+    assert publish_serving_dir(str(source), target) == target
+    assert sorted(p.name for p in Path(target).iterdir()) == sorted(SERVING_MODEL_FILES)
+    (source / "model.pkl").write_text("changed")
+    publish_serving_dir(str(source), target)
+    assert (Path(target) / "model.pkl").read_text() == "model.pkl"
+
+
+def test_a_model_without_the_predictors_files_is_refused(tmp_path: Path) -> None:
+    source = model_source(tmp_path, ("MLmodel",))
+    target = str(tmp_path / "served")
+    with pytest.raises(StepError, match=r"lacks \['model.pkl', 'input_example.json'\]"):
+        publish_serving_dir(str(source), target)
+    assert not Path(target).exists()

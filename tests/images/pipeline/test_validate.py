@@ -9,7 +9,7 @@ import pytest
 import sqlalchemy as sa
 
 from shipyard_pipeline import demo
-from shipyard_pipeline.errors import EXIT_CHECK_FAILED, EXIT_ERROR
+from shipyard_spec.contract import ExitCode
 
 pytestmark = pytest.mark.usefixtures("shipyard_home", "mlflow_env")
 
@@ -54,7 +54,7 @@ def test_corrupt_rows_fail_with_exit_3_and_a_report_naming_each_problem(
     runner = make_runner(spec_variant(source={"url": f"sqlite:///{corrupt_db}"}))
     assert runner("ingest").code == 0
     outcome = runner("validate")
-    assert outcome.code == EXIT_CHECK_FAILED
+    assert outcome.code == ExitCode.CHECK_FAILED
     assert "failed 3/68 expectations" in outcome.stderr
     assert outcome.result is None  # nothing for the next task to pick up
     snapshot_dir = (
@@ -71,11 +71,43 @@ def test_a_number_arriving_as_text_is_schema_drift(make_runner, spec_variant, dr
     runner = make_runner(spec_variant(source={"url": f"sqlite:///{drifted_db}"}, expectations={"ranges": {}}))
     assert runner("ingest").code == 0
     outcome = runner("validate")
-    assert outcome.code == EXIT_CHECK_FAILED
+    assert outcome.code == ExitCode.CHECK_FAILED
     assert "in_type_list(monthly_charges)" in outcome.stderr
 
 
 def test_validate_without_a_snapshot_says_to_ingest_first(make_runner) -> None:
     outcome = make_runner()("validate")
-    assert outcome.code == EXIT_ERROR
+    assert outcome.code == ExitCode.ERROR
     assert "run ingest for this interval first" in outcome.stderr
+
+
+def test_a_failed_snapshot_is_quarantined_until_a_fixed_reingest_validates(
+    make_runner, spec_variant, corrupt_db, shipyard_home, last_week, monkeypatch
+) -> None:
+    """The next run's training window must not include data that failed validation."""
+    spec = spec_variant(source={"url": "sqlite:///${QUARANTINE_TEST_DB}"})
+    monkeypatch.setenv("QUARANTINE_TEST_DB", str(shipyard_home / "data" / "telco_churn.db"))
+    week = last_week[1] - last_week[0]
+    earlier = make_runner(spec, start=last_week[0] - week, end=last_week[0])
+    assert earlier("ingest").code == 0
+    runner = make_runner(spec)
+    monkeypatch.setenv("QUARANTINE_TEST_DB", str(corrupt_db))
+    assert runner("ingest").code == 0
+    assert runner("validate").code == ExitCode.CHECK_FAILED
+    marker = (
+        runner.storage_root / "telco_churn" / "snapshots" / f"interval_start={runner.start:%Y-%m-%dT%H:%M:%S}"
+    )
+    assert "failed 3/68 expectations" in (marker / "_QUARANTINED.json").read_text()
+
+    train = ("train", "--window-intervals", "2", "--skip-tuning")
+    trained = runner(*train).result
+    assert (trained["snapshots"], trained["window"][1]) == (1, last_week[0].isoformat())
+    assert runner("ingest").result["quarantined"] is True  # a plain retry does not lift it
+
+    monkeypatch.setenv("QUARANTINE_TEST_DB", str(shipyard_home / "data" / "telco_churn.db"))
+    assert runner("ingest", "--force").result["quarantined"] is True  # not trusted before validation
+    assert runner("train", "--window-intervals", "2", "--skip-tuning").result["snapshots"] == 1
+    validated = runner("validate")
+    assert (validated.code, validated.result["quarantined"]) == (0, False)
+    assert not (marker / "_QUARANTINED.json").exists()
+    assert runner(*train).result["snapshots"] == 2

@@ -1,21 +1,10 @@
-"""EMULATION of a cluster running KServe: an in-memory CustomObjectsApi for InferenceServices.
+"""EMULATION at unit scope: an in-memory CustomObjectsApi for InferenceServices.
 
-There is no Kubernetes cluster here, so the KServe backend is tested against this narrow
-stand-in of the three CustomObjectsApi calls it makes. On every write the object is merge-
-patched (RFC 7386, as the API server does for `application/merge-patch+json`), its
-generation bumped, and the status recomputed the way KServe's reconcilers report it:
-
-- Knative mode: a new revision `<name>-predictor-0000N` whenever the predictor spec other than
-  `canaryTrafficPercent` changes; with the field set and a rolled-out revision present,
-  traffic is [latest ready revision: p %, previous rolled-out revision ("prev"): 100 - p %];
-  a revision that is not ready gets no traffic; `latestRolledoutRevision` moves only when the
-  latest ready revision has 100 %.
-- Standard mode: `status.canaryStatuses[]` per `spec.canary[]` entry, with its traffic only
-  when the canary predictor is ready; a `CanaryPredictorReady` condition.
-
-A predictor whose model args contain `--fault_never_ready` never becomes ready (as the real
-predictor with that flag). It is an emulation of status semantics, not of scheduling, pods
-or networking.
+For controller rules that need no API server (failure limit, manual gates); the KServe backend
+itself is tested against a real kube-apiserver in tests/k8s. On every write the object is
+merge-patched (RFC 7386) and its generation bumped, and the status is what
+`support.kserve_status.KServeStatus` says KServe would write. No admission, RBAC,
+resourceVersion conflicts or content types: those are the real API server's job.
 """
 
 from __future__ import annotations
@@ -24,8 +13,7 @@ import copy
 from typing import Any
 
 from kubernetes.client.exceptions import ApiException
-
-NEVER_READY = "--fault_never_ready"
+from support.kserve_status import KServeStatus
 
 
 def merge_patch(target: Any, patch: Any) -> Any:
@@ -40,15 +28,10 @@ def merge_patch(target: Any, patch: Any) -> Any:
     return result
 
 
-def _ready(predictor: dict[str, Any]) -> bool:
-    return NEVER_READY not in predictor.get("model", {}).get("args", [])
-
-
 class FakeKServe:
     def __init__(self) -> None:
         self.objects: dict[tuple[str, str], dict[str, Any]] = {}
-        self.revisions: dict[tuple[str, str], list[dict[str, Any]]] = {}  # name, predictor spec, ready
-        self.writes: list[tuple[str, dict[str, Any]]] = []  # ("create" | "patch", body)
+        self.status = KServeStatus()
 
     def _check(self, group: str, version: str, plural: str) -> None:
         assert (group, version, plural) == ("serving.kserve.io", "v1beta1", "inferenceservices")
@@ -64,8 +47,8 @@ class FakeKServe:
         key = (namespace, body["metadata"]["name"])
         if key in self.objects:
             raise ApiException(status=409, reason="AlreadyExists")
-        self.writes.append(("create", copy.deepcopy(body)))
-        self.objects[key] = {**copy.deepcopy(body), "metadata": {**body["metadata"], "generation": 1}}
+        metadata = {**body["metadata"], "namespace": namespace, "generation": 1}
+        self.objects[key] = {**copy.deepcopy(body), "metadata": metadata}
         self._reconcile(key)
         return copy.deepcopy(self.objects[key])
 
@@ -74,7 +57,6 @@ class FakeKServe:
         key = (namespace, name)
         if key not in self.objects:
             raise ApiException(status=404, reason="Not Found")
-        self.writes.append(("patch", copy.deepcopy(body)))
         current = self.objects[key]
         patched = merge_patch(current, body)
         if patched.get("spec") != current.get("spec"):
@@ -83,87 +65,5 @@ class FakeKServe:
         self._reconcile(key)
         return copy.deepcopy(patched)
 
-    # --- the emulated reconcilers ---------------------------------------------------------------
-
     def _reconcile(self, key: tuple[str, str]) -> None:
-        isvc = self.objects[key]
-        mode = isvc["metadata"].get("annotations", {}).get("serving.kserve.io/deploymentMode", "Knative")
-        previous = isvc.get("status", {})
-        status = self._knative(key, isvc, previous) if mode == "Knative" else self._standard(isvc)
-        status["observedGeneration"] = isvc["metadata"]["generation"]
-        isvc["status"] = status
-
-    def _knative(
-        self, key: tuple[str, str], isvc: dict[str, Any], previous: dict[str, Any]
-    ) -> dict[str, Any]:
-        predictor = isvc["spec"]["predictor"]
-        template = {k: v for k, v in predictor.items() if k != "canaryTrafficPercent"}
-        revisions = self.revisions.setdefault(key, [])
-        if not revisions or revisions[-1]["spec"] != template:
-            name = f"{key[1]}-predictor-{len(revisions) + 1:05d}"
-            revisions.append({"name": name, "spec": copy.deepcopy(template), "ready": _ready(template)})
-        latest = revisions[-1]
-        latest_ready = next((r["name"] for r in reversed(revisions) if r["ready"]), None)
-        old = previous.get("components", {}).get("predictor", {})
-        rolled_out = old.get("latestRolledoutRevision")
-        previous_rolled_out = old.get("previousRolledoutRevision")
-        percent = predictor.get("canaryTrafficPercent")
-        if latest_ready is None:
-            traffic = []
-        elif percent is None or rolled_out is None or latest_ready == rolled_out:
-            traffic = [{"revisionName": latest_ready, "percent": 100, "latestRevision": True}]
-        else:
-            traffic = [
-                {"revisionName": latest_ready, "percent": percent, "latestRevision": True, "tag": "latest"},
-                {
-                    "revisionName": rolled_out,
-                    "percent": 100 - percent,
-                    "latestRevision": False,
-                    "tag": "prev",
-                },
-            ]
-        if (
-            any(t["revisionName"] == latest_ready and t["percent"] == 100 for t in traffic)
-            and latest_ready != rolled_out
-        ):
-            previous_rolled_out, rolled_out = rolled_out, latest_ready
-        component = {
-            "latestCreatedRevision": latest["name"],
-            "latestReadyRevision": latest_ready,
-            "latestRolledoutRevision": rolled_out,
-            "previousRolledoutRevision": previous_rolled_out,
-            "traffic": [t for t in traffic if t["percent"]] or traffic,
-        }
-        ready = latest_ready is not None
-        message = (
-            None if latest["ready"] else f"Revision {latest['name']} is not ready: readiness probe failed"
-        )
-        conditions = [
-            {"type": "PredictorReady", "status": str(ready), "message": message},
-            {"type": "Ready", "status": str(ready), "message": message},
-        ]
-        return {
-            "components": {"predictor": {k: v for k, v in component.items() if v is not None}},
-            "conditions": conditions,
-        }
-
-    def _standard(self, isvc: dict[str, Any]) -> dict[str, Any]:
-        spec = isvc["spec"]
-        stable_ready = _ready(spec["predictor"])
-        canaries = [
-            {
-                "name": entry["predictor"]["name"],
-                "ready": _ready(entry["predictor"]),
-                "trafficPercent": entry.get("trafficPercent", 0) if _ready(entry["predictor"]) else 0,
-            }
-            for entry in spec.get("canary", [])
-        ]
-        conditions = [{"type": "Ready", "status": str(stable_ready)}]
-        if canaries:
-            conditions.append(
-                {"type": "CanaryPredictorReady", "status": str(all(c["ready"] for c in canaries))}
-            )
-        status: dict[str, Any] = {"conditions": conditions, "components": {"predictor": {}}}
-        if canaries:
-            status["canaryStatuses"] = canaries
-        return status
+        self.objects[key]["status"] = self.status.reconcile(self.objects[key])

@@ -59,4 +59,29 @@ def test_check_record_carries_the_measurements():
         "error_rate": 0.02,
         "p99_ms": 99.0,
         "stable_error_rate": 0.0,
+        "client_error_rate": 0.0,
+        "stable_client_error_rate": 0.0,
     }
+
+
+@pytest.mark.parametrize(
+    ("stable", "verdict"),
+    [
+        (Sample(1000, 0, 10.0, client_errors=0), Verdict.FAIL),  # canary 6 % vs 0 %: 6 points more
+        (Sample(1000, 0, 10.0, client_errors=20), Verdict.PASS),  # canary 6 % vs 2 %: 4 points more
+        (Sample(1000, 0, 10.0, client_errors=100), Verdict.PASS),  # stable refuses more than canary
+        (Sample(0, 0, None), Verdict.FAIL),  # nothing to compare with: judged against 0 %
+        (NoDataError("no data"), Verdict.FAIL),
+    ],
+)
+def test_client_errors_are_judged_against_the_stable_share(stable, verdict):
+    check = evaluate(Sample(100, 0, 10.0, client_errors=6), LIMITS, stable=stable)
+    assert check.verdict is verdict, check.reason
+    if verdict is Verdict.FAIL:
+        assert "client errors (4xx) 6.00% of requests" in check.reason
+        assert "above max_client_error_rate_increase 5.00%" in check.reason
+
+
+def test_a_version_that_refuses_every_request_fails_though_it_has_no_server_error():
+    check = evaluate(Sample(50, 0, 3.0, client_errors=50), LIMITS, stable=Sample(200, 0, 3.0))
+    assert (check.verdict, check.error_rate, check.client_error_rate) == (Verdict.FAIL, 0.0, 1.0)

@@ -31,6 +31,19 @@ CANARY = Target("canary", "telco-churn", "7", namespace="shipyard", revision="te
             'outcome="server_error"}[60s]))',
         ),
         (
+            "shipyard",
+            "client_errors",
+            'sum(increase(shipyard_requests_total{model_name="telco-churn",model_version="7",'
+            'outcome="client_error"}[60s]))',
+        ),
+        (
+            "knative-otel",
+            "client_errors",
+            "sum(increase(kn_serving_invocation_duration_seconds_count"
+            '{k8s_namespace_name="shipyard",kn_revision_name="telco-churn-predictor-00002",'
+            'http_response_status_code=~"4.."}[60s]))',
+        ),
+        (
             "knative-legacy",
             "requests",
             'sum(increase(revision_request_count{namespace_name="shipyard",'
@@ -84,10 +97,11 @@ def test_promql_path_against_a_real_prometheus(local_stack, model_dir, tmp_path)
     records = load_records(model_dir / "input_example.json")
     with (
         prometheus_server(tmp_path, [f"127.0.0.1:{p}" for p in ports]) as url,
-        LoadDriver(local_stack.url, MODEL_NAME, records, RPS),
+        LoadDriver(local_stack.url, local_stack.served_name, records, RPS),
     ):
         rollout = policy(
             interval_seconds=1.0,
+            max_client_error_rate_increase=1,
             no_data_deadline_seconds=10,
             metrics={"provider": "prometheus", "prometheus_url": url, "window_seconds": 3},
         )

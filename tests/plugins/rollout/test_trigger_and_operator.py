@@ -14,7 +14,7 @@ from airflow.exceptions import TaskDeferred
 from airflow.sdk.exceptions import AirflowFailException
 from mlflow_rest import register_version
 from rollout_support import RPS, TEST_POLICY
-from support.servers import free_port, venv_python
+from support.servers import venv_python
 
 from shipyard.rollout import manual
 from shipyard.rollout.backends.local import LocalBackend
@@ -68,7 +68,6 @@ def pipeline(tmp_path, monkeypatch, mlflow_tracking_uri) -> Path:
     path = tmp_path / f"{PIPELINE}.yaml"
     path.write_text(yaml.safe_dump(spec))
     monkeypatch.setenv("SHIPYARD_HOME", str(tmp_path / "home"))
-    monkeypatch.setenv("SHIPYARD_SERVING_PORT", str(free_port()))
     monkeypatch.setenv("SHIPYARD_SERVING_PYTHON", venv_python("serving"))
     monkeypatch.setenv("MLFLOW_TRACKING_URI", mlflow_tracking_uri)
     try:
@@ -105,7 +104,7 @@ def test_release_then_promote_then_roll_back_through_the_registry(pipeline, mode
     first = rollout(pipeline, v1, model_dir)  # no champion yet: straight to 100 %
     assert (first["status"], registry.alias(CHAMPION)) == ("promoted", v1)
 
-    with LoadDriver(backend.url, PIPELINE, records, RPS) as load:
+    with LoadDriver(backend.url, backend.served_name, records, RPS) as load:
         promoted = rollout(pipeline, v2, model_dir)
     assert promoted == {
         "status": "promoted",
@@ -116,7 +115,10 @@ def test_release_then_promote_then_roll_back_through_the_registry(pipeline, mode
     assert (registry.alias(CHAMPION), registry.alias(PREVIOUS), registry.alias(CHALLENGER)) == (v2, v1, None)
     assert set(load.outcomes) == {"200"}  # zero failed requests across the whole rollout
 
-    with LoadDriver(backend.url, PIPELINE, records, RPS), pytest.raises(AirflowFailException) as failed:
+    with (
+        LoadDriver(backend.url, backend.served_name, records, RPS),
+        pytest.raises(AirflowFailException) as failed,
+    ):
         rollout(pipeline, v3, model_dir, canary_args=["--fault_error_rate", "0.5"])
     assert f"rolled back {PIPELINE} v{v3}: 1 failed check(s) reached failure_limit 1" in str(failed.value)
     assert registry.alias(CHAMPION) == v2  # untouched
@@ -126,7 +128,7 @@ def test_release_then_promote_then_roll_back_through_the_registry(pipeline, mode
     assert backend.state()["canary"] is None
 
     # The manual rollback (shipyard_rollback_<pipeline>): back to @previous = v1.
-    with LoadDriver(backend.url, PIPELINE, records, RPS) as load:
+    with LoadDriver(backend.url, backend.served_name, records, RPS) as load:
         result = manual.rollback_to_previous(load_spec(pipeline), "pager says v2 is odd")
     assert result == {"champion": v1, "replaced": v2, "reason": "pager says v2 is odd"}
     assert (registry.alias(CHAMPION), registry.alias(PREVIOUS)) == (v1, None)

@@ -2,7 +2,9 @@
 
 Layout: `{log_root}/{model_name}/date=<YYYY-MM-DD>/part-<unix_ms>-<pid>.jsonl`, one JSON
 record per line: `{"ts", "model_name", "model_version", "inputs": {...}, "score"}` and,
-when the caller sent one, `"id"` (needed to join late labels).
+when the caller sent one, `"id"` (needed to join late labels). `model_name` is the served
+name of the pipeline (`contract.serving_name`: `telco_churn` is served as `telco-churn`), so
+the directory is `contract.prediction_log_dir(log_root, contract.serving_name(pipeline))`.
 
 A window is rarely clean: the champion changed mid-day (rows of other versions are counted
 and left out), a disk filled up (a file that does not parse is skipped and counted, never
@@ -18,10 +20,14 @@ import os
 import time
 from collections import Counter
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
 import fsspec
 import pandas as pd
+
+from shipyard_pipeline import storage
+from shipyard_pipeline.context import to_utc
+from shipyard_spec.contract import prediction_log_dir, serving_name
 
 log = logging.getLogger(__name__)
 
@@ -61,13 +67,18 @@ def partition_dates(start: datetime, end: datetime) -> list[str]:
     return dates
 
 
-def read_window(log_root: str, model_name: str, version: str, start: datetime, end: datetime) -> LogWindow:
-    """Rows of `model_name` version `version` with `start <= ts < end`, one column per input."""
-    fs, root = fsspec.core.url_to_fs(log_root)
+def log_dir(log_root: str, pipeline: str) -> str:
+    """Where the predictor serving `pipeline` logs: the contract's rule, in one place here."""
+    return prediction_log_dir(log_root, serving_name(pipeline))
+
+
+def read_window(log_root: str, pipeline: str, version: str, start: datetime, end: datetime) -> LogWindow:
+    """Rows of `pipeline`'s served model at `version` with `start <= ts < end`, one column per input."""
+    fs, root = storage.filesystem(log_dir(log_root, pipeline))
     window = LogWindow(rows=pd.DataFrame())
     records: list[dict[str, object]] = []
     for day in partition_dates(start, end):
-        for path in sorted(fs.glob(f"{root}/{model_name}/date={day}/part-*.jsonl")):
+        for path in sorted(fs.glob(f"{root}/date={day}/part-*.jsonl")):
             try:
                 parsed = _parse_file(fs, path)
             except (ValueError, KeyError, TypeError, UnicodeDecodeError) as e:
@@ -86,27 +97,21 @@ def read_window(log_root: str, model_name: str, version: str, start: datetime, e
     return window
 
 
-def write_parts(log_root: str, model_name: str, records: list[dict[str, object]]) -> list[str]:
-    """Write records as one part file the way the predictor does (demo traffic, tests).
-
-    Records are grouped by the date of their `ts`; each group is written to a temporary
-    name and renamed into place, so a reader never sees half a file.
-    """
-    fs, root = fsspec.core.url_to_fs(log_root)
+def write_parts(log_root: str, pipeline: str, records: list[dict[str, object]]) -> list[str]:
+    """Write records as part files the way the predictor does (demo traffic, tests): one per
+    date of their `ts`, published atomically (`storage.write_text`), so a reader never sees
+    half a file. Returns the URIs written."""
     by_day: dict[str, list[dict[str, object]]] = {}
     for record in records:
-        by_day.setdefault(_utc(str(record["ts"])).date().isoformat(), []).append(record)
+        by_day.setdefault(to_utc(str(record["ts"])).date().isoformat(), []).append(record)
     written = []
     for day, group in by_day.items():
-        directory = f"{root}/{model_name}/date={day}"
-        fs.makedirs(directory, exist_ok=True)
+        directory = storage.join(log_dir(log_root, pipeline), f"date={day}")
         unix_ms = time.time_ns() // 1_000_000
-        while fs.exists(f"{directory}/part-{unix_ms}-{os.getpid()}.jsonl"):
+        while storage.exists(storage.join(directory, f"part-{unix_ms}-{os.getpid()}.jsonl")):
             unix_ms += 1  # two parts within one millisecond
-        final = f"{directory}/part-{unix_ms}-{os.getpid()}.jsonl"
-        with fs.open(f"{directory}/.{unix_ms}.tmp", "w") as handle:
-            handle.writelines(json.dumps(record, default=str) + "\n" for record in group)
-        fs.mv(f"{directory}/.{unix_ms}.tmp", final)
+        final = storage.join(directory, f"part-{unix_ms}-{os.getpid()}.jsonl")
+        storage.write_text(final, "".join(json.dumps(record, default=str) + "\n" for record in group))
         written.append(final)
     return written
 
@@ -124,7 +129,7 @@ def _parse_file(fs: fsspec.AbstractFileSystem, path: str) -> list[dict[str, obje
                     raise KeyError(f"keys {missing} missing")
                 records.append(
                     {
-                        "ts": _utc(record["ts"]),
+                        "ts": to_utc(record["ts"]),
                         "model_version": str(record["model_version"]),
                         "inputs": dict(record["inputs"]),
                         "score": float(record["score"]),
@@ -134,12 +139,6 @@ def _parse_file(fs: fsspec.AbstractFileSystem, path: str) -> list[dict[str, obje
             except (ValueError, KeyError, TypeError, AttributeError) as e:
                 raise ValueError(f"line {number}: {e}") from e
     return records
-
-
-def _utc(text: str) -> datetime:
-    """An ISO-8601 timestamp as an aware UTC datetime (naive ones are taken as UTC)."""
-    moment = datetime.fromisoformat(text)
-    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
 
 
 def _to_frame(records: list[dict[str, object]]) -> pd.DataFrame:

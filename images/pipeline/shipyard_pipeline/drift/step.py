@@ -1,4 +1,10 @@
-"""The drift step: the champion's prediction logs of one window against its reference profile.
+"""drift: the champion's prediction logs of one window against its reference profile.
+
+Runs as `shipyard-step drift` with the common step arguments (the window is the interval) and
+`--log-root`; MLflow is reached like every other step (`tracking.connect()`: MLFLOW_TRACKING_URI
+required, bounded retries). Prediction logs are read from `contract.prediction_log_dir(log_root,
+contract.serving_name(pipeline))`, where the predictor writes them; the log root is `--log-root`,
+else SHIPYARD_PREDICTION_LOG_URI, else `contract.default_prediction_log_root(storage_root)`.
 
 Outcomes (the `status` in the result), none of which is an error:
 - `no_champion`: nothing is serving yet, nothing to compare.
@@ -11,50 +17,54 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import tempfile
-from dataclasses import dataclass
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-import fsspec
 from mlflow import MlflowClient
 from mlflow.artifacts import download_artifacts
 from mlflow.entities.model_registry import ModelVersion
 from mlflow.exceptions import MlflowException
 
+from shipyard_pipeline import storage, tracking
+from shipyard_pipeline.context import RunContext, expand_env
 from shipyard_pipeline.drift.compare import compare, verdict
 from shipyard_pipeline.drift.labels import live_auc, read_labels
 from shipyard_pipeline.drift.prediction_logs import read_window
 from shipyard_pipeline.drift.profile import PROFILE_ARTIFACT, ReferenceProfile
 from shipyard_pipeline.drift.report import html_report, text_table
-from shipyard_pipeline.tracking import CHAMPION_ALIAS, version_by_alias
-from shipyard_spec.model import PipelineSpec
+from shipyard_pipeline.errors import StepError
+from shipyard_spec.contract import Alias, Env, Step, default_prediction_log_root
 
 log = logging.getLogger(__name__)
 
 
-@dataclass(frozen=True)
-class Window:
-    """One drift check's inputs: the pipeline, the [start, end) window and where things live."""
-
-    spec: PipelineSpec
-    start: datetime
-    end: datetime
-    run_id: str
-    storage_root: str
-    log_root: str
+def log_root_of(context: RunContext, log_root: str | None) -> str:
+    """`--log-root`, else SHIPYARD_PREDICTION_LOG_URI, else `{storage_root}/prediction_logs`."""
+    chosen = (
+        log_root
+        or os.environ.get(Env.PREDICTION_LOG_URI)
+        or default_prediction_log_root(context.storage_root)
+    )
+    return expand_env(chosen)
 
 
-def run_drift_check(window: Window, client: MlflowClient) -> dict[str, Any]:
+def run(context: RunContext, log_root: str | None = None) -> dict[str, Any]:
+    """The step: connect to MLflow, then check the window (drift is a finding, never exit 3)."""
+    return run_drift_check(context, log_root_of(context, log_root), tracking.connect())
+
+
+def run_drift_check(context: RunContext, log_root: str, client: MlflowClient) -> dict[str, Any]:
     """Run the check and return the step result (also written to storage and MLflow)."""
-    spec = window.spec
+    spec = context.spec
     result: dict[str, Any] = {
         "pipeline": spec.name,
         "model_name": spec.mlflow.registered_model,
-        "interval_start": window.start.isoformat(),
-        "interval_end": window.end.isoformat(),
-        "run_id": window.run_id,
+        "interval_start": context.interval_start.isoformat(),
+        "interval_end": context.interval_end.isoformat(),
+        "run_id": context.run_id,
+        "log_root": log_root,
         "drift_detected": False,
         "reasons": [],
     }
@@ -65,9 +75,7 @@ def run_drift_check(window: Window, client: MlflowClient) -> dict[str, Any]:
     result["model_version"] = champion.version
     profile = load_profile(champion)
 
-    logs = read_window(
-        window.log_root, spec.mlflow.registered_model, champion.version, window.start, window.end
-    )
+    logs = read_window(log_root, spec.name, champion.version, context.interval_start, context.interval_end)
     result["counts"] = logs.counts()
     log.info("prediction log window %s: %s", result["interval_start"], result["counts"])
     if logs.rows_other_versions:
@@ -114,14 +122,14 @@ def run_drift_check(window: Window, client: MlflowClient) -> dict[str, Any]:
         )
     log.info("drift of %s v%s:\n%s", champion.name, champion.version, text_table(drifts))
     log.info("verdict: %s %s", "DRIFT" if result["drift_detected"] else "no drift", result["reasons"])
-    result.update(publish(window, champion, result, html_report(result, drifts), client))
+    result.update(publish(context, champion, result, html_report(result, drifts), client))
     result.pop("features")
     return result
 
 
 def find_champion(client: MlflowClient, model_name: str) -> ModelVersion | None:
     """The version behind the `champion` alias, or None when there is none (yet)."""
-    return version_by_alias(client, model_name, CHAMPION_ALIAS)
+    return tracking.version_by_alias(client, model_name, Alias.CHAMPION)
 
 
 def load_profile(champion: ModelVersion) -> ReferenceProfile:
@@ -130,7 +138,7 @@ def load_profile(champion: ModelVersion) -> ReferenceProfile:
         try:
             path = download_artifacts(run_id=champion.run_id, artifact_path=PROFILE_ARTIFACT, dst_path=tmp)
         except (MlflowException, OSError) as e:
-            raise RuntimeError(
+            raise StepError(
                 f"{champion.name} v{champion.version} (run {champion.run_id}) has no {PROFILE_ARTIFACT}: "
                 "drift needs the reference profile the train step logs"
             ) from e
@@ -138,19 +146,16 @@ def load_profile(champion: ModelVersion) -> ReferenceProfile:
 
 
 def publish(
-    window: Window, champion: ModelVersion, result: dict[str, Any], page: str, client: MlflowClient
+    context: RunContext, champion: ModelVersion, result: dict[str, Any], page: str, client: MlflowClient
 ) -> dict[str, str]:
     """Write report.html + drift.json to storage and log both to the champion's MLflow run."""
-    base = f"{window.storage_root.rstrip('/')}/{window.spec.name}/runs/{window.run_id}/drift"
+    base = context.step_dir(Step.DRIFT)
     documents = {"report.html": page, "drift.json": json.dumps(result, indent=2, default=str)}
-    fs, root = fsspec.core.url_to_fs(base)
-    fs.makedirs(root, exist_ok=True)
     with tempfile.TemporaryDirectory() as tmp:
         for name, text in documents.items():
-            with fs.open(f"{root}/{name}", "w") as handle:
-                handle.write(text)
+            storage.write_text(storage.join(base, name), text)
             (Path(tmp) / name).write_text(text)
-        artifact_dir = f"drift/{window.end.date().isoformat()}"
+        artifact_dir = f"drift/{context.interval_end.date().isoformat()}"
         client.log_artifacts(champion.run_id, tmp, artifact_path=artifact_dir)
     client.set_model_version_tag(
         champion.name, champion.version, "drift.last_checked", result["interval_end"]

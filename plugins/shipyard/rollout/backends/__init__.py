@@ -1,7 +1,7 @@
 """Traffic backends: what actually runs the versions and splits traffic between them.
 
-One controller, two backends: `local` (predictor processes behind the local splitter, the
-embedded default) and `kserve` (an InferenceService through the Kubernetes API). A backend is
+One controller, two backends: `local` (predictor processes behind one HAProxy per pipeline,
+the embedded default) and `kserve` (an InferenceService through the Kubernetes API). A backend is
 rebuilt from its JSON-safe `config()` inside the trigger, so it must not hold state that
 lives only in memory.
 """
@@ -12,6 +12,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, Protocol
 
 from shipyard.rollout.providers import Target
+from shipyard_spec.contract import serving_name
 from shipyard_spec.model import PipelineSpec, Rollout
 
 
@@ -19,7 +20,7 @@ from shipyard_spec.model import PipelineSpec, Rollout
 class Release:
     """One model version as a backend deploys it."""
 
-    model_name: str  # the registered model; also the name the predictor serves under
+    model_name: str  # the registered model
     version: str
     model_dir: str = ""  # local backend: the MLflow model directory
     storage_uri: str = ""  # kserve backend: where the storage initializer fetches the model
@@ -37,6 +38,9 @@ class Release:
 class Readiness:
     ready: bool
     reason: str
+    # The canary can never become ready (its process exited, its predictor reports a terminal
+    # failure): the controller stops waiting at once and rolls back with `reason`.
+    failed: bool = False
 
 
 class TrafficBackend(Protocol):
@@ -88,7 +92,7 @@ def backend_for(spec: PipelineSpec) -> TrafficBackend:
     if spec.rollout.backend == "local":
         from shipyard.rollout.backends.local import LocalBackend
 
-        return LocalBackend.for_pipeline(spec.name)
+        return LocalBackend.for_pipeline(spec.name, spec.rollout.local)
     target = spec.rollout.kserve
-    name = target.name or spec.name.replace("_", "-")
+    name = target.name or serving_name(spec.name)
     return build_backend(spec.rollout, {"kind": "kserve", "name": name, "pipeline": spec.name})

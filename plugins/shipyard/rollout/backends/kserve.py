@@ -19,6 +19,7 @@ verified from the status (`status.components.predictor.traffic` in Knative mode,
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from typing import Any, Protocol
@@ -34,6 +35,9 @@ GROUP, VERSION, PLURAL = "serving.kserve.io", "v1beta1", "inferenceservices"
 DEPLOYMENT_MODE = {"knative": "Knative", "standard": "Standard"}
 VERIFY_TIMEOUT_SECONDS = 120
 POLL_SECONDS = 1.0
+# The predictor container's name (KServe's constants.InferenceServiceContainerName). KServe 0.20's
+# CRD requires `name` in spec.canary[].predictor.model (a container type there), so it is always set.
+MODEL_CONTAINER = "kserve-container"
 
 
 class CustomObjects(Protocol):
@@ -61,6 +65,7 @@ def model_spec(target: KServeTarget, release: Release) -> dict[str, Any]:
     if not release.storage_uri:
         raise BackendError(f"{release.model_name} v{release.version} has no storage URI for KServe")
     return {
+        "name": MODEL_CONTAINER,
         "modelFormat": {"name": "shipyard"},
         "runtime": target.runtime,
         "storageUri": release.storage_uri,
@@ -113,6 +118,40 @@ def build_inferenceservice(
         "metadata": metadata,
         "spec": spec,
     }
+
+
+# `status.modelStatus` says a model can never load: the wait for readiness ends at once.
+TERMINAL_TRANSITIONS = {"BlockedByFailedLoad", "InvalidSpec"}
+FAILED_TO_LOAD = "FailedToLoad"
+
+
+def terminal_failure(isvc: dict[str, Any]) -> str | None:
+    """The cause, when the InferenceService's model status reports a terminal failure; else None.
+
+    Read once the latest spec (the canary's) is observed, so the status is the canary's:
+    `transitionStatus` BlockedByFailedLoad / InvalidSpec or `targetModelState` FailedToLoad,
+    with `lastFailureInfo` (reason, message, exit code) as the cause.
+    """
+    model = isvc.get("status", {}).get("modelStatus") or {}
+    transition = model.get("transitionStatus")
+    target_state = (model.get("states") or {}).get("targetModelState")
+    if transition not in TERMINAL_TRANSITIONS and target_state != FAILED_TO_LOAD:
+        return None
+    info = model.get("lastFailureInfo") or {}
+    exit_code = f" (exit code {info['exitCode']})" if info.get("exitCode") is not None else ""
+    return (
+        f"{transition if transition in TERMINAL_TRANSITIONS else target_state}: "
+        f"{info.get('reason', 'no reason given')}{exit_code}: "
+        f"{info.get('message', 'no message')}"
+    )
+
+
+def api_message(error: Any) -> str:
+    """The API server's own explanation of a refused request (field paths for a 422), else the reason."""
+    try:
+        return json.loads(error.body)["message"]
+    except (TypeError, ValueError, KeyError):
+        return str(error.reason)
 
 
 def without_nulls(value: Any) -> Any:
@@ -181,7 +220,7 @@ class KServeBackend:
             if e.status == 404:
                 return None
             raise BackendError(
-                f"reading InferenceService {self.target.namespace}/{self.name}: {e.reason}"
+                f"reading InferenceService {self.target.namespace}/{self.name}: {e.status} {api_message(e)}"
             ) from e
 
     def apply(self, body: dict[str, Any]) -> None:
@@ -200,7 +239,7 @@ class KServeBackend:
                     GROUP, VERSION, self.target.namespace, PLURAL, self.name, body
                 )
         except ApiException as e:
-            raise BackendError(f"writing {where}: {e.status} {e.reason}") from e
+            raise BackendError(f"writing {where}: {e.status} {api_message(e)}") from e
 
     def _declare(self, canary: Release | None, weight: int = 0) -> None:
         if self.stable is None:
@@ -310,6 +349,9 @@ class KServeBackend:
             return Readiness(False, f"InferenceService {self.name} does not exist")
         if not self._observed(isvc):
             return Readiness(False, f"InferenceService {self.name}: the latest spec is not reconciled yet")
+        failure = terminal_failure(isvc)
+        if failure is not None:
+            return Readiness(False, f"InferenceService {self.name}: {failure}", failed=True)
         if self.target.mode == "standard":
             status = self._canary_status(isvc)
             ready = bool(status and status.get("ready"))

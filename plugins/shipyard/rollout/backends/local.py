@@ -1,14 +1,18 @@
-"""The local backend (embedded default): predictor processes behind the local traffic splitter.
+"""The local backend (embedded default): predictor processes behind one HAProxy per pipeline.
 
 Stable and canary run as `python -m shipyard_serving` in the serving virtualenv
-(`SHIPYARD_SERVING_PYTHON`), each on its own port; the splitter
-(`shipyard.rollout.local.splitter`) owns the public port and forwards by weight. Processes
-are started in their own session so they outlive the Airflow task that started them (the
-analysis continues in the triggerer); what runs where is kept in `state.json` in the state
-directory, so a backend rebuilt from `config()` in another process finds them again.
+(`SHIPYARD_SERVING_PYTHON`), each on its own free port, serving under the pipeline's served
+name (`contract.serving_name`, as KServe names the InferenceService). HAProxy
+(`shipyard.rollout.local.haproxy`) owns the pipeline's client port and splits by weight;
+weights and servers change through its runtime API. Processes are started in their own
+session so they outlive the Airflow task that started them (the analysis continues in the
+triggerer); what runs where — pids, ports, weights, log files — is kept in
+`${SHIPYARD_HOME}/serving/<pipeline>/state.json`, so a backend rebuilt from `config()` in
+another process finds them, and a restarted HAProxy gets the same servers and weights.
 
-A backend is retired only after its weight is 0 and its in-flight requests reached 0, so no
-request is lost by a switch.
+Ports are allocated when the pipeline's HAProxy first starts and recorded in the state file
+(reused while free): two pipelines never share one. A predictor is retired only after its
+weight is 0 and HAProxy holds no request for it, so no request is lost by a switch.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ import contextlib
 import json
 import logging
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -29,21 +34,44 @@ import httpx
 
 from shipyard.rollout.backends import Readiness, Release
 from shipyard.rollout.errors import BackendError
+from shipyard.rollout.local.haproxy import (
+    BACKEND,
+    HEALTH_PATH,
+    Runtime,
+    Server,
+    ServerSettings,
+    render_config,
+    socket_path_for,
+)
 from shipyard.rollout.providers import Target
+from shipyard_spec.contract import Env, serving_name
+from shipyard_spec.model import LocalServing
 
 log = logging.getLogger(__name__)
 
-PLUGINS_DIR = Path(__file__).resolve().parents[3]  # holds the `shipyard` package
-SPLITTER_MODULE = "shipyard.rollout.local.splitter"
 STOP_GRACE_SECONDS = 10
 DRAIN_TIMEOUT_SECONDS = 60
-STABLE, CANARY = "stable", "canary"
+PROXY_START_SECONDS = 15
+READY_PROBE_SECONDS = 2
+LOG_TAIL_LINES = 4
+LOG_LINE_CHARS = 300
+WARNING_LINE = re.compile(r":\d+: \w*Warning: ")
+STABLE, CANARY, PROXY = "stable", "canary", "proxy"
 
 
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def port_is_free(port: int) -> bool:
+    with socket.socket() as s:
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
 
 
 def alive(pid: int) -> bool:
@@ -60,7 +88,9 @@ def alive(pid: int) -> bool:
 
 
 def stop(pid: int) -> None:
-    """SIGTERM the process group of `pid`, SIGKILL after a grace period."""
+    """SIGTERM the process group of `pid` (SIGCONT first: it may be stopped), SIGKILL after a grace period."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(pid, signal.SIGCONT)
     for sig, wait in ((signal.SIGTERM, STOP_GRACE_SECONDS), (signal.SIGKILL, 5)):
         with contextlib.suppress(ProcessLookupError):
             os.killpg(pid, sig)
@@ -72,48 +102,100 @@ def stop(pid: int) -> None:
     raise BackendError(f"process {pid} survived SIGKILL")
 
 
+def log_tail(path: Path, lines: int = LOG_TAIL_LINES) -> str:
+    """The last lines of a process log that say something, joined with ' | ' (for a decision's
+    reason): Python warnings (`file:line: SomeWarning: ...` and the source line after) are
+    left out, and each line is cut at LOG_LINE_CHARS."""
+    if not path.exists():
+        return f"no log at {path}"
+    with path.open("rb") as f:
+        f.seek(max(0, path.stat().st_size - 16384))
+        text = f.read().decode(errors="replace")
+    kept: list[str] = []
+    after_warning = False
+    for line in text.splitlines():
+        if WARNING_LINE.search(line):
+            after_warning = True
+        elif not (after_warning and line.startswith(" ")) and line.strip():
+            kept.append(line.strip()[:LOG_LINE_CHARS])
+            after_warning = False
+    return " | ".join(kept[-lines:]) or f"{path} is empty"
+
+
 class LocalBackend:
-    def __init__(self, state_dir: str, port: int, serving_python: str, host: str = "127.0.0.1") -> None:
+    def __init__(
+        self,
+        state_dir: str,
+        serving_python: str,
+        *,
+        served_name: str,
+        settings: LocalServing | None = None,
+        prediction_log_uri: str | None = None,
+        haproxy: str = "haproxy",
+    ) -> None:
         self.state_dir = Path(state_dir)
-        self.port = port
         self.serving_python = serving_python
-        self.host = host
-        self._http = httpx.Client(timeout=5)
+        self.served_name = served_name
+        self.settings = settings or LocalServing()
+        self.prediction_log_uri = prediction_log_uri
+        self.haproxy = haproxy
+        self.runtime = Runtime(socket_path_for(self.state_dir))
+        self._http = httpx.Client(timeout=READY_PROBE_SECONDS)
 
     @classmethod
     def from_config(cls, config: dict[str, Any]) -> LocalBackend:
         return cls(
             config["state_dir"],
-            int(config["port"]),
             config["serving_python"],
-            config.get("host", "127.0.0.1"),
+            served_name=config["served_name"],
+            settings=LocalServing.model_validate(config["settings"]),
+            prediction_log_uri=config.get("prediction_log_uri"),
+            haproxy=config.get("haproxy", "haproxy"),
         )
 
     @classmethod
-    def for_pipeline(cls, pipeline: str, port: int | None = None) -> LocalBackend:
-        """The embedded default: state under ${SHIPYARD_HOME}/serving/<pipeline>, splitter port from
-        SHIPYARD_SERVING_PORT (8780)."""
+    def for_pipeline(cls, pipeline: str, settings: LocalServing | None = None) -> LocalBackend:
+        """The embedded default: state under ${SHIPYARD_HOME}/serving/<pipeline>; predictors log
+        their predictions where `SHIPYARD_PREDICTION_LOG_URI` says (the drift step reads there)."""
         from shipyard.settings import shipyard_home
 
         return cls(
             str(shipyard_home() / "serving" / pipeline),
-            port or int(os.environ.get("SHIPYARD_SERVING_PORT", "8780")),
-            os.environ.get("SHIPYARD_SERVING_PYTHON", sys.executable),
+            os.environ.get(Env.SERVING_PYTHON, sys.executable),
+            served_name=serving_name(pipeline),
+            settings=settings,
+            prediction_log_uri=os.environ.get(Env.PREDICTION_LOG_URI) or None,
         )
 
     def config(self) -> dict[str, Any]:
         return {
             "kind": "local",
             "state_dir": str(self.state_dir),
-            "port": self.port,
             "serving_python": self.serving_python,
-            "host": self.host,
+            "served_name": self.served_name,
+            "settings": self.settings.model_dump(mode="json"),
+            "prediction_log_uri": self.prediction_log_uri,
+            "haproxy": self.haproxy,
         }
 
     @property
     def url(self) -> str:
-        """Where clients send predictions: the splitter."""
-        return f"http://{self.host}:{self.port}"
+        """Where clients send predictions: the pipeline's HAProxy."""
+        proxy = self.state().get(PROXY)
+        if not proxy:
+            raise BackendError(f"no load balancer has been started for {self.state_dir}")
+        return f"http://127.0.0.1:{proxy['port']}"
+
+    @property
+    def request_log(self) -> Path:
+        return self.state_dir / "requests.log"
+
+    def _server_settings(self) -> ServerSettings:
+        return ServerSettings(
+            check_interval_ms=round(self.settings.health_check_interval_seconds * 1000),
+            server_timeout_ms=round(self.settings.server_timeout_seconds * 1000),
+            retries=self.settings.retries,
+        )
 
     # --- state -------------------------------------------------------------------------------
 
@@ -122,9 +204,10 @@ class LocalBackend:
         return self.state_dir / "state.json"
 
     def state(self) -> dict[str, Any]:
-        """{"splitter": {pid}, "stable": {pid, port, release}, "canary": {...} | None}."""
+        """{"proxy": {pid, port, metrics_port}, "stable": {pid, port, server, weight, log, release},
+        "canary": {...} | None}."""
         if not self._state_path.exists():
-            return {"splitter": None, STABLE: None, CANARY: None}
+            return {PROXY: None, STABLE: None, CANARY: None}
         return json.loads(self._state_path.read_text())
 
     def _save(self, state: dict[str, Any]) -> None:
@@ -133,217 +216,239 @@ class LocalBackend:
         tmp.write_text(json.dumps(state, indent=2))
         tmp.replace(self._state_path)
 
-    def _spawn(self, command: list[str], log_name: str, env: dict[str, str] | None = None) -> int:
+    def _spawn(self, command: list[str], log_path: Path, stdout: Path | None = None) -> int:
         self.state_dir.mkdir(parents=True, exist_ok=True)
-        with (self.state_dir / log_name).open("ab") as out:
-            process = subprocess.Popen(
-                command, stdout=out, stderr=subprocess.STDOUT, start_new_session=True, env=env
-            )
+        with log_path.open("ab") as err, (stdout or log_path).open("ab") as out:
+            process = subprocess.Popen(command, stdout=out, stderr=err, start_new_session=True)
         return process.pid
 
-    # --- splitter ----------------------------------------------------------------------------
+    # --- the load balancer -------------------------------------------------------------------
 
-    def routes(self) -> list[dict[str, Any]]:
-        try:
-            response = self._http.get(f"{self.url}/-/routes")
-            response.raise_for_status()
-        except httpx.HTTPError as e:
-            raise BackendError(f"local splitter at {self.url} did not answer: {e}") from e
-        return response.json()["routes"]
-
-    @staticmethod
-    def _route_name(entry: dict[str, Any]) -> str:
-        return f"v{entry['release']['version']}-pid{entry['pid']}"
-
-    def _route(self, weighted: list[tuple[dict[str, Any], int]]) -> None:
-        """Replace the splitter's table with these (predictor, weight) pairs and verify it."""
-        table = [
-            {"name": self._route_name(entry), "url": f"http://127.0.0.1:{entry['port']}", "weight": weight}
-            for entry, weight in weighted
+    def _ensure_proxy(self, state: dict[str, Any]) -> None:
+        """Start the pipeline's HAProxy unless it runs: its ports recorded, the servers of the state."""
+        proxy = state.get(PROXY) or {}
+        if proxy.get("pid") and alive(proxy["pid"]):
+            return
+        ports = [proxy.get("port"), proxy.get("metrics_port")]
+        if not all(port and port_is_free(port) for port in ports):
+            ports = [free_port(), free_port()]
+        servers = [
+            Server(entry["server"], entry["port"], entry["weight"])
+            for entry in (state.get(STABLE), state.get(CANARY))
+            if entry and alive(entry["pid"])
         ]
-        response = self._http.put(f"{self.url}/-/routes", json={"routes": table})
-        if response.status_code != 200:
-            raise BackendError(f"local splitter refused routes {table}: {response.text}")
-        expected = {route["name"]: route["weight"] for route in table}
-        actual = {route["name"]: route["weight"] for route in response.json()["routes"]}
+        config = self.state_dir / "haproxy.cfg"
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        self.runtime.socket_path.unlink(missing_ok=True)
+        config.write_text(
+            render_config(
+                port=ports[0],
+                metrics_port=ports[1],
+                socket_path=self.runtime.socket_path,
+                settings=self._server_settings(),
+                servers=servers,
+                stable_port=state[STABLE]["port"] if state.get(STABLE) else None,
+            )
+        )
+        haproxy_log = self.state_dir / "haproxy.log"
+        pid = self._spawn([self.haproxy, "-db", "-f", str(config)], haproxy_log, stdout=self.request_log)
+        state[PROXY] = {"pid": pid, "port": ports[0], "metrics_port": ports[1]}
+        self._save(state)
+        deadline = time.monotonic() + PROXY_START_SECONDS
+        while time.monotonic() < deadline and alive(pid):
+            with contextlib.suppress(BackendError):
+                self.runtime.command("show info")
+                log.info("HAProxy (pid %d) serving %s (metrics on port %d)", pid, self.url, ports[1])
+                return
+            time.sleep(0.1)
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(pid, signal.SIGKILL)
+        raise BackendError(f"HAProxy did not start on port {ports[0]}: {log_tail(haproxy_log)}")
+
+    def _route(self, state: dict[str, Any], weighted: list[tuple[dict[str, Any], int]]) -> None:
+        """Set these (predictor, weight) pairs in HAProxy, verify them, and record them in the state."""
+        for entry, weight in weighted:
+            self.runtime.set_weight(entry["server"], weight)
+        actual = {entry["server"]: self.runtime.weight(entry["server"]) for entry, _ in weighted}
+        expected = {entry["server"]: weight for entry, weight in weighted}
         if actual != expected:
-            raise BackendError(f"local splitter reports weights {actual}, expected {expected}")
+            raise BackendError(f"HAProxy reports weights {actual}, expected {expected}")
+        for entry, weight in weighted:
+            entry["weight"] = weight
+        self._save(state)
         log.info("traffic: %s", ", ".join(f"{name} {weight}%" for name, weight in expected.items()))
 
-    def _retire(self, entries: list[dict[str, Any]], keep: dict[str, Any]) -> None:
-        """Stop predictors that have weight 0: drain each, stop it, then drop it from the table."""
+    def _retire(self, entries: list[dict[str, Any]]) -> None:
+        """Predictors at weight 0: wait until HAProxy holds no request for them, remove, stop."""
         for entry in entries:
-            self._drain(self._route_name(entry))
-            stop(entry["pid"])
-            log.info("stopped %s", self._route_name(entry))
-        self._route([(keep, 100)])
+            name = entry["server"]
+            deadline = time.monotonic() + DRAIN_TIMEOUT_SECONDS
+            while True:
+                status = self.runtime.servers().get(name)
+                if status is None:
+                    break
+                if not status.sessions and not status.queued and self.runtime.remove_server(name):
+                    break
+                if time.monotonic() > deadline:
+                    raise BackendError(f"{name} still holds requests after {DRAIN_TIMEOUT_SECONDS}s")
+                time.sleep(0.05)
+            if alive(entry["pid"]):
+                stop(entry["pid"])
+            log.info("stopped %s", name)
 
-    def _ensure_splitter(self, state: dict[str, Any]) -> None:
-        splitter = state.get("splitter")
-        if splitter and alive(splitter["pid"]):
-            return
-        env = {
-            **os.environ,
-            "PYTHONPATH": os.pathsep.join(filter(None, [str(PLUGINS_DIR), os.environ.get("PYTHONPATH")])),
-        }
-        pid = self._spawn(
-            [sys.executable, "-m", SPLITTER_MODULE, "--host", self.host, "--port", str(self.port)],
-            "splitter.log",
-            env,
-        )
-        state["splitter"] = {"pid": pid}
-        self._save(state)
-        deadline = time.monotonic() + 15
-        while time.monotonic() < deadline:
-            with contextlib.suppress(BackendError):
-                self.routes()
-                log.info("local splitter (pid %d) listening at %s", pid, self.url)
-                return
-            if not alive(pid):
-                break
-            time.sleep(0.1)
-        raise BackendError(
-            f"local splitter did not start on port {self.port}: see {self.state_dir}/splitter.log"
-        )
-
-    def _drain(self, role: str) -> None:
-        """Wait until the splitter has no request in flight to `role` (its weight already 0)."""
-        deadline = time.monotonic() + DRAIN_TIMEOUT_SECONDS
-        while time.monotonic() < deadline:
-            in_flight = {r["name"]: r["in_flight"] for r in self.routes()}.get(role, 0)
-            if not in_flight:
-                return
-            time.sleep(0.05)
-        raise BackendError(f"{role} still has requests in flight after {DRAIN_TIMEOUT_SECONDS}s")
+    def routes(self) -> dict[str, int]:
+        """{server: weight} as HAProxy has them now."""
+        return {name: status.weight for name, status in self.runtime.servers().items()}
 
     # --- predictors --------------------------------------------------------------------------
 
     def _start_predictor(self, release: Release, role: str) -> dict[str, Any]:
         port = free_port()
+        log_path = self.state_dir / f"predictor-v{release.version}-{role}.log"
         command = [
             self.serving_python, "-m", "shipyard_serving",
-            "--model_name", release.model_name, "--model_dir", release.model_dir,
-            "--http_port", str(port), "--model_version", release.version, *release.args,
+            "--model_name", self.served_name, "--model_dir", release.model_dir,
+            "--http_port", str(port), "--model_version", release.version,
+            *(["--prediction_log_uri", self.prediction_log_uri] if self.prediction_log_uri else []),
+            *release.args,
         ]  # fmt: skip
-        pid = self._spawn(command, f"predictor-{release.model_name}-v{release.version}.log")
+        pid = self._spawn(command, log_path)
+        entry = {
+            "pid": pid,
+            "port": port,
+            "server": f"v{release.version}-pid{pid}",
+            "weight": 0,
+            "log": str(log_path),
+            "release": release.as_dict(),
+        }
+        self.runtime.add_server(Server(entry["server"], port, 0), self._server_settings())
         log.info(
             "started %s predictor %s v%s (pid %d, port %d)",
             role,
-            release.model_name,
+            self.served_name,
             release.version,
             pid,
             port,
         )
-        return {"pid": pid, "port": port, "release": release.as_dict()}
+        return entry
 
     def _readiness(self, entry: dict[str, Any] | None) -> Readiness:
         if entry is None:
             return Readiness(False, "no predictor deployed")
-        release = Release.from_dict(entry["release"])
-        name = f"{release.model_name} v{release.version} (pid {entry['pid']})"
+        name = f"{self.served_name} v{entry['release']['version']} (pid {entry['pid']})"
         if not alive(entry["pid"]):
-            return Readiness(False, f"predictor {name} is not running")
+            return Readiness(
+                False, f"predictor {name} exited; its log ends: {log_tail(Path(entry['log']))}", failed=True
+            )
         try:
-            response = self._http.get(f"http://127.0.0.1:{entry['port']}/v1/models/{release.model_name}")
+            response = self._http.get(f"http://127.0.0.1:{entry['port']}{HEALTH_PATH}")
         except httpx.HTTPError as e:
-            return Readiness(False, f"predictor {name} does not answer yet: {e.__class__.__name__}")
-        if response.status_code != 200 or not response.json().get("ready"):
+            return Readiness(False, f"predictor {name} does not answer: {e.__class__.__name__}")
+        if response.status_code != 200:
             return Readiness(False, f"predictor {name} is not ready (HTTP {response.status_code})")
+        status = self.runtime.servers().get(entry["server"])
+        if status is None or not status.status.startswith("UP"):
+            return Readiness(False, f"predictor {name} is ready but HAProxy's health check says {status}")
         return Readiness(True, f"predictor {name} is ready")
 
     def _wait_ready(self, entry: dict[str, Any], timeout: float) -> None:
         deadline = time.monotonic() + timeout
         readiness = self._readiness(entry)
         while not readiness.ready:
-            if time.monotonic() > deadline or not alive(entry["pid"]):
-                raise BackendError(f"{readiness.reason} after {timeout:.0f}s")
+            if time.monotonic() > deadline or readiness.failed:
+                raise BackendError(f"{readiness.reason} (waited {timeout:.0f}s at most)")
             time.sleep(0.2)
             readiness = self._readiness(entry)
 
-    def _running(self, entry: dict[str, Any] | None, release: Release) -> bool:
+    @staticmethod
+    def _running(entry: dict[str, Any] | None, release: Release) -> bool:
         return bool(entry) and entry["release"] == release.as_dict() and alive(entry["pid"])
 
     # --- the TrafficBackend protocol -------------------------------------------------------------
 
     def deploy_stable(self, release: Release, timeout: float) -> None:
         state = self.state()
-        self._ensure_splitter(state)
+        self._ensure_proxy(state)
         if self._running(state[STABLE], release) and state[CANARY] is None:
-            self._route([(state[STABLE], 100)])
+            self._route(state, [(state[STABLE], 100)])
+            self.runtime.point_last_resort(state[STABLE]["port"])
             return
         entry = self._start_predictor(release, STABLE)
         try:
             self._wait_ready(entry, timeout)
         except BackendError:
-            stop(entry["pid"])
+            self._retire([entry])
             raise
-        old = [state[role] for role in (STABLE, CANARY) if state[role] and alive(state[role]["pid"])]
-        self._route([(entry, 100), *((o, 0) for o in old)])
+        old = [state[role] for role in (STABLE, CANARY) if state[role]]
         state[STABLE], state[CANARY] = entry, None
-        self._save(state)
-        self._retire(old, keep=entry)
+        self._route(state, [(entry, 100), *((o, 0) for o in old if alive(o["pid"]))])
+        self.runtime.point_last_resort(entry["port"])
+        self._retire(old)
 
     def deploy_canary(self, stable: Release, canary: Release) -> None:
         state = self.state()
-        if not (
-            self._running(state[STABLE], stable) and state.get("splitter") and alive(state["splitter"]["pid"])
-        ):
-            log.info(
-                "stable %s v%s is not running here: starting it first", stable.model_name, stable.version
-            )
+        proxy = state.get(PROXY)
+        if not (self._running(state[STABLE], stable) and proxy and proxy.get("pid") and alive(proxy["pid"])):
+            log.info("stable %s v%s is not served here: starting it first", self.served_name, stable.version)
             self.deploy_stable(stable, timeout=DRAIN_TIMEOUT_SECONDS)
             state = self.state()
         if self._running(state[CANARY], canary):
             log.info("canary v%s already running (a re-run): reusing it at 0%%", canary.version)
         else:
             if state[CANARY]:
-                self._route([(state[STABLE], 100), (state[CANARY], 0)])
-                self._retire([state[CANARY]], keep=state[STABLE])
+                old, state[CANARY] = state[CANARY], None
+                self._route(state, [(state[STABLE], 100), (old, 0)])
+                self._retire([old])
             state[CANARY] = self._start_predictor(canary, CANARY)
-            self._save(state)
-        self._route([(state[STABLE], 100), (state[CANARY], 0)])
+        self._route(state, [(state[STABLE], 100), (state[CANARY], 0)])
 
     def canary_readiness(self) -> Readiness:
         return self._readiness(self.state()[CANARY])
 
     def set_canary_weight(self, percent: int) -> None:
         state = self.state()
-        self._route([(state[STABLE], 100 - percent), (state[CANARY], percent)])
+        self._route(state, [(state[STABLE], 100 - percent), (state[CANARY], percent)])
 
     def promote(self) -> None:
         state = self.state()
         canary, stable = state[CANARY], state[STABLE]
-        self._route([(canary, 100), (stable, 0)])
         state[STABLE], state[CANARY] = canary, None
-        self._save(state)
-        self._retire([stable], keep=canary)
+        self._route(state, [(canary, 100), (stable, 0)])
+        self.runtime.point_last_resort(canary["port"])
+        self._retire([stable])
 
     def rollback(self) -> None:
         state = self.state()
         canary, stable = state[CANARY], state[STABLE]
         if canary is None:
             return
-        self._route([(stable, 100), (canary, 0)])
         state[CANARY] = None
-        self._save(state)
-        self._retire([canary] if alive(canary["pid"]) else [], keep=stable)
+        self._route(state, [(stable, 100), (canary, 0)])
+        self._retire([canary])
 
     def targets(self) -> tuple[Target, Target]:
         state = self.state()
+        metrics = f"http://127.0.0.1:{state[PROXY]['metrics_port']}/metrics"
         return tuple(  # type: ignore[return-value]
             Target(
                 role=role,
-                model_name=state[role]["release"]["model_name"],
+                model_name=self.served_name,
                 model_version=state[role]["release"]["version"],
                 metrics_url=f"http://127.0.0.1:{state[role]['port']}/metrics",
+                proxy_metrics_url=metrics,
+                proxy_server=f"{BACKEND}/{state[role]['server']}",
+                request_log=str(self.request_log),
             )
             for role in (CANARY, STABLE)
         )
 
     def stop_all(self) -> None:
-        """Stop every process of this stack (tests, `make demo` teardown)."""
+        """Stop every process of this stack (tests, `make demo` teardown); the ports stay recorded."""
         state = self.state()
-        for role in (CANARY, STABLE, "splitter"):
-            if state.get(role) and alive(state[role]["pid"]):
+        for role in (CANARY, STABLE, PROXY):
+            if state.get(role) and state[role].get("pid") and alive(state[role]["pid"]):
                 stop(state[role]["pid"])
-        self._save({"splitter": None, STABLE: None, CANARY: None})
+        self.runtime.socket_path.unlink(missing_ok=True)
+        proxy = state.get(PROXY) or {}
+        kept = {"port": proxy["port"], "metrics_port": proxy["metrics_port"]} if proxy.get("port") else None
+        self._save({PROXY: kept, STABLE: None, CANARY: None})

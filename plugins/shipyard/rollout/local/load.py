@@ -1,10 +1,13 @@
 """A steady request stream for the embedded rollout: the analysis needs traffic to judge.
 
 Sends `--rps` V1 predict requests per second (one record each, cycled from a JSON file in
-MLflow's `input_example.json` split format or a list of records) to the splitter and counts
-the outcomes, so a rollout can be checked for lost requests afterwards.
+MLflow's `input_example.json` split format or a list of records) to the pipeline's load
+balancer and counts the outcome of every request, so a rollout can be checked for lost
+requests afterwards. Every row is sent: a missing value (NaN in the example) goes as JSON
+`null`, which the predictor reads as missing; a request that fails in any way is counted
+under its status code or `error <exception class>`, never dropped.
 
-    python -m shipyard.rollout.local.load --url http://127.0.0.1:8780 --model-name telco_churn \
+    python -m shipyard.rollout.local.load --url http://127.0.0.1:PORT --model-name telco-churn \
         --examples MODEL_DIR/input_example.json --rps 40 [--duration 120]
 """
 
@@ -14,6 +17,7 @@ import argparse
 import contextlib
 import itertools
 import json
+import math
 import threading
 import time
 from collections import Counter
@@ -24,14 +28,22 @@ from typing import Any
 import httpx
 
 
+def _missing_as_none(value: Any) -> Any:
+    """NaN (how MLflow writes a missing value into input_example.json) → None (JSON null)."""
+    return None if isinstance(value, float) and math.isnan(value) else value
+
+
 def load_records(path: Path) -> list[dict[str, Any]]:
-    """Records from MLflow's split format ({"columns", "data"}) or a plain list of records."""
+    """Records from MLflow's split format ({"columns", "data"}) or a plain list of records,
+    missing values as None."""
     data = json.loads(path.read_text())
     if isinstance(data, dict) and {"columns", "data"} <= data.keys():
-        return [dict(zip(data["columns"], row, strict=True)) for row in data["data"]]
-    if isinstance(data, list) and data and all(isinstance(r, dict) for r in data):
-        return data
-    raise ValueError(f"{path}: expected {{'columns', 'data'}} or a list of records")
+        records = [dict(zip(data["columns"], row, strict=True)) for row in data["data"]]
+    elif isinstance(data, list) and data and all(isinstance(r, dict) for r in data):
+        records = data
+    else:
+        raise ValueError(f"{path}: expected {{'columns', 'data'}} or a list of records")
+    return [{key: _missing_as_none(value) for key, value in record.items()} for record in records]
 
 
 class LoadDriver:
@@ -43,6 +55,7 @@ class LoadDriver:
         self.endpoint = f"{url.rstrip('/')}/v1/models/{model_name}:predict"
         self.records = records
         self.rps = rps
+        self.sent = 0  # requests handed to the pool; each one ends up counted in `outcomes`
         self.outcomes: Counter[str] = Counter()
         self.failures: list[tuple[float, str]] = []  # (time, status or error) of every failed request
         self._stop = threading.Event()
@@ -59,7 +72,7 @@ class LoadDriver:
     def _send(self, record: dict[str, Any]) -> None:
         try:
             status = str(self._client().post(self.endpoint, json={"instances": [record]}).status_code)
-        except httpx.HTTPError as e:
+        except Exception as e:  # noqa: BLE001 - every outcome is counted, an unanswered request too
             status = f"error {e.__class__.__name__}"
         with self._lock:
             self.outcomes[status] += 1
@@ -75,6 +88,7 @@ class LoadDriver:
             if delay > 0:
                 self._stop.wait(delay)
             self._pool.submit(self._send, record)
+            self.sent += 1
 
     def start(self) -> LoadDriver:
         self._thread.start()
@@ -96,7 +110,7 @@ class LoadDriver:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--url", required=True, help="the splitter, e.g. http://127.0.0.1:8780")
+    parser.add_argument("--url", required=True, help="the load balancer, e.g. http://127.0.0.1:PORT")
     parser.add_argument("--model-name", required=True)
     parser.add_argument(
         "--examples", type=Path, required=True, help="input_example.json or a JSON list of records"

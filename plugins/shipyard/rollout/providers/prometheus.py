@@ -2,8 +2,14 @@
 
 Presets exist because the names moved: Shipyard's predictor exports its own counters per
 model version; Knative's queue-proxy exports per-revision metrics whose names changed when
-Knative 1.19+ moved to OpenTelemetry (1.21 names here). Each preset is three queries over a
-window: requests, server errors, p99 in milliseconds.
+Knative 1.19+ moved to OpenTelemetry (1.21 names here). Each preset is four queries over a
+window: requests, server errors (5xx), client errors (4xx), p99 in milliseconds.
+
+Which latency each preset reads: the Knative presets read the queue-proxy's request latency
+(the sidecar in front of the predictor: queueing in the pod, the whole request as the
+revision's clients see it; not `revision_app_request_latencies`, which is the container
+alone); `shipyard` reads the predictor's own histogram, time inside the model server only —
+use it where no queue-proxy exists (Standard mode) and know that it misses queueing in front.
 """
 
 from __future__ import annotations
@@ -16,6 +22,7 @@ import httpx
 from shipyard.rollout.analysis import Sample
 from shipyard.rollout.errors import NoDataError, ProviderError
 from shipyard.rollout.providers import Target
+from shipyard_spec.contract import Metric, Outcome
 
 
 @dataclass(frozen=True)
@@ -23,21 +30,24 @@ class Preset:
     selector: str  # label matchers; {model_name} {model_version} {namespace} {revision}
     requests: str  # {sel} {window}
     errors: str
+    client_errors: str
     p99_ms: str
 
 
 PRESETS = {
     "shipyard": Preset(
         selector='model_name="{model_name}",model_version="{model_version}"',
-        requests="sum(increase(shipyard_requests_total{{{sel}}}[{window}]))",
-        errors='sum(increase(shipyard_requests_total{{{sel},outcome="server_error"}}[{window}]))',
+        requests=f"sum(increase({Metric.REQUESTS}{{{{{{sel}}}}}}[{{window}}]))",
+        errors=f'sum(increase({Metric.REQUESTS}{{{{{{sel}},outcome="{Outcome.SERVER_ERROR}"}}}}[{{window}}]))',
+        client_errors=f'sum(increase({Metric.REQUESTS}{{{{{{sel}},outcome="{Outcome.CLIENT_ERROR}"}}}}[{{window}}]))',
         p99_ms="1000 * histogram_quantile(0.99, sum by (le) "
-        "(rate(shipyard_request_duration_seconds_bucket{{{sel}}}[{window}])))",
+        f"(rate({Metric.REQUEST_DURATION}_bucket{{{{{{sel}}}}}}[{{window}}])))",
     ),
     "knative-legacy": Preset(  # Knative <= 1.18 queue-proxy (OpenCensus); latencies already in ms
         selector='namespace_name="{namespace}",revision_name="{revision}"',
         requests="sum(increase(revision_request_count{{{sel}}}[{window}]))",
         errors='sum(increase(revision_request_count{{{sel},response_code_class="5xx"}}[{window}]))',
+        client_errors='sum(increase(revision_request_count{{{sel},response_code_class="4xx"}}[{window}]))',
         p99_ms="histogram_quantile(0.99, sum by (le) "
         "(rate(revision_request_latencies_bucket{{{sel}}}[{window}])))",
     ),
@@ -46,6 +56,8 @@ PRESETS = {
         requests="sum(increase(kn_serving_invocation_duration_seconds_count{{{sel}}}[{window}]))",
         errors="sum(increase(kn_serving_invocation_duration_seconds_count"
         '{{{sel},http_response_status_code=~"5.."}}[{window}]))',
+        client_errors="sum(increase(kn_serving_invocation_duration_seconds_count"
+        '{{{sel},http_response_status_code=~"4.."}}[{window}]))',
         p99_ms="1000 * histogram_quantile(0.99, sum by (le) "
         "(rate(kn_serving_invocation_duration_seconds_bucket{{{sel}}}[{window}])))",
     ),
@@ -99,9 +111,16 @@ class PrometheusProvider:
         if requests is None or math.isnan(requests):
             raise NoDataError(f"no data: Prometheus has no requests of {target.role} {target.model_version}")
         errors = self.instant(render(self.preset, "errors", target, window_seconds))
+        client_errors = self.instant(render(self.preset, "client_errors", target, window_seconds))
         p99 = self.instant(render(self.preset, "p99_ms", target, window_seconds))
         return Sample(
             requests=requests,
-            server_errors=0.0 if errors is None or math.isnan(errors) else errors,
+            server_errors=_count(errors),
+            client_errors=_count(client_errors),
             p99_ms=None if p99 is None or math.isnan(p99) else p99,
         )
+
+
+def _count(value: float | None) -> float:
+    """An increase() result: no series or NaN (no sample in the window) is zero."""
+    return 0.0 if value is None or math.isnan(value) else value

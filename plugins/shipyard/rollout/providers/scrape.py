@@ -1,5 +1,8 @@
-"""The scrape provider: reads the predictors' own /metrics directly (embedded mode, no Prometheus).
+"""The scrape provider: reads the predictors' own /metrics directly (no Prometheus, no HAProxy).
 
+It sees what happens inside the predictor — `contract.Metric.REQUESTS` by outcome and the
+`contract.Metric.REQUEST_DURATION` histogram — not what clients see in front of it (queueing,
+connection failures, requests that never reached the model): the `haproxy` provider does.
 Counters are cumulative, so a window is the difference between two consecutive scrapes of
 the same target: the first scrape of a target is its baseline (no data yet). A counter that
 went down means the process restarted; as in Prometheus, the new value is the increase.
@@ -14,13 +17,12 @@ from dataclasses import dataclass, field
 
 import httpx
 
-from shipyard.rollout import exposition
 from shipyard.rollout.analysis import Sample
 from shipyard.rollout.errors import NoDataError, ProviderError
-from shipyard.rollout.providers import Target
+from shipyard.rollout.providers import Target, counter_increase, metric_samples
+from shipyard_spec.contract import Metric, Outcome
 
-REQUESTS = "shipyard_requests_total"
-DURATION_BUCKET = "shipyard_request_duration_seconds_bucket"
+DURATION_BUCKET = f"{Metric.REQUEST_DURATION}_bucket"
 
 
 @dataclass(frozen=True)
@@ -29,30 +31,54 @@ class Totals:
 
     requests: float
     server_errors: float
+    client_errors: float
     buckets: dict[float, float] = field(default_factory=dict)  # le → cumulative count
 
 
 def totals_of(text: str, target: Target) -> Totals | None:
     """The target's counters in one exposition text; None when it exports no series for it."""
-    requests = errors = 0.0
+    by_outcome: dict[str, float] = defaultdict(float)
     buckets: dict[float, float] = defaultdict(float)
-    seen = False
     wanted = {"model_name": target.model_name, "model_version": target.model_version}
-    for sample in exposition.parse(text):
-        if any(sample.labels.get(k) != v for k, v in wanted.items()):
+    for name, labels, value in metric_samples(text, target.metrics_url):
+        if any(labels.get(k) != v for k, v in wanted.items()):
             continue
-        if sample.name == REQUESTS:
-            seen = True
-            requests += sample.value
-            if sample.labels.get("outcome") == "server_error":
-                errors += sample.value
-        elif sample.name == DURATION_BUCKET:
-            buckets[float(sample.labels["le"])] += sample.value
-    return Totals(requests, errors, dict(buckets)) if seen else None
+        if name == Metric.REQUESTS:
+            by_outcome[labels.get("outcome", "")] += value
+        elif name == DURATION_BUCKET:
+            buckets[float(labels["le"])] += value
+    if not by_outcome:
+        return None
+    return Totals(
+        sum(by_outcome.values()),
+        by_outcome[Outcome.SERVER_ERROR],
+        by_outcome[Outcome.CLIENT_ERROR],
+        dict(buckets),
+    )
 
 
-def _increase(now: float, before: float) -> float:
-    return now if now < before else now - before
+def histogram_quantile(quantile: float, buckets: dict[float, float]) -> float | None:
+    """The quantile of a histogram given its cumulative bucket counts by upper bound `le`.
+
+    Prometheus' `histogram_quantile` rule: linear interpolation inside the bucket that holds
+    the rank; a rank in the +Inf bucket returns the highest finite bound. None when the
+    histogram holds no observations.
+    """
+    bounds = sorted(buckets)
+    if not bounds or buckets[bounds[-1]] <= 0:
+        return None
+    rank = quantile * buckets[bounds[-1]]
+    lower_bound, lower_count = 0.0, 0.0
+    for bound in bounds:
+        count = buckets[bound]
+        if count >= rank:
+            if math.isinf(bound):
+                return lower_bound
+            if count == lower_count:
+                return bound
+            return lower_bound + (bound - lower_bound) * (rank - lower_count) / (count - lower_count)
+        lower_bound, lower_count = bound, count
+    return lower_bound
 
 
 class ScrapeProvider:
@@ -77,10 +103,7 @@ class ScrapeProvider:
             response.raise_for_status()
         except httpx.HTTPError as e:
             raise ProviderError(f"cannot scrape {target.role} metrics at {target.metrics_url}: {e}") from e
-        try:
-            return totals_of(response.text, target)
-        except ValueError as e:
-            raise ProviderError(f"unreadable metrics at {target.metrics_url}: {e}") from e
+        return totals_of(response.text, target)
 
     def query(self, target: Target, window_seconds: float) -> Sample:
         """The increase since the previous query of this target (`window_seconds` is informative)."""
@@ -96,10 +119,13 @@ class ScrapeProvider:
             raise NoDataError(
                 f"no data yet: first scrape of {target.role} {target.metrics_url} is the baseline"
             )
-        buckets = {le: _increase(count, before.buckets.get(le, 0.0)) for le, count in current.buckets.items()}
-        p99 = exposition.histogram_quantile(0.99, buckets)
+        buckets = {
+            le: counter_increase(count, before.buckets.get(le, 0.0)) for le, count in current.buckets.items()
+        }
+        p99 = histogram_quantile(0.99, buckets)
         return Sample(
-            requests=_increase(current.requests, before.requests),
-            server_errors=_increase(current.server_errors, before.server_errors),
+            requests=counter_increase(current.requests, before.requests),
+            server_errors=counter_increase(current.server_errors, before.server_errors),
+            client_errors=counter_increase(current.client_errors, before.client_errors),
             p99_ms=None if p99 is None or math.isnan(p99) else p99 * 1000,
         )

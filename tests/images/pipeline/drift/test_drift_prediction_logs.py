@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
@@ -61,3 +62,16 @@ def test_an_empty_window_is_an_empty_frame_not_an_error(tmp_path: Path) -> None:
     window = read_window(str(tmp_path / "nothing-here"), "churn", "3", DAY, NEXT_DAY)
     assert window.rows.empty
     assert window.counts()["files_read"] == 0
+
+
+def test_logs_are_read_under_the_served_name_of_the_pipeline(
+    tmp_path: Path, make_traffic: Callable[..., pd.DataFrame], make_records: Callable[..., list[dict]]
+) -> None:
+    """The predictor of pipeline `telco_churn` serves and logs as `telco-churn` (contract.serving_name)."""
+    partition = tmp_path / "telco-churn" / "date=2026-03-02"
+    partition.mkdir(parents=True)
+    lines = [
+        json.dumps(r, default=str) for r in make_records(make_traffic(5, seed=1), DAY, "3", "telco-churn")
+    ]
+    (partition / "part-1-1.jsonl").write_text("\n".join(lines) + "\n")
+    assert len(read_window(str(tmp_path), "telco_churn", "3", DAY, NEXT_DAY).rows) == 5

@@ -18,7 +18,7 @@ import yaml
 from mlflow import MlflowClient
 from mlflow.entities.model_registry import ModelVersion
 
-from shipyard_pipeline.drift.cli import main
+from shipyard_pipeline.cli import main
 from shipyard_pipeline.drift.prediction_logs import write_parts
 from shipyard_pipeline.drift.profile import PROFILE_ARTIFACT, ReferenceProfile
 
@@ -78,7 +78,7 @@ def run_step(tmp_path: Path, spec_path: Path) -> Callable[[], dict]:
         result_path = tmp_path / "result.json"
         code = main(
             [
-                "--spec", str(spec_path),
+                "drift", "--spec", str(spec_path),
                 "--interval-start", START.isoformat(), "--interval-end", END.isoformat(),
                 "--run-id", "scheduled__2026-03-03", "--storage-root", str(tmp_path / "storage"),
                 "--result-path", str(result_path),
@@ -93,9 +93,10 @@ def run_step(tmp_path: Path, spec_path: Path) -> Callable[[], dict]:
 def log_traffic(
     tmp_path: Path, model_name: str, frame: pd.DataFrame, version: str, make_records: Callable
 ) -> None:
+    """Prediction logs of the spec's pipeline (`churn`), where its predictor writes them."""
     write_parts(
         str(tmp_path / "storage" / "prediction_logs"),
-        model_name,
+        "churn",
         make_records(frame, START, version, model_name),
     )
 
@@ -182,7 +183,7 @@ def test_module_entry_point_fails_with_one_line_naming_the_spec(tmp_path: Path) 
     missing = tmp_path / "nope.yaml"
     process = subprocess.run(
         [
-            sys.executable, "-m", "shipyard_pipeline.drift", "--spec", str(missing),
+            sys.executable, "-m", "shipyard_pipeline", "drift", "--spec", str(missing),
             "--interval-start", START.isoformat(), "--interval-end", END.isoformat(),
             "--run-id", "r", "--storage-root", str(tmp_path),
         ],
@@ -191,3 +192,18 @@ def test_module_entry_point_fails_with_one_line_naming_the_spec(tmp_path: Path) 
     )  # fmt: skip
     assert process.returncode == 1
     assert str(missing) in process.stderr
+
+
+def test_the_log_root_comes_from_the_environment_the_chart_sets(
+    champion: ModelVersion,
+    run_step: Callable[[], dict],
+    tmp_path: Path,
+    make_traffic: Callable[..., pd.DataFrame],
+    make_records: Callable,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    elsewhere = str(tmp_path / "bucket" / "prediction_logs")
+    monkeypatch.setenv("SHIPYARD_PREDICTION_LOG_URI", elsewhere)
+    write_parts(elsewhere, "churn", make_records(make_traffic(400, seed=2), START, champion.version, "churn"))
+    result = run_step()
+    assert (result["log_root"], result["counts"]["rows_read"]) == (elsewhere, 400)

@@ -1,0 +1,91 @@
+"""Headless Chromium (Debian `chromium` + `chromium-driver`, `make browser`) driven by Selenium, and
+the few gestures of Airflow 3.3's UI the tests make: log in, open a DAG, open its Trigger dialog."""
+
+from __future__ import annotations
+
+import contextlib
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from selenium import webdriver
+from selenium.webdriver.chrome.service import Service
+from selenium.webdriver.common.by import By
+from selenium.webdriver.common.keys import Keys
+from selenium.webdriver.remote.webdriver import WebDriver
+from selenium.webdriver.remote.webelement import WebElement
+from selenium.webdriver.support import expected_conditions
+from selenium.webdriver.support.wait import WebDriverWait
+
+# Flags that work on a shared machine without a display, a GPU or network access for the browser.
+CHROMIUM_FLAGS = (
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--window-size=1400,1000",
+)
+TIMEOUT = 60
+
+
+@contextlib.contextmanager
+def chromium(user_data_dir: Path) -> Iterator[WebDriver]:
+    """The system Chromium through the system chromedriver (Selenium never downloads a browser)."""
+    browser, driver = shutil.which("chromium"), shutil.which("chromedriver")
+    if not (browser and driver):
+        pytest.fail("chromium and chromedriver are missing: run `make browser`")
+    options = webdriver.ChromeOptions()
+    options.binary_location = browser
+    for flag in (*CHROMIUM_FLAGS, f"--user-data-dir={user_data_dir}"):
+        options.add_argument(flag)
+    session = webdriver.Chrome(options=options, service=Service(executable_path=driver))
+    try:
+        yield session
+    finally:
+        session.quit()
+
+
+def wait_for(driver: WebDriver, xpath: str) -> WebElement:
+    return WebDriverWait(driver, TIMEOUT).until(
+        expected_conditions.visibility_of_element_located((By.XPATH, xpath))
+    )
+
+
+def log_in(driver: WebDriver, base_url: str, user: str, password: str) -> None:
+    """The simple auth manager's sign-in page; back on the home page once it has accepted."""
+    driver.get(f"{base_url}/")
+    wait_for(driver, "//input[@name='username']").send_keys(user)
+    driver.find_element(By.NAME, "password").send_keys(password)
+    driver.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
+    WebDriverWait(driver, TIMEOUT).until(lambda d: "/auth/login" not in d.current_url)
+
+
+def open_trigger_dialog(driver: WebDriver, base_url: str, dag_id: str) -> WebElement:
+    """DAG page → Trigger (top right): the dialog with Single Run / Backfill and the Run Parameters."""
+    driver.get(f"{base_url}/dags/{dag_id}")
+    WebDriverWait(driver, TIMEOUT).until(
+        expected_conditions.element_to_be_clickable((By.CSS_SELECTOR, "[data-testid=trigger-dag-button]"))
+    ).click()
+    wait_for(driver, "//*[normalize-space()='Run Parameters']")
+    return driver.find_element(By.CSS_SELECTOR, ".chakra-dialog__content")
+
+
+def set_datetime(driver: WebDriver, field: WebElement, date: str, time: str) -> None:
+    """Fill one of the UI's date-time pickers ("Select date and time"): `date` YYYY/MM/DD, `time` HH:mm."""
+    field.click()
+    popover = wait_for(driver, "//div[contains(@class,'chakra-popover__content')][@data-state='open']")
+    popover.find_element(By.CSS_SELECTOR, "input[placeholder='YYYY/MM/DD']").send_keys(date)
+    clock = popover.find_element(By.CSS_SELECTOR, "input[placeholder='HH:mm']")
+    clock.send_keys(time)
+    clock.send_keys(Keys.ENTER)
+
+
+def button(scope: WebElement, label: str) -> WebElement:
+    found = scope.find_element(By.XPATH, f".//button[normalize-space()={label!r}]")
+    scope.parent.execute_script("arguments[0].scrollIntoView({block: 'center'})", found)
+    return found
