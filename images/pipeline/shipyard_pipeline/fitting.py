@@ -1,10 +1,12 @@
 """Fitting the one model shape: early stopping on validation and an optional bounded Optuna search.
 
 The artifact stays a plain `modeling.build_pipeline` Pipeline: early stopping runs on a
-probe fit to find the best number of trees, then the Pipeline is fitted again with exactly
-that many, so what is served has no early-stopping state and no extra trees. The search
-and the early stopping only ever look at the validation split; the test split is left for
-evaluate.
+probe fit to find the best number of trees; when it stopped early, the Pipeline is fitted
+again with exactly that many, so what is served has no early-stopping state and no extra
+trees. When it never stopped (the best tree is the last), the probe's trees are exactly
+those a refit would grow (same data, params and seed), so the probe's Pipeline is kept,
+its early-stopping state removed, and nothing is fitted twice. The search and the early
+stopping only ever look at the validation split; the test split is left for evaluate.
 """
 
 from __future__ import annotations
@@ -16,7 +18,6 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from sklearn.base import clone
 from sklearn.metrics import roc_auc_score
 from sklearn.pipeline import Pipeline
 
@@ -50,26 +51,34 @@ def fit_model(features: FeatureSet, config: ModelConfig, data: Data, tune: bool,
     tuning: dict[str, Any] = {"enabled": False}
     if tune:
         params, tuning = search(features, config, data, params, seed)
-    trees = early_stopped_trees(features, params, config.early_stopping_rounds, data)
-    if trees is not None:
-        params = {**params, "n_estimators": trees}
-    pipeline = build_pipeline(features.numeric, features.categorical, params).fit(data.x_train, data.y_train)
+    trees, pipeline = None, None
+    if config.early_stopping_rounds is not None:
+        probed = probe(features, params, config.early_stopping_rounds, data)
+        trees = probed.trees
+        if probed.stopped_early:
+            params = {**params, "n_estimators": trees}
+        else:
+            pipeline = without_early_stopping_state(probed.pipeline)
+    if pipeline is None:
+        pipeline = build_pipeline(features.numeric, features.categorical, params)
+        pipeline.fit(data.x_train, data.y_train)
     auc = float(roc_auc_score(data.y_validation, pipeline.predict_proba(data.x_validation)[:, 1]))
     log.info("fitted %s trees (params %s): validation ROC AUC %.4f", params.get("n_estimators"), params, auc)
     return Fit(pipeline, params, trees, auc, tuning)
 
 
-def early_stopped_trees(
-    features: FeatureSet, params: Mapping[str, Any], rounds: int | None, data: Data
-) -> int | None:
-    """The number of trees at the best validation log loss (None without early stopping)."""
-    return None if rounds is None else probe(features, params, rounds, data)[0]
+@dataclass(frozen=True)
+class Probe:
+    pipeline: Pipeline  # fitted, with early-stopping state
+    trees: int  # at the best validation log loss
+    stopped_early: bool  # the best tree is not the last one grown: a refit must drop the rest
+    validation_roc_auc: float  # at the best number of trees
 
 
-def probe(features: FeatureSet, params: Mapping[str, Any], rounds: int, data: Data) -> tuple[int, float]:
-    """Fit with early stopping on validation: (best number of trees, validation ROC AUC there)."""
+def probe(features: FeatureSet, params: Mapping[str, Any], rounds: int, data: Data) -> Probe:
+    """Fit with early stopping on validation."""
     pipeline = build_pipeline(features.numeric, features.categorical, params)
-    preprocess = clone(pipeline.named_steps["preprocess"]).fit(data.x_train)
+    preprocess = pipeline.named_steps["preprocess"].fit(data.x_train)
     model = pipeline.named_steps["model"].set_params(early_stopping_rounds=rounds)
     validation = preprocess.transform(data.x_validation)
     model.fit(
@@ -80,7 +89,17 @@ def probe(features: FeatureSet, params: Mapping[str, Any], rounds: int, data: Da
     )
     # predict_proba stops at best_iteration after early stopping.
     auc = float(roc_auc_score(data.y_validation, model.predict_proba(validation)[:, 1]))
-    return int(model.best_iteration) + 1, auc
+    trees = int(model.best_iteration) + 1
+    return Probe(pipeline, trees, trees < model.get_booster().num_boosted_rounds(), auc)
+
+
+def without_early_stopping_state(pipeline: Pipeline) -> Pipeline:
+    """The probe's Pipeline as a plain fit leaves it: no early-stopping rounds, best iteration, history."""
+    model = pipeline.named_steps["model"].set_params(early_stopping_rounds=None)
+    booster = model.get_booster()
+    booster.set_attr(best_iteration=None, best_score=None)
+    del model.evals_result_
+    return pipeline
 
 
 def search(
@@ -103,9 +122,9 @@ def search(
             "min_child_weight": trial.suggest_float("min_child_weight", 0.5, 20, log=True),
             "reg_lambda": trial.suggest_float("reg_lambda", 1e-3, 10, log=True),
         }
-        trees, auc = probe(features, candidate, config.early_stopping_rounds or 30, data)
-        trial.set_user_attr("n_estimators", trees)
-        return auc
+        probed = probe(features, candidate, config.early_stopping_rounds or 30, data)
+        trial.set_user_attr("n_estimators", probed.trees)
+        return probed.validation_roc_auc
 
     study = optuna.create_study(direction="maximize", sampler=optuna.samplers.TPESampler(seed=seed))
     defaults = {**DEFAULT_XGBOOST_PARAMS, "min_child_weight": 1.0, "reg_lambda": 1.0, **params}

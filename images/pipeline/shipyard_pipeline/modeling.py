@@ -29,6 +29,9 @@ DEFAULT_XGBOOST_PARAMS: dict[str, float | int | str] = {
     "subsample": 0.8,
     "colsample_bytree": 0.8,
     "tree_method": "hist",
+    # One thread by default: measured with `make bench-scale` (100k rows) on a shared 2-core
+    # machine, two OpenMP threads made the fit ~4x slower, not faster (docs/architecture.md,
+    # "Scale"). A pod with cores of its own sets `n_jobs` in the spec's model.params.
     "n_jobs": 1,
 }
 

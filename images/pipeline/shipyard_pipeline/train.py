@@ -29,7 +29,7 @@ from shipyard_pipeline import dataset, snapshot, storage, tracking
 from shipyard_pipeline.context import RunContext
 from shipyard_pipeline.drift.profile import PROFILE_ARTIFACT, build_reference_profile
 from shipyard_pipeline.fitting import Data, fit_model
-from shipyard_pipeline.model_artifact import model_kwargs
+from shipyard_pipeline.model_artifact import bounded_sample, model_kwargs
 from shipyard_spec.contract import Step, Tag
 
 log = logging.getLogger(__name__)
@@ -141,8 +141,13 @@ def run(
             # path matches two source types; both are about MLflow's dataset record, not the model.
             warnings.simplefilter("ignore", UserWarning)
             for name, part in parts.parts().items():
+                # The record's schema and digest from a bounded sample (its profile then counts the
+                # sample's rows; the split's own row count is the metric rows_<part>).
                 dataset_record = mlflow.data.from_pandas(
-                    part, source=split_uri(context, name), targets=target, name=f"{spec.name}-{name}"
+                    bounded_sample(part),
+                    source=split_uri(context, name),
+                    targets=target,
+                    name=f"{spec.name}-{name}",
                 )
                 mlflow.log_input(dataset_record, context=name)
         with tempfile.TemporaryDirectory() as tmp:

@@ -12,6 +12,7 @@ import pytest
 from shipyard_pipeline import dataset, snapshot
 from shipyard_pipeline.errors import CheckFailed
 from shipyard_pipeline.fitting import Data, fit_model
+from shipyard_pipeline.modeling import build_pipeline
 from shipyard_spec import load_spec
 from shipyard_spec.model import ModelConfig
 
@@ -132,3 +133,52 @@ def test_rows_in_two_overlapping_snapshots_are_kept_once(tmp_path: Path, spec) -
     snapshot.publish(str(tmp_path / "week"), rows.tail(4), {"interval_start": "b", "content_hash": "2"})
     published = [snapshot.read_published(str(tmp_path / name)) for name in ("wide", "week")]
     assert len(dataset.load(spec, published)) == 10
+
+
+def test_without_early_stopping_triggering_the_model_is_fitted_once_and_carries_no_stopping_state(
+    spec, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from xgboost import XGBClassifier
+
+    fits = []
+    plain_fit = XGBClassifier.fit
+    monkeypatch.setattr(
+        XGBClassifier, "fit", lambda self, *a, **k: fits.append(1) or plain_fit(self, *a, **k)
+    )
+    features, data = fit_data(spec)
+    # 30 slow trees: the validation loss still falls at the last one, so early stopping never triggers.
+    config = ModelConfig(params={"n_estimators": 30, "learning_rate": 0.02}, early_stopping_rounds=10)
+    fit = fit_model(features, config, data, tune=False, seed=1)
+    model = fit.pipeline.named_steps["model"]
+    assert len(fits) == 1
+    assert fit.trees == 30 == model.get_booster().num_boosted_rounds()
+    assert model.get_params()["early_stopping_rounds"] is None
+    assert not hasattr(model, "evals_result_")
+    assert model.get_booster().attributes() == {}
+    refit = build_pipeline(features.numeric, features.categorical, fit.params).fit(data.x_train, data.y_train)
+    assert np.array_equal(
+        fit.pipeline.predict_proba(data.x_validation), refit.predict_proba(data.x_validation)
+    )
+
+
+def test_signature_from_a_bounded_sample_equals_the_whole_frames(monkeypatch: pytest.MonkeyPatch) -> None:
+    from shipyard_pipeline import model_artifact
+
+    monkeypatch.setattr(model_artifact, "SAMPLE_ROWS", 50)
+    rows = 400
+    frame = pd.DataFrame(
+        {
+            "tenure": np.arange(rows),
+            "charges": np.where(np.arange(rows) < 300, np.nan, 1.5),  # missing in every sampled row
+            "contract": [None] * 350 + ["One year"] * 50,
+        }
+    )
+    sample = model_artifact.bounded_sample(frame, 50)
+    assert len(sample) == 52
+    assert model_artifact.bounded_sample(frame.head(40), 50).equals(frame.head(40))
+    pipeline = build_pipeline(["tenure", "charges"], ["contract"], {"n_estimators": 2})
+    pipeline.fit(frame, np.arange(rows) % 2)
+    signature = model_artifact.model_kwargs(pipeline, frame)["signature"]
+    monkeypatch.setattr(model_artifact, "SAMPLE_ROWS", rows)
+    assert signature == model_artifact.model_kwargs(pipeline, frame)["signature"]
+    assert signature.inputs.input_types()[2].name == "string"

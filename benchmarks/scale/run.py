@@ -1,0 +1,185 @@
+"""Scale benchmark: wall time and peak RSS of each pipeline step as the data grows.
+
+    make bench-scale                                   # N = 10k, 100k, 1M
+    .venv/pipeline/bin/python benchmarks/scale/run.py --sizes 10000 100000 [--large]
+
+For each N, writes a Telco-like table of N rows (generate.py) into a SQLite source like the
+demo's, then runs ingest → validate → train (`--skip-tuning`) → evaluate → register as
+`shipyard-step` subprocesses in the pipeline virtualenv, against a real MLflow server started
+as the tests start it, over one interval holding all 26 weeks (a window of one interval).
+Each step's wall time includes interpreter start; its peak RSS is the step process's
+`ru_maxrss` from `os.wait4`. Prints the table, then the growth exponent per step: the slope
+of log(wall time) and log(peak RSS) against log(N) between consecutive sizes.
+`--large` adds 5M and 20M rows (about 10 GB of RAM at 5M; 20M does not fit in 24 GB today).
+The machine's cores are shared: the load average is printed with every figure.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import itertools
+import json
+import math
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from datetime import timedelta
+from pathlib import Path
+
+import yaml
+
+REPO = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(REPO / "tests"))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from generate import write_source  # noqa: E402
+from support.servers import mlflow_server  # noqa: E402
+
+from shipyard_pipeline import demo  # noqa: E402
+
+SPEC = REPO / "dags/pipelines/telco_churn.yaml"
+SHIPYARD_STEP = Path(sys.executable).with_name("shipyard-step")
+# Imported once before any step is timed, so no step pays for a cold page cache of the libraries.
+WARM_UP = "import great_expectations, mlflow, pandas, sklearn, xgboost, shipyard_pipeline.train"
+STEPS = [("ingest",), ("validate",), ("train", "--skip-tuning"), ("evaluate",), ("register",)]
+SIZES = [10_000, 100_000, 1_000_000]
+LARGE = [5_000_000, 20_000_000]
+
+
+@dataclass(frozen=True)
+class Measure:
+    rows: int
+    step: str
+    seconds: float
+    peak_rss_mb: float
+    load: float  # 1-minute load average when the step ended
+
+
+def spec_for(source: Path, rows: int, workdir: Path) -> Path:
+    """The demo spec reading `source`, one training interval, names of its own."""
+    spec = yaml.safe_load(SPEC.read_text())
+    name = f"scale_{rows}"
+    spec.update(name=name, rollout=None)
+    spec["source"]["url"] = f"sqlite:///{source.resolve()}"
+    spec["training"]["window_intervals"] = 1
+    spec["mlflow"] = {"experiment": name, "registered_model": name}
+    spec["expectations"]["row_count"] = {"min": 50}
+    path = workdir / f"{name}.yaml"
+    path.write_text(yaml.safe_dump({k: v for k, v in spec.items() if v is not None}))
+    return path
+
+
+def run_step(step: tuple[str, ...], common: list[str], env: dict[str, str], log: Path) -> tuple[float, float]:
+    """(wall seconds, peak RSS MB) of one step process; raises if it fails."""
+    with log.open("wb") as output:
+        started = time.monotonic()
+        command = [str(SHIPYARD_STEP), step[0], *common, *step[1:]]
+        process = subprocess.Popen(command, stdout=output, stderr=subprocess.STDOUT, env=env)
+        _, status, usage = os.wait4(process.pid, 0)
+        seconds = time.monotonic() - started
+    process.returncode = os.waitstatus_to_exitcode(status)
+    if process.returncode != 0:
+        tail = log.read_text(errors="replace")[-2000:]
+        raise SystemExit(f"{step[0]} exited {process.returncode} (log {log}):\n{tail}")
+    return seconds, usage.ru_maxrss / 1024  # ru_maxrss is in KiB on Linux
+
+
+def measure(rows: int, workdir: Path, tracking_uri: str) -> list[Measure]:
+    end = demo.last_monday()
+    start = end - timedelta(weeks=demo.WEEKS)
+    print(f"N = {rows:,}: writing the source ...", flush=True)
+    source = write_source(workdir / "sources" / f"telco-{rows}-{end:%Y%m%d}.db", rows, end)
+    run_dir = Path(tempfile.mkdtemp(prefix=f"run-{rows}-", dir=workdir))
+    spec = spec_for(source, rows, run_dir)
+    common = [
+        "--spec", str(spec), "--interval-start", start.isoformat(), "--interval-end", end.isoformat(),
+        "--run-id", f"bench_scale__{rows}", "--storage-root", str(run_dir / "storage"),
+        "--result-path", str(run_dir / "result.json"),
+    ]  # fmt: skip
+    env = {**os.environ, "MLFLOW_TRACKING_URI": tracking_uri, "PYTHONUNBUFFERED": "1"}
+    measures = []
+    for step in STEPS:
+        seconds, rss = run_step(step, common, env, run_dir / f"{step[0]}.log")
+        measures.append(Measure(rows, step[0], seconds, rss, os.getloadavg()[0]))
+        print(f"  {step[0]:<9} {seconds:7.1f} s  {rss:7,.0f} MB  (load {measures[-1].load:.1f})", flush=True)
+    train = json.loads((run_dir / "storage" / f"scale_{rows}" / "runs" / f"bench_scale__{rows}" / "train"
+                        / "result.json").read_text())  # fmt: skip
+    print(f"  trees {train['trees']}, validation ROC AUC {train['validation_roc_auc']:.4f}", flush=True)
+    return measures
+
+
+def exponents(measures: list[Measure], step: str) -> list[tuple[int, int, float, float]]:
+    """(N1, N2, time exponent, RSS exponent) between consecutive sizes for one step."""
+    rows = sorted((m for m in measures if m.step == step), key=lambda m: m.rows)
+    return [
+        (
+            a.rows,
+            b.rows,
+            math.log(b.seconds / a.seconds) / math.log(b.rows / a.rows),
+            math.log(b.peak_rss_mb / a.peak_rss_mb) / math.log(b.rows / a.rows),
+        )
+        for a, b in itertools.pairwise(rows)
+    ]
+
+
+def report(measures: list[Measure]) -> None:
+    sizes = sorted({m.rows for m in measures})
+    by = {(m.rows, m.step): m for m in measures}
+    steps = [s[0] for s in STEPS]
+    print("\nwall time (s, incl. interpreter start) / peak RSS (MB) per step process:\n")
+    print("| N | " + " | ".join(steps) + " | load (1 min) |")
+    print("|---|" + "---|" * (len(steps) + 1))
+    for n in sizes:
+        cells = [f"{by[n, s].seconds:.1f} s / {by[n, s].peak_rss_mb:,.0f} MB" for s in steps]
+        loads = [by[n, s].load for s in steps]
+        print(f"| {n:,} | " + " | ".join(cells) + f" | {min(loads):.1f} to {max(loads):.1f} |")
+    if len(sizes) > 1:
+        print("\ngrowth exponent (slope of log value vs log N; 1 = linear), time / RSS:\n")
+        print("| step | " + " | ".join(f"{a:,} → {b:,}" for a, b in itertools.pairwise(sizes)) + " |")
+        print("|---|" + "---|" * (len(sizes) - 1))
+        for step in steps:
+            cells = [f"{t:.2f} / {r:.2f}" for _, _, t, r in exponents(measures, step)]
+            print(f"| {step} | " + " | ".join(cells) + " |")
+
+
+def start_mlflow(stack: contextlib.ExitStack, workdir: Path, attempts: int = 3) -> str:
+    """A real MLflow server as the tests start one; on a loaded machine its first start may take
+    longer than the tests' 90 s wait, so it is tried again (a fresh store each time)."""
+
+    def start() -> str:
+        return stack.enter_context(mlflow_server(Path(tempfile.mkdtemp(prefix="mlflow-", dir=workdir))))
+
+    for _ in range(attempts - 1):
+        try:
+            return start()
+        except TimeoutError as e:
+            print(f"MLflow server not up ({e}); trying again", flush=True)
+    return start()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument(
+        "--sizes", type=int, nargs="+", default=SIZES, help="row counts (default: 10k 100k 1M)"
+    )
+    parser.add_argument("--large", action="store_true", help="add 5M and 20M rows")
+    parser.add_argument("--workdir", type=Path, default=REPO / ".shipyard/bench/scale")
+    args = parser.parse_args()
+    sizes = sorted({*args.sizes, *(LARGE if args.large else [])})
+    args.workdir.mkdir(parents=True, exist_ok=True)
+    print(f"cores {os.cpu_count()}, load average {', '.join(f'{v:.1f}' for v in os.getloadavg())}")
+    subprocess.run([sys.executable, "-c", WARM_UP], check=True, capture_output=True)
+    measures: list[Measure] = []
+    with contextlib.ExitStack() as stack:
+        tracking_uri = start_mlflow(stack, args.workdir)
+        for rows in sizes:
+            measures += measure(rows, args.workdir, tracking_uri)
+    report(measures)
+
+
+if __name__ == "__main__":
+    main()
