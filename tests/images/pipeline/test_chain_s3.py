@@ -138,19 +138,19 @@ def served(chain: dict[str, Any], tmp_path_factory: pytest.TempPathFactory) -> d
         test = pd.read_parquet(handle)
     traffic = json_safe(test[columns].astype(object).to_dict(orient="records"))
 
-    # Embedded-mode log root: the serving lock gets s3fs from the serving work (issue 10, item 1);
-    # until then the predictor logs locally and the part files are copied to the bucket as-is.
-    local_logs = workdir / "prediction_logs"
+    # The predictor logs every row straight into the bucket, as on KServe with the chart's
+    # SHIPYARD_PREDICTION_LOG_URI (credentials and endpoint from the environment, like a pod's).
+    log_root = default_prediction_log_root(chain["storage_root"])
     port = free_port()
     output = workdir / "predictor.log"
     command = [
         venv_python("serving"), "-m", "shipyard_serving", "--model_name", MODEL,
         "--model_dir", str(model_dir), "--model_version", registered["version"], "--http_port", str(port),
-        "--max_batch_size", "10000", "--prediction_log_uri", str(local_logs),
-        "--prediction_log_flush_seconds", "0.2",
+        "--max_batch_size", "10000", "--prediction_log_uri", log_root,
+        "--prediction_log_sample_rate", "1", "--prediction_log_flush_seconds", "0.2",
     ]  # fmt: skip
     with output.open("wb") as sink:
-        process = subprocess.Popen(command, stdout=sink, stderr=subprocess.STDOUT)
+        process = subprocess.Popen(command, stdout=sink, stderr=subprocess.STDOUT, env=chain["env"])
         url = f"http://127.0.0.1:{port}"
         try:
             wait_http_ok(f"{url}/v2/models/{MODEL}/ready", 120, process)
@@ -161,11 +161,8 @@ def served(chain: dict[str, Any], tmp_path_factory: pytest.TempPathFactory) -> d
             raise
         finally:
             stop_process(process, timeout=30)  # flushes the prediction log
-    log_root = default_prediction_log_root(chain["storage_root"])
-    parts = sorted(local_logs.glob(f"{MODEL}/date=*/part-*.jsonl"))
-    for part in parts:
-        relative = part.relative_to(local_logs / MODEL).as_posix()
-        storage.upload_file(str(part), storage.join(prediction_log_dir(log_root, MODEL), relative))
+    fs, log_dir = storage.filesystem(prediction_log_dir(log_root, MODEL))
+    parts = sorted(fs.glob(f"{log_dir}/date=*/part-*.jsonl"))
     return {
         "model_dir": model_dir,
         "example": example,
