@@ -1,7 +1,7 @@
 """The KServe backend (production): one InferenceService, driven through the Kubernetes API.
 
 KServe splits traffic but automates neither promotion nor rollback (kserve#3085); this
-backend does both, in either deployment mode:
+backend does both, in either deployment mode, each a strategy object in `MODES`:
 
 - **Knative** (`spec.predictor.canaryTrafficPercent`): the canary is the latest revision.
   Promotion removes the field. Rollback first sets it to 0 (all traffic to the previous
@@ -96,22 +96,7 @@ def build_inferenceservice(
             "shipyard.io/canary-version": canary.version if canary else None,
         },
     }
-    if target.mode == "knative":
-        serving = canary or stable
-        predictor = {"model": model_spec(target, serving), "canaryTrafficPercent": weight if canary else None}
-        spec: dict[str, Any] = {"predictor": predictor}
-    else:
-        spec = {
-            "predictor": {"name": predictor_name(stable), "model": model_spec(target, stable)},
-            "canary": [
-                {
-                    "predictor": {"name": predictor_name(canary), "model": model_spec(target, canary)},
-                    "trafficPercent": weight,
-                }
-            ]
-            if canary
-            else None,
-        }
+    spec = MODES[target.mode].spec(target, stable, canary, weight)
     return {
         "apiVersion": f"{GROUP}/{VERSION}",
         "kind": "InferenceService",
@@ -161,6 +146,160 @@ def without_nulls(value: Any) -> Any:
     if isinstance(value, list):
         return [without_nulls(v) for v in value]
     return value
+
+
+def _predictor_status(isvc: dict[str, Any]) -> dict[str, Any]:
+    return isvc.get("status", {}).get("components", {}).get("predictor", {})
+
+
+def _observed(isvc: dict[str, Any]) -> bool:
+    status = isvc.get("status", {})
+    return status.get("observedGeneration", -1) >= isvc.get("metadata", {}).get("generation", 0)
+
+
+def _ready(isvc: dict[str, Any]) -> bool:
+    return any(
+        c.get("type") == "Ready" and c.get("status") == "True"
+        for c in isvc.get("status", {}).get("conditions", [])
+    )
+
+
+class KnativeMode:
+    """`spec.predictor.canaryTrafficPercent`; the canary is the latest created revision and the
+    split is read from `status.components.predictor.traffic`."""
+
+    @staticmethod
+    def spec(target: KServeTarget, stable: Release, canary: Release | None, weight: int) -> dict[str, Any]:
+        serving = canary or stable
+        return {
+            "predictor": {
+                "model": model_spec(target, serving),
+                "canaryTrafficPercent": weight if canary else None,
+            }
+        }
+
+    @staticmethod
+    def traffic(isvc: dict[str, Any]) -> dict[str, int]:
+        """Percent by revision name."""
+        split: dict[str, int] = {}
+        for entry in _predictor_status(isvc).get("traffic", []):
+            name = entry["revisionName"]
+            split[name] = split.get(name, 0) + int(entry.get("percent") or 0)
+        return split
+
+    @staticmethod
+    def canary_revision(isvc: dict[str, Any]) -> str | None:
+        """The latest created revision, once it differs from the rolled-out one."""
+        predictor = _predictor_status(isvc)
+        latest = predictor.get("latestCreatedRevision")
+        return latest if latest and latest != predictor.get("latestRolledoutRevision") else None
+
+    def canary_at(self, isvc: dict[str, Any], canary: Release | None, percent: int) -> bool:
+        revision = self.canary_revision(isvc)
+        return revision is not None and self.traffic(isvc).get(revision, 0) == percent
+
+    def serves_only_stable(self, isvc: dict[str, Any]) -> bool:
+        predictor = _predictor_status(isvc)
+        rolled_out = predictor.get("latestRolledoutRevision")
+        return rolled_out == predictor.get("latestCreatedRevision") and self.traffic(isvc) == {
+            rolled_out: 100
+        }
+
+    def canary_readiness(self, isvc: dict[str, Any], canary: Release | None) -> Readiness:
+        revision = self.canary_revision(isvc)
+        if revision is not None and revision == _predictor_status(isvc).get("latestReadyRevision"):
+            return Readiness(True, f"revision {revision} is ready")
+        messages = [
+            c.get("message") for c in isvc.get("status", {}).get("conditions", []) if c.get("message")
+        ]
+        return Readiness(
+            False, f"canary revision {revision} is not ready: {'; '.join(messages) or 'no message'}"
+        )
+
+    def restore_stable(self, backend: KServeBackend) -> None:
+        """Before the canary leaves the spec: all traffic to the previous rolled-out revision at
+        once, then the stable model as a new revision at 0 % until it is ready, so the declared
+        spec never keeps naming the bad version and no request reaches a revision still starting."""
+        backend._declare(backend.canary, 0)
+        backend._wait_for("all traffic on the previous revision", backend._canary_weight_is(0))
+        backend.apply(
+            {
+                "spec": {
+                    "predictor": {
+                        "model": model_spec(backend.target, backend.stable),
+                        "canaryTrafficPercent": 0,
+                    }
+                }
+            }
+        )
+        backend._wait_for("the restored stable revision ready", _restored_ready)
+
+    def revisions(
+        self, isvc: dict[str, Any], name: str, stable: Release | None, canary: Release | None
+    ) -> tuple[str, str]:
+        """(canary, stable) revision names, as the metric presets label them."""
+        return self.canary_revision(isvc) or "", _predictor_status(isvc).get("latestRolledoutRevision", "")
+
+
+class StandardMode:
+    """`spec.canary[]` with `trafficPercent` (KServe >= 0.20), read from `status.canaryStatuses`."""
+
+    @staticmethod
+    def spec(target: KServeTarget, stable: Release, canary: Release | None, weight: int) -> dict[str, Any]:
+        return {
+            "predictor": {"name": predictor_name(stable), "model": model_spec(target, stable)},
+            "canary": [
+                {
+                    "predictor": {"name": predictor_name(canary), "model": model_spec(target, canary)},
+                    "trafficPercent": weight,
+                }
+            ]
+            if canary
+            else None,
+        }
+
+    @staticmethod
+    def canary_status(isvc: dict[str, Any], canary: Release | None) -> dict[str, Any] | None:
+        """This canary's entry in status.canaryStatuses."""
+        wanted = predictor_name(canary) if canary else None
+        return next(
+            (s for s in isvc.get("status", {}).get("canaryStatuses", []) if s.get("name") == wanted), None
+        )
+
+    def canary_at(self, isvc: dict[str, Any], canary: Release | None, percent: int) -> bool:
+        status = self.canary_status(isvc, canary)
+        return status is not None and bool(status.get("ready")) and status.get("trafficPercent") == percent
+
+    @staticmethod
+    def serves_only_stable(isvc: dict[str, Any]) -> bool:
+        return not isvc.get("status", {}).get("canaryStatuses")
+
+    def canary_readiness(self, isvc: dict[str, Any], canary: Release | None) -> Readiness:
+        status = self.canary_status(isvc, canary)
+        ready = bool(status and status.get("ready"))
+        return Readiness(ready, f"canary predictor {predictor_name(canary)} ready: {ready}")
+
+    @staticmethod
+    def restore_stable(backend: KServeBackend) -> None:
+        """Nothing before the canary entry is deleted: the stable predictor kept serving."""
+
+    @staticmethod
+    def revisions(
+        isvc: dict[str, Any], name: str, stable: Release | None, canary: Release | None
+    ) -> tuple[str, str]:
+        return (
+            f"{name}-{predictor_name(canary)}" if canary else "",
+            f"{name}-{predictor_name(stable)}" if stable else "",
+        )
+
+
+def _restored_ready(isvc: dict[str, Any]) -> bool:
+    predictor = _predictor_status(isvc)
+    return _observed(isvc) and predictor.get("latestReadyRevision") == predictor.get("latestCreatedRevision")
+
+
+# One strategy per `rollout.kserve.mode`: everything that differs between the two modes.
+MODES: dict[str, KnativeMode | StandardMode] = {"knative": KnativeMode(), "standard": StandardMode()}
 
 
 class KServeBackend:
@@ -261,52 +400,13 @@ class KServeBackend:
                 )
             time.sleep(self.poll_seconds)
 
-    # --- status reading --------------------------------------------------------------------------
-
-    @staticmethod
-    def _predictor_status(isvc: dict[str, Any]) -> dict[str, Any]:
-        return isvc.get("status", {}).get("components", {}).get("predictor", {})
-
-    @staticmethod
-    def _observed(isvc: dict[str, Any]) -> bool:
-        status = isvc.get("status", {})
-        return status.get("observedGeneration", -1) >= isvc.get("metadata", {}).get("generation", 0)
-
-    def _traffic(self, isvc: dict[str, Any]) -> dict[str, int]:
-        """Knative mode: percent by revision name, from status.components.predictor.traffic."""
-        split: dict[str, int] = {}
-        for entry in self._predictor_status(isvc).get("traffic", []):
-            split[entry["revisionName"]] = split.get(entry["revisionName"], 0) + int(
-                entry.get("percent") or 0
-            )
-        return split
-
-    def _canary_status(self, isvc: dict[str, Any]) -> dict[str, Any] | None:
-        """Standard mode: this canary's entry in status.canaryStatuses."""
-        wanted = predictor_name(self.canary) if self.canary else None
-        return next(
-            (s for s in isvc.get("status", {}).get("canaryStatuses", []) if s.get("name") == wanted), None
-        )
-
-    def _canary_revision(self, isvc: dict[str, Any]) -> str | None:
-        """Knative mode: the canary is the latest created revision once the patch is observed."""
-        predictor = self._predictor_status(isvc)
-        latest = predictor.get("latestCreatedRevision")
-        return latest if latest and latest != predictor.get("latestRolledoutRevision") else None
+    @property
+    def mode(self) -> KnativeMode | StandardMode:
+        return MODES[self.target.mode]
 
     def _canary_weight_is(self, percent: int) -> Any:
         def reached(isvc: dict[str, Any]) -> bool:
-            if not self._observed(isvc):
-                return False
-            if self.target.mode == "standard":
-                status = self._canary_status(isvc)
-                return (
-                    status is not None
-                    and bool(status.get("ready"))
-                    and status.get("trafficPercent") == percent
-                )
-            revision = self._canary_revision(isvc)
-            return revision is not None and self._traffic(isvc).get(revision, 0) == percent
+            return _observed(isvc) and self.mode.canary_at(isvc, self.canary, percent)
 
         return reached
 
@@ -318,21 +418,7 @@ class KServeBackend:
         self._wait_for(f"v{release.version} serving 100%", self._serves_only_stable, timeout)
 
     def _serves_only_stable(self, isvc: dict[str, Any]) -> bool:
-        if not self._observed(isvc):
-            return False
-        ready = any(
-            c.get("type") == "Ready" and c.get("status") == "True"
-            for c in isvc.get("status", {}).get("conditions", [])
-        )
-        if self.target.mode == "standard":
-            return ready and not isvc.get("status", {}).get("canaryStatuses")
-        predictor = self._predictor_status(isvc)
-        rolled_out = predictor.get("latestRolledoutRevision")
-        return (
-            ready
-            and rolled_out == predictor.get("latestCreatedRevision")
-            and self._traffic(isvc) == {rolled_out: 100}
-        )
+        return _observed(isvc) and _ready(isvc) and self.mode.serves_only_stable(isvc)
 
     def deploy_canary(self, stable: Release, canary: Release) -> None:
         if self.get() is None:
@@ -347,25 +433,12 @@ class KServeBackend:
         isvc = self.get()
         if isvc is None:
             return Readiness(False, f"InferenceService {self.name} does not exist")
-        if not self._observed(isvc):
+        if not _observed(isvc):
             return Readiness(False, f"InferenceService {self.name}: the latest spec is not reconciled yet")
         failure = terminal_failure(isvc)
         if failure is not None:
             return Readiness(False, f"InferenceService {self.name}: {failure}", failed=True)
-        if self.target.mode == "standard":
-            status = self._canary_status(isvc)
-            ready = bool(status and status.get("ready"))
-            return Readiness(ready, f"canary predictor {predictor_name(self.canary)} ready: {ready}")
-        predictor = self._predictor_status(isvc)
-        revision = self._canary_revision(isvc)
-        if revision is not None and revision == predictor.get("latestReadyRevision"):
-            return Readiness(True, f"revision {revision} is ready")
-        messages = [
-            c.get("message") for c in isvc.get("status", {}).get("conditions", []) if c.get("message")
-        ]
-        return Readiness(
-            False, f"canary revision {revision} is not ready: {'; '.join(messages) or 'no message'}"
-        )
+        return self.mode.canary_readiness(isvc, self.canary)
 
     def set_canary_weight(self, percent: int) -> None:
         self._declare(self.canary, percent)
@@ -381,42 +454,14 @@ class KServeBackend:
     def rollback(self) -> None:
         if self.canary is None:
             return
-        if self.target.mode == "knative":
-            self._declare(self.canary, 0)  # all traffic to the previous rolled-out revision now
-            self._wait_for("all traffic on the previous revision", self._canary_weight_is(0))
-            # The stable model as a new revision, still at 0 %, then all traffic to it once ready.
-            self.apply(
-                {
-                    "spec": {
-                        "predictor": {
-                            "model": model_spec(self.target, self.stable),
-                            "canaryTrafficPercent": 0,
-                        }
-                    }
-                }
-            )
-            self._wait_for("the restored stable revision ready", self._restored_ready)
+        self.mode.restore_stable(self)
         self.canary = None
         self._declare(None)
         self._wait_for(f"v{self.stable.version} serving 100%", self._serves_only_stable)
 
-    def _restored_ready(self, isvc: dict[str, Any]) -> bool:
-        predictor = self._predictor_status(isvc)
-        return self._observed(isvc) and predictor.get("latestReadyRevision") == predictor.get(
-            "latestCreatedRevision"
-        )
-
     def targets(self) -> tuple[Target, Target]:
         isvc = self.get() or {}
-        predictor = self._predictor_status(isvc)
-        if self.target.mode == "knative":
-            canary_rev, stable_rev = (
-                self._canary_revision(isvc) or "",
-                predictor.get("latestRolledoutRevision", ""),
-            )
-        else:
-            canary_rev = f"{self.name}-{predictor_name(self.canary)}" if self.canary else ""
-            stable_rev = f"{self.name}-{predictor_name(self.stable)}" if self.stable else ""
+        canary_rev, stable_rev = self.mode.revisions(isvc, self.name, self.stable, self.canary)
         return (
             Target(
                 "canary",
