@@ -11,7 +11,7 @@ from __future__ import annotations
 from datetime import date
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from shipyard_spec.contract import Step
 
@@ -62,7 +62,17 @@ class Columns(StrictModel):
     event_time: str | None = None
     id: str
     target: str
-    positive_label: str | int | bool = 1
+    positive_label: str | int = 1
+
+    @field_validator("positive_label", mode="before")
+    @classmethod
+    def _not_a_yaml_boolean(cls, value: object) -> object:
+        if isinstance(value, bool):
+            raise ValueError(
+                f"is the YAML boolean {value}: unquoted yes/no/true/false/on/off are booleans in YAML; "
+                'quote the label exactly as the data spells it, e.g. positive_label: "Yes"'
+            )
+        return value
 
 
 class Features(StrictModel):

@@ -69,6 +69,7 @@ def test_telco_spec_defaults_for_the_parts_it_leaves_out() -> None:
         ("gates.min_roc_auc", 2, "gates.min_roc_auc", "less than or equal to 1"),
         ("rollout.steps", [10, 50], "rollout", "the last step must be 100"),
         ("training.windw_intervals", 4, "training.windw_intervals", "Extra inputs are not permitted"),
+        ("columns.positive_label", True, "columns.positive_label", "YAML boolean"),  # `positive_label: yes`
     ],
 )
 def test_invalid_spec_names_the_field_and_the_problem(

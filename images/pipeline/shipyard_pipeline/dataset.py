@@ -121,10 +121,16 @@ class Split:
         return {"train": self.train, "validation": self.validation, "test": self.test}
 
 
+def applied_split_policy(spec: PipelineSpec) -> str:
+    """The policy `split` applies: `time` needs an event-time column, so without one it is `random`
+    whatever the spec's default says (a spec with event times may not ask for random: it leaks)."""
+    return "time" if spec.columns.event_time else "random"
+
+
 def split(spec: PipelineSpec, frame: pd.DataFrame) -> Split:
     """Time split: oldest rows train, then validation, newest test; random only without event times."""
     policy = spec.split
-    if spec.columns.event_time:
+    if applied_split_policy(spec) == "time":
         ordered = frame.sort_values([spec.columns.event_time, spec.columns.id], kind="stable")
     else:
         ordered = frame.sample(frac=1.0, random_state=policy.seed)

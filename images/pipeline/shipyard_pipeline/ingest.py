@@ -11,7 +11,9 @@ import logging
 from datetime import UTC, datetime
 from typing import Any
 
-from shipyard_pipeline import snapshot, source
+import pandas as pd
+
+from shipyard_pipeline import dataset, snapshot, source
 from shipyard_pipeline.context import RunContext
 from shipyard_pipeline.errors import CheckFailed
 from shipyard_spec.model import PipelineSpec
@@ -19,10 +21,42 @@ from shipyard_spec.model import PipelineSpec
 log = logging.getLogger(__name__)
 
 
-def required_columns(spec: PipelineSpec) -> list[str]:
-    """Columns the spec names explicitly; a source without one of them has drifted."""
-    special = [spec.columns.id, spec.columns.target, spec.columns.event_time]
-    return [c for c in [*special, *spec.features.numeric, *spec.features.categorical] if c]
+def required_columns(spec: PipelineSpec) -> dict[str, str]:
+    """{spec field: column} for every column the spec names explicitly."""
+    named = {
+        "columns.id": spec.columns.id,
+        "columns.target": spec.columns.target,
+        "columns.event_time": spec.columns.event_time,
+        **{f"features.numeric[{i}]": c for i, c in enumerate(spec.features.numeric)},
+        **{f"features.categorical[{i}]": c for i, c in enumerate(spec.features.categorical)},
+    }
+    return {field: column for field, column in named.items() if column}
+
+
+def check_positive_label(spec: PipelineSpec, target: pd.Series, where: str) -> None:
+    """CheckFailed when `columns.positive_label` matches none of the target's values although the
+    target has both classes' worth of values (or one that differs only in case): a spec typo that
+    would otherwise surface in train as a one-class split."""
+    label = spec.columns.positive_label
+    values = target.dropna()
+    if values.empty or dataset.target_vector(spec, values).any():
+        return
+    found = sorted({str(v) for v in values.unique()})
+    same_but_case = [v for v in found if v.casefold() == str(label).casefold()]
+    if same_but_case:
+        problem = f"differs only in case from {same_but_case[0]!r}"
+    elif len(found) >= 2:
+        problem = "matches none of them"
+    else:
+        log.warning(
+            "%s: every %r value in this interval is %r, not the positive label %r",
+            where, spec.columns.target, found[0], label,
+        )  # fmt: skip
+        return
+    raise CheckFailed(
+        f"columns.positive_label {label!r} {problem}: values of {spec.columns.target!r} in {where} "
+        f"are {found[:10]}"
+    )
 
 
 def run(context: RunContext, force: bool = False) -> dict[str, Any]:
@@ -46,14 +80,21 @@ def run(context: RunContext, force: bool = False) -> dict[str, Any]:
         "reading %s for [%s, %s)", where, context.interval_start.isoformat(), context.interval_end.isoformat()
     )
     frame = source.read_interval(spec, context.interval_start, context.interval_end)
-    missing = [c for c in required_columns(spec) if c not in frame.columns]
+    missing = {
+        field: column for field, column in required_columns(spec).items() if column not in frame.columns
+    }
     if missing:
-        raise CheckFailed(f"schema drift: {where} lacks column(s) {missing} named in the spec")
+        named = ", ".join(f"{field} = {column!r}" for field, column in missing.items())
+        raise CheckFailed(
+            f"schema drift: {where} lacks the column(s) the spec names in {named} "
+            f"(columns found: {list(frame.columns)})"
+        )
     if frame.empty:
         raise CheckFailed(
             f"empty interval: {where} has no rows with {spec.columns.event_time} in "
             f"[{context.interval_start.isoformat()}, {context.interval_end.isoformat()})"
         )
+    check_positive_label(spec, frame[spec.columns.target], where)
     order = [c for c in (spec.columns.event_time, spec.columns.id) if c]
     frame = frame.sort_values(order, kind="stable").reset_index(drop=True)
     manifest = {

@@ -45,7 +45,7 @@ def read_interval(spec: PipelineSpec, start: datetime, end: datetime) -> pd.Data
 def _require_column(frame: pd.DataFrame, column: str, where: str) -> pd.DataFrame:
     if column not in frame.columns:
         raise StepError(
-            f"event-time column {column!r} is missing from {where} (columns: {list(frame.columns)})"
+            f"columns.event_time = {column!r} is missing from {where} (columns found: {list(frame.columns)})"
         )
     return frame
 
@@ -80,7 +80,8 @@ def _check_table(connection: sa.Connection, table: str, event_time: str | None, 
     columns = [column["name"] for column in inspector.get_columns(table)]
     if event_time and event_time not in columns:
         raise CheckFailed(
-            f"schema drift: table {table!r} has no event-time column {event_time!r} (columns: {columns})"
+            f"schema drift: table {table!r} has no column columns.event_time = {event_time!r} "
+            f"(columns found: {columns})"
         )
 
 

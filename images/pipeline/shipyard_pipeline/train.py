@@ -122,7 +122,7 @@ def run(
                 "snapshots": len(snapshots),
                 "features.numeric": ",".join(features.numeric),
                 "features.categorical": ",".join(features.categorical),
-                "split.policy": spec.split.policy,
+                "split.policy": dataset.applied_split_policy(spec),
                 "tuning": json.dumps(fit.tuning.get("enabled", False)),
             }
         )

@@ -56,19 +56,33 @@ def test_empty_interval_fails_as_a_check_and_publishes_nothing(make_runner, last
 
 
 @pytest.mark.parametrize(
-    ("section", "change", "missing"),
+    ("section", "change", "field", "missing"),
     [
-        ("features", {"numeric": ["tenure", "loyalty_points"]}, "loyalty_points"),
-        ("columns", {"event_time": "created_at"}, "created_at"),
+        ("features", {"numeric": ["tenure", "loyalty_points"]}, "features.numeric[1]", "loyalty_points"),
+        ("columns", {"target": "churned"}, "columns.target", "churned"),
+        ("columns", {"event_time": "created_at"}, "columns.event_time", "created_at"),
     ],
 )
 def test_source_without_a_spec_column_is_schema_drift(
-    make_runner, spec_variant, section, change, missing
+    make_runner, spec_variant, section, change, field, missing
 ) -> None:
     outcome = make_runner(spec_variant(**{section: change}))("ingest")
     assert outcome.code == ExitCode.CHECK_FAILED
     assert "schema drift" in outcome.stderr
-    assert missing in outcome.stderr
+    assert f"{field} = {missing!r}" in outcome.stderr  # the spec field, not only the column
+
+
+@pytest.mark.parametrize(
+    ("label", "problem"),
+    [("yes", "differs only in case from 'Yes'"), ("Churned", "matches none of them")],
+)
+def test_a_positive_label_the_data_never_has_fails_at_ingest_naming_the_field(
+    make_runner, spec_variant, label, problem
+) -> None:
+    outcome = make_runner(spec_variant(columns={"positive_label": label}))("ingest")
+    assert outcome.code == ExitCode.CHECK_FAILED
+    assert f"columns.positive_label {label!r} {problem}" in outcome.stderr
+    assert "['No', 'Yes']" in outcome.stderr  # the values found
 
 
 def test_a_partition_without_manifest_is_not_published(tmp_path: Path) -> None:

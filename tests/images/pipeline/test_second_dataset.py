@@ -40,5 +40,9 @@ def test_credit_card_applications_train_and_register_from_a_spec_alone(
         f"vs logistic baseline {evaluated['baseline_roc_auc']:.4f}"
     )
     assert evaluated["metrics"]["roc_auc"] > 0.6
-    version = MlflowClient(mlflow_tracking_uri).get_model_version_by_alias("credit_card", "challenger")
+    client = MlflowClient(mlflow_tracking_uri)
+    version = client.get_model_version_by_alias("credit_card", "challenger")
     assert version.version == outcome.result["version"]
+    # No event-time column: the split is random, and the train run says so (not the spec's default).
+    train_run = json.loads((runner.results / "train.json").read_text())["mlflow_run_id"]
+    assert client.get_run(train_run).data.params["split.policy"] == "random"
