@@ -116,6 +116,15 @@ class Metric(StrEnum):
     PREDICTION_LOG_DROPPED = "shipyard_prediction_log_dropped_total"
     PREDICTION_LOG_WRITE_ERRORS = "shipyard_prediction_log_write_errors_total"
     PREDICTION_LOG_DELETED = "shipyard_prediction_log_deleted_total"
+    # Figures of a rollout and of drift checks, for the dashboards (labelled by `model`, and by
+    # `version`, `feature` or `statistic` where they say so). Exported by the component that
+    # knows them; docs/architecture.md says which and how.
+    CANARY_WEIGHT = "shipyard_canary_weight_percent"
+    SHADOW_DECISION_FLIP_RATIO = "shipyard_shadow_decision_flip_ratio"
+    SHADOW_SCORE_ABS_DIFF = "shipyard_shadow_score_abs_diff"
+    SHADOW_SCORE_PSI = "shipyard_shadow_score_psi"
+    SHADOW_REQUESTS = "shipyard_shadow_requests_total"
+    DRIFT_PSI = "shipyard_drift_psi"
 
 
 class Outcome(StrEnum):
