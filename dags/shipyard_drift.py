@@ -8,6 +8,6 @@ from pathlib import Path
 from shipyard.dag_factory import load_pipelines
 from shipyard.drift_dag import build_drift_dag
 
-for _spec_path, _spec in load_pipelines(Path(__file__).parent / "pipelines").valid.items():
-    _dag = build_drift_dag(_spec, _spec_path)
+for _spec in load_pipelines(Path(__file__).parent / "pipelines").valid.values():
+    _dag = build_drift_dag(_spec)
     globals()[_dag.dag_id] = _dag

@@ -39,7 +39,7 @@ from shipyard.assets import drift_asset
 from shipyard.operators import step_operator
 from shipyard.step_command import STEPS
 from shipyard_spec import LoadedSpecs, PipelineSpec, load_specs
-from shipyard_spec.contract import Step
+from shipyard_spec.contract import SPEC_MAX_BYTES, Env, Step, spec_sha256
 
 log = logging.getLogger(__name__)
 
@@ -92,6 +92,16 @@ def schedule_problems(spec: PipelineSpec) -> list[tuple[str, str]]:
     return []
 
 
+def handover_problems(spec: PipelineSpec) -> list[tuple[str, str]]:
+    """A spec too large to hand to a step in its environment (`contract.SPEC_MAX_BYTES`)."""
+    size = len((spec.source_text or "").encode("utf-8"))
+    if size > SPEC_MAX_BYTES:
+        return [
+            ("(file)", f"{size} bytes; each step gets the spec in ${Env.SPEC_YAML}, at most {SPEC_MAX_BYTES}")
+        ]
+    return []
+
+
 def load_pipelines(spec_dir: Path) -> LoadedSpecs:
     """Every spec of `spec_dir` (`*.yaml`), each valid or rejected on its own.
 
@@ -100,7 +110,7 @@ def load_pipelines(spec_dir: Path) -> LoadedSpecs:
     """
     loaded = load_specs(sorted(spec_dir.glob("*.yaml")))
     for path, spec in list(loaded.valid.items()):
-        if problems := schedule_problems(spec):
+        if problems := schedule_problems(spec) or handover_problems(spec):
             loaded.reject(path, problems)
     for error in loaded.errors:
         log.warning("skipping %s", error)
@@ -167,7 +177,7 @@ def _dag_doc(spec: PipelineSpec, spec_path: Path, runner: settings.Runner, stora
 
 {spec.description}
 
-Spec: `{spec_path.name}` · runner: **{runner}** · owner: {spec.owner}
+Spec: `{spec_path.name}` (sha256 `{spec_sha256(spec.source_text or "")[:12]}`, handed to every step) · runner: **{runner}** · owner: {spec.owner}
 
 Each run owns the window **[data_interval_start, data_interval_end)** of `{spec.schedule.cron}`
 ({spec.schedule.timezone}). A run queued by the drift Asset `shipyard://{spec.name}/drift` trains on
@@ -183,9 +193,7 @@ or Trigger → Backfill in the UI. A failed validation or gate fails at once; ot
 """
 
 
-def _step_task(
-    step: Step, spec: PipelineSpec, spec_path: Path, runner: settings.Runner, storage_root: str
-) -> BaseOperator:
+def _step_task(step: Step, spec: PipelineSpec, runner: settings.Runner, storage_root: str) -> BaseOperator:
     doc = STEP_DOCS[step].format(
         event_time=spec.columns.event_time or "event time",
         storage=storage_root,
@@ -194,7 +202,7 @@ def _step_task(
         model=spec.mlflow.registered_model,
     )
     return step_operator(
-        step, spec, spec_path, runner=runner, storage_root=storage_root, cron=spec.schedule.cron,
+        step, spec, runner=runner, storage_root=storage_root, cron=spec.schedule.cron,
         task_id=str(step), doc_md=doc,
     )  # fmt: skip
 
@@ -225,7 +233,7 @@ def build_training_dag(
         },
     ) as dag:
         with TaskGroup("pipeline", tooltip="ingest → validate → train → evaluate → register"):
-            tasks = [_step_task(step, spec, spec_path, runner, storage_root) for step in STEPS]
+            tasks = [_step_task(step, spec, runner, storage_root) for step in STEPS]
             chain(*tasks)
         for extend in after_register:
             extend(spec, tasks[-1])

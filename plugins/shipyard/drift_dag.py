@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import logging
 from datetime import datetime, time, timedelta
-from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -40,7 +39,7 @@ def drift_dag_id(pipeline: str) -> str:
     return f"shipyard_drift_{pipeline}"
 
 
-def build_drift_dag(spec: PipelineSpec, spec_path: str | Path) -> DAG:
+def build_drift_dag(spec: PipelineSpec) -> DAG:
     """One drift DAG per pipeline spec."""
     asset = drift_asset(spec.name)
     runner = settings.runner()
@@ -60,7 +59,6 @@ def build_drift_dag(spec: PipelineSpec, spec_path: str | Path) -> DAG:
         check_drift = step_operator(
             Step.DRIFT,
             spec,
-            Path(spec_path),
             runner=runner,
             storage_root=settings.step_storage_root(runner),
             cron=spec.drift.cron,

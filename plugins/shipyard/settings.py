@@ -16,7 +16,7 @@ from typing import Annotated, Literal
 from airflow.sdk import Variable
 from pydantic import BaseModel, ConfigDict, Field
 
-from shipyard_spec.contract import DEFAULT_SPEC_DIR, Env
+from shipyard_spec.contract import Env
 
 Runner = Literal["local", "kubernetes"]
 RUNNERS: tuple[Runner, ...] = ("local", "kubernetes")
@@ -108,8 +108,6 @@ class KubernetesSettings(BaseModel):
     env_from_config_maps: list[str] = []
     # Expanded by the step inside the pod, from the environment the ConfigMap provides.
     storage_root: str = f"${{{Env.STORAGE_ROOT}}}"
-    # Where the chart mounts the specs (ConfigMap <fullname>-pipeline-specs).
-    spec_dir: str = DEFAULT_SPEC_DIR
     # Directory of the chart's pod templates (step.yaml, gpu-step.yaml); default $SHIPYARD_POD_TEMPLATE_DIR.
     pod_template_dir: str | None = Field(default_factory=lambda: os.environ.get(Env.POD_TEMPLATE_DIR))
     deferrable: bool = False

@@ -1,9 +1,11 @@
 """The step CLI call, built once for both runners (docs/architecture.md, "Step CLI").
 
-`step_arguments()` is pure: the same (step, spec path, window, run id, storage root, run
-options) give the same arguments to `shipyard-step` in a pod and to `python -m
-shipyard_pipeline` in the local virtualenv. Only the spec path, the storage root and the
-result path differ between the runners, and they are inputs here.
+`step_arguments()` and `step_environment()` are pure: the same (step, spec text, window, run id,
+storage root, run options) give the same arguments and the same spec hand-over to `shipyard-step`
+in a pod and to `python -m shipyard_pipeline` in the local virtualenv. The step gets the spec the
+DAG parsed, never a copy of its own: the text in `Env.SPEC_YAML`, its sha256 as an argument (shown
+in the UI's Rendered Template), which the step checks. Only the storage root and the result path
+differ between the runners, and they are inputs here.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from shipyard.window import Window
-from shipyard_spec.contract import Step
+from shipyard_spec.contract import SPEC_SHA256_OPTION, Env, Step, spec_sha256
 
 # The training DAG's steps, in order; `drift` runs in the drift DAG.
 STEPS: tuple[Step, ...] = (Step.INGEST, Step.VALIDATE, Step.TRAIN, Step.EVALUATE, Step.REGISTER)
@@ -41,7 +43,7 @@ class RunOptions:
 def step_arguments(
     step: Step,
     *,
-    spec_path: str,
+    spec_text: str,
     window: Window,
     run_id: str,
     storage_root: str,
@@ -54,7 +56,7 @@ def step_arguments(
     """
     arguments = [
         str(step),
-        "--spec", spec_path,
+        SPEC_SHA256_OPTION, spec_sha256(spec_text),
         "--interval-start", window.start.isoformat(),
         "--interval-end", window.end.isoformat(),
         "--run-id", run_id,
@@ -70,3 +72,8 @@ def step_arguments(
         if options.skip_tuning:
             arguments.append("--skip-tuning")
     return arguments
+
+
+def step_environment(spec_text: str) -> dict[str, str]:
+    """What the step reads from its environment besides the runner's own: the spec's text."""
+    return {Env.SPEC_YAML: spec_text}

@@ -10,6 +10,7 @@ predictor pay nothing to import it.
 
 from __future__ import annotations
 
+import hashlib
 from enum import IntEnum, StrEnum
 
 
@@ -85,7 +86,9 @@ class Env(StrEnum):
     RUNNER = "SHIPYARD_RUNNER"
     STORAGE_ROOT = "SHIPYARD_STORAGE_ROOT"
     PREDICTION_LOG_URI = "SHIPYARD_PREDICTION_LOG_URI"
-    SPEC_DIR = "SHIPYARD_SPEC_DIR"
+    # The pipeline spec's YAML text as the DAG parsed it, handed to every step (both runners);
+    # its sha256 travels as the step argument SPEC_SHA256_OPTION. See `spec_sha256`.
+    SPEC_YAML = "SHIPYARD_SPEC_YAML"
     POD_TEMPLATE_DIR = "SHIPYARD_POD_TEMPLATE_DIR"
     MODEL_VERSION = "SHIPYARD_MODEL_VERSION"
     CODE_VERSION = "SHIPYARD_CODE_VERSION"
@@ -136,7 +139,19 @@ class Outcome(StrEnum):
 
 
 PREDICTOR_PORT = 8080
-DEFAULT_SPEC_DIR = "/etc/shipyard/pipelines"
+
+# The spec a step runs is the one the DAG parsed: the Airflow side passes its text in the
+# environment (`Env.SPEC_YAML`) and its hash as this `shipyard-step` argument; the step refuses
+# text whose hash differs. Linux caps one environment string ("NAME=value") at MAX_ARG_STRLEN,
+# 128 KiB (32 pages), so a spec may be at most SPEC_MAX_BYTES of UTF-8 (a spec is a few KB).
+SPEC_SHA256_OPTION = "--spec-sha256"
+SPEC_MAX_BYTES = 128 * 1024 - len(Env.SPEC_YAML) - 2  # "NAME=" and the terminating NUL
+
+
+def spec_sha256(text: str) -> str:
+    """The hex sha256 of a spec's text (UTF-8): what the DAG hands over and the step checks."""
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
 DEFAULT_POD_TEMPLATE_DIR = "/opt/shipyard/pod-templates"
 
 

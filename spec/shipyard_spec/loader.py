@@ -60,14 +60,20 @@ def parse_spec(data: object, source: str = "<spec>") -> PipelineSpec:
         raise SpecError(source, problems) from e
 
 
+def loads_spec(text: str, source: str = "<spec>") -> PipelineSpec:
+    """Validate a spec's YAML text; the spec keeps the text (`PipelineSpec.source_text`)."""
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        raise SpecError(source, [("(yaml)", str(e).replace("\n", " "))]) from e
+    spec = parse_spec(data, source)
+    spec._source_text = text
+    return spec
+
+
 def load_spec(path: str | Path) -> PipelineSpec:
     """Read and validate one spec file."""
-    path = Path(path)
-    try:
-        data = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as e:
-        raise SpecError(str(path), [("(yaml)", str(e).replace("\n", " "))]) from e
-    return parse_spec(data, str(path))
+    return loads_spec(Path(path).read_text(encoding="utf-8"), str(path))
 
 
 @dataclass

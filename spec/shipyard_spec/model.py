@@ -11,7 +11,7 @@ from __future__ import annotations
 from datetime import date
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator, model_validator
 
 from shipyard_spec.contract import Step
 
@@ -344,6 +344,13 @@ class PipelineSpec(StrictModel):
     resources: dict[Step, StepResources] = {}
     rollout: Rollout = Rollout()
     drift: Drift = Drift()
+    # The YAML text this spec was parsed from (`load_spec`, `loads_spec`); None when it was built
+    # from a mapping. The Airflow side hands exactly this text to every step.
+    _source_text: str | None = PrivateAttr(default=None)
+
+    @property
+    def source_text(self) -> str | None:
+        return self._source_text
 
     @model_validator(mode="after")
     def _coherent(self) -> PipelineSpec:

@@ -121,7 +121,7 @@ class TestEveryRender:
             checked += len(names)
         assert checked
 
-    def test_step_pods_read_specs_storage_and_prediction_logs_where_the_contract_says(
+    def test_step_pods_read_storage_and_prediction_logs_where_the_contract_says_and_no_spec_copy(
         self, values_files, values
     ):
         objects = rendered(values_files, values)
@@ -130,7 +130,9 @@ class TestEveryRender:
             [container] = template["spec"]["containers"]
             env = env_values(container)
             mounts = {m["mountPath"]: m["name"] for m in container["volumeMounts"]}
-            assert mounts[env[Env.SPEC_DIR]] == "pipeline-specs"
+            # The operator hands each step the spec the DAG parsed; a pod never gets a copy of its own.
+            assert Env.SPEC_YAML not in env
+            assert not [v for v in template["spec"]["volumes"] if "configMap" in v]
             assert env[Env.STORAGE_ROOT] == storage["root"]
             assert env[Env.PREDICTION_LOG_URI] == (
                 storage["predictionLogUri"] or contract.default_prediction_log_root(storage["root"])
@@ -168,9 +170,7 @@ class TestEveryRender:
 
 
 class TestDefaults:
-    def test_the_spec_directory_and_pod_template_directory_are_the_contract_defaults(self):
-        values = yaml.safe_load((CHART / "values.yaml").read_text())
-        assert values["pipelineSpecs"]["mountPath"] == contract.DEFAULT_SPEC_DIR
+    def test_the_pod_template_directory_is_the_contract_default(self):
         airflow = yaml.safe_load((REPO / "images" / "airflow" / "airflow-values.yaml").read_text())
         env = {item["name"]: item["value"] for item in airflow["env"]}
         assert env[Env.POD_TEMPLATE_DIR] == contract.DEFAULT_POD_TEMPLATE_DIR

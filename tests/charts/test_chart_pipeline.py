@@ -1,14 +1,11 @@
-"""Pipeline specs ConfigMap, the step pod templates and the NetworkPolicies."""
+"""The step pod templates and the NetworkPolicies."""
 
 from __future__ import annotations
 
 import pytest
 import yaml
-from helm_template_generator import REPO, by_kind_name, render_chart, validate_builtin
+from helm_template_generator import REPO, HelmError, by_kind_name, render_chart, validate_builtin
 
-from shipyard_spec.loader import parse_spec
-
-SPECS = ["templates/pipeline-specs-configmap.yaml"]
 TEMPLATES = ["templates/pipeline-pod-templates-configmap.yaml"]
 POLICIES = ["templates/networkpolicies.yaml"]
 GPU = {
@@ -24,22 +21,17 @@ def pod_template(values: dict | None = None, key: str = "step.yaml") -> dict:
     return yaml.safe_load(config_map["data"][key])
 
 
-class TestPipelineSpecsConfigMap:
-    def test_holds_exactly_the_specs_of_dags_pipelines(self):
-        data = render_chart(show_only=SPECS)[0]["data"]
-        on_disk = {path.name: path.read_text() for path in (REPO / "dags" / "pipelines").glob("*.yaml")}
-        assert data.keys() == on_disk.keys()
-        for name, text in on_disk.items():
-            assert data[name] == text.rstrip("\n"), name
+class TestNoSpecCopy:
+    def test_no_object_carries_a_pipeline_spec(self):
+        """Issue 13: the spec reaches a step pod from the DAG (SHIPYARD_SPEC_YAML), never from the chart."""
+        names = {path.name for path in (REPO / "dags" / "pipelines").glob("*.yaml")}
+        for obj in render_chart():
+            assert not names & set(obj.get("data") or {}), (obj["kind"], obj["metadata"]["name"])
+        assert [v["name"] for v in pod_template()["spec"]["volumes"]] == ["tmp"]
 
-    def test_every_entry_is_a_valid_pipeline_spec(self):
-        for name, text in render_chart(show_only=SPECS)[0]["data"].items():
-            assert parse_spec(yaml.safe_load(text), name).name == name.removesuffix(".yaml")
-
-    def test_disabled_removes_the_config_map_and_its_mount(self):
-        values = {"pipelineSpecs": {"enabled": False}}
-        assert ("ConfigMap", "shipyard-pipeline-specs") not in by_kind_name(render_chart(values))
-        assert [v["name"] for v in pod_template(values)["spec"]["volumes"]] == ["tmp"]
+    def test_values_of_the_removed_spec_config_map_are_refused(self):
+        with pytest.raises(HelmError, match="pipelineSpecs"):
+            render_chart({"pipelineSpecs": {"enabled": True}})
 
 
 class TestStepPodTemplates:
@@ -49,7 +41,7 @@ class TestStepPodTemplates:
         template["metadata"]["name"] = "step"
         validate_builtin(template)
 
-    def test_step_pods_run_as_the_pipeline_account_with_the_specs_mounted(self):
+    def test_step_pods_run_as_the_pipeline_account(self):
         spec = pod_template()["spec"]
         assert spec["serviceAccountName"] == "shipyard-pipeline"
         assert spec["automountServiceAccountToken"] is False
@@ -57,10 +49,6 @@ class TestStepPodTemplates:
         # The operator merges its container into the template's container named "base".
         assert container["name"] == "base"
         assert container["image"] == "ghcr.io/shipyard/pipeline:0.1.0"
-        assert {"name": "SHIPYARD_SPEC_DIR", "value": "/etc/shipyard/pipelines"} in container["env"]
-        mount = {"name": "pipeline-specs", "mountPath": "/etc/shipyard/pipelines", "readOnly": True}
-        assert mount in container["volumeMounts"]
-        assert {"name": "pipeline-specs", "configMap": {"name": "shipyard-pipeline-specs"}} in spec["volumes"]
 
     def test_env_and_secrets_reach_every_step(self):
         env = [{"name": "MLFLOW_TRACKING_URI", "value": "http://mlflow:5000"}]

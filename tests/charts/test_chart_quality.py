@@ -71,7 +71,6 @@ class TestInventory:
             ("Role", "shipyard-airflow-worker"),
             ("RoleBinding", "shipyard-airflow-worker"),
             ("ServiceAccount", "shipyard-pipeline"),
-            ("ConfigMap", "shipyard-pipeline-specs"),
             ("ConfigMap", "shipyard-pod-templates"),
             ("ServingRuntime", "shipyard-predictor"),
             ("NetworkPolicy", "shipyard-predictor"),
@@ -363,7 +362,7 @@ class TestNotes:
         text = notes([])
         assert "ServiceAccount shipyard-airflow-worker" in text
         assert "ConfigMap shipyard-pod-templates at /opt/shipyard/pod-templates" in text
-        assert "- telco_churn.yaml" in text
+        assert "adding or editing a spec needs no helm upgrade" in text
         assert "the rollout controller creates one per pipeline" in text
 
     @pytest.mark.parametrize(

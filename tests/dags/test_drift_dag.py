@@ -95,7 +95,7 @@ def test_check_drift_runs_the_drift_step_cli_on_the_run_window(
     from shipyard_spec import load_spec
 
     spec_path = REPO / "dags" / "pipelines" / "telco_churn.yaml"
-    operator = build_drift_dag(load_spec(spec_path), spec_path).get_task("check_drift")
+    operator = build_drift_dag(load_spec(spec_path)).get_task("check_drift")
     assert isinstance(operator, LocalStepOperator)
     context = {
         **interval,

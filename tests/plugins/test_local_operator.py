@@ -12,8 +12,9 @@ import yaml
 from airflow.sdk.exceptions import AirflowException, AirflowFailException
 from support.servers import venv_python
 
-from shipyard.operators.local import LocalStepOperator
-from shipyard.operators.step import StepCall
+from shipyard.operators import step_operator
+from shipyard_spec import load_spec
+from shipyard_spec.contract import Step
 
 WEEK_WITH_ROWS = (datetime(2026, 3, 2, tzinfo=UTC), datetime(2026, 3, 9, tzinfo=UTC))
 EMPTY_WEEK = (datetime(2026, 4, 6, tzinfo=UTC), datetime(2026, 4, 13, tzinfo=UTC))
@@ -36,10 +37,18 @@ def spec_path(tmp_path: Path) -> Path:
     return path
 
 
-def run_ingest(spec_path: Path, storage: Path, window: tuple[datetime, datetime]) -> dict:
+def run_ingest(
+    spec_path: Path, storage: Path, window: tuple[datetime, datetime], edit_after_parse: str | None = None
+) -> dict:
+    """The ingest task as the DAG builds it from the spec file; `edit_after_parse` is written
+    to the file once the DAG has parsed it, before the task runs."""
     start, end = window
-    call = StepCall("ingest", "tiny", str(spec_path), "0 0 * * 1", "UTC", str(storage))
-    operator = LocalStepOperator(task_id="ingest", call=call)
+    operator = step_operator(
+        Step.INGEST, load_spec(spec_path), runner="local", storage_root=str(storage), cron="0 0 * * 1",
+        task_id="ingest",
+    )  # fmt: skip
+    if edit_after_parse is not None:
+        spec_path.write_text(edit_after_parse)
     context = {
         "data_interval_start": start,
         "data_interval_end": end,
@@ -76,9 +85,18 @@ def test_a_failed_check_exit_3_fails_without_retry(spec_path: Path, tmp_path: Pa
 
 
 def test_any_other_failure_is_left_to_retries(spec_path: Path, tmp_path: Path) -> None:
-    spec_path.write_text("name: [not, a, name]\n")
+    (tmp_path / "rows.csv").unlink()
     with pytest.raises(
-        AirflowException, match=r"ingest exited with code 1: shipyard-step ingest: .*name"
+        AirflowException, match=r"ingest exited with code 1: shipyard-step ingest: .*rows.csv"
     ) as raised:
         run_ingest(spec_path, tmp_path / "storage", WEEK_WITH_ROWS)
     assert not isinstance(raised.value, AirflowFailException)
+
+
+def test_a_spec_edited_after_the_dag_parsed_it_still_runs_as_the_dag_parsed_it(
+    spec_path: Path, tmp_path: Path
+) -> None:
+    """Issue 13: the step runs the text the DAG showed, not whatever the file holds by then."""
+    edited = spec_path.read_text().replace("rows.csv", "gone.csv")
+    result = run_ingest(spec_path, tmp_path / "storage", WEEK_WITH_ROWS, edit_after_parse=edited)
+    assert result["rows"] == 2

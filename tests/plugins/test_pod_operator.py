@@ -27,6 +27,7 @@ from shipyard.dag_factory import build_training_dag
 from shipyard.drift_dag import build_drift_dag
 from shipyard.step_command import STEPS
 from shipyard_spec import load_spec
+from shipyard_spec.contract import SPEC_SHA256_OPTION, Env, spec_sha256
 
 KUBERNETES_VERSIONS = ("1.36", "1.37")
 TELCO = REPO / "dags" / "pipelines" / "telco_churn.yaml"
@@ -65,7 +66,7 @@ def render_pods(spec_path: Path, monkeypatch: pytest.MonkeyPatch, **settings: An
     monkeypatch.setenv("SHIPYARD_RUNNER", "kubernetes")
     monkeypatch.setenv("AIRFLOW_VAR_SHIPYARD_KUBERNETES", json.dumps({**SETTINGS, **settings}))
     spec = load_spec(spec_path)
-    training, drift = build_training_dag(spec, spec_path), build_drift_dag(spec, spec_path)
+    training, drift = build_training_dag(spec, spec_path), build_drift_dag(spec)
     operators = {step: training.get_task(f"pipeline.{step}") for step in STEPS}
     operators["drift"] = drift.get_task("check_drift")
     context = {
@@ -102,7 +103,7 @@ def test_every_step_pod_runs_the_step_cli_with_the_run_window(telco_pods: dict[s
     assert container["command"] == ["shipyard-step"]
     assert container["args"][:11] == [
         step,
-        "--spec", "/etc/shipyard/pipelines/telco_churn.yaml",
+        "--spec-sha256", spec_sha256(TELCO.read_text()),
         "--interval-start", "2026-03-02T00:00:00+00:00",
         "--interval-end", "2026-03-09T00:00:00+00:00",
         "--run-id", "scheduled__2026-03-02T00:00:00+00:00",
@@ -201,11 +202,11 @@ def test_the_chart_pod_template_supplies_what_the_settings_leave_out(
                 {
                     "name": "base",
                     "image": "registry.example/shipyard-pipeline:1.2.3",
-                    "env": [{"name": "SHIPYARD_SPEC_DIR", "value": "/etc/shipyard/pipelines"}],
-                    "volumeMounts": [{"name": "pipeline-specs", "mountPath": "/etc/shipyard/pipelines"}],
+                    "env": [{"name": "SHIPYARD_STORAGE_ROOT", "value": "s3://bucket/shipyard"}],
+                    "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}],
                 }
             ],
-            "volumes": [{"name": "pipeline-specs", "configMap": {"name": "shipyard-pipeline-specs"}}],
+            "volumes": [{"name": "tmp", "emptyDir": {}}],
         },
     }
     (tmp_path / "step.yaml").write_text(yaml.safe_dump(template))
@@ -218,7 +219,36 @@ def test_the_chart_pod_template_supplies_what_the_settings_leave_out(
     assert container["args"][0] == "register"
     assert pod["spec"]["serviceAccountName"] == "shipyard-pipeline"
     assert pod["metadata"]["labels"]["app.kubernetes.io/component"] == "pipeline-step"
-    assert {"name": "pipeline-specs", "mountPath": "/etc/shipyard/pipelines"} in container["volumeMounts"]
+    assert {"name": "tmp", "mountPath": "/tmp"} in container["volumeMounts"]
+    # The template's environment and the spec the operator hands over, side by side.
+    assert {e["name"]: e["value"] for e in container["env"]} == {
+        "SHIPYARD_STORAGE_ROOT": "s3://bucket/shipyard",
+        "SHIPYARD_SPEC_YAML": TELCO.read_text(),
+    }
+
+
+@pytest.mark.parametrize("step", POD_STEPS)
+def test_every_step_pod_gets_the_spec_the_dag_parsed_and_no_copy_to_read(
+    telco_pods: dict[str, dict], step: str
+) -> None:
+    """Issue 13: the pod runs the DAG's spec, whatever ConfigMap a cluster may still carry."""
+    pod = telco_pods[step]
+    container = base_container(pod)
+    env = {e["name"]: e.get("value") for e in container["env"]}
+    assert env[Env.SPEC_YAML] == TELCO.read_text()
+    assert container["args"][container["args"].index(SPEC_SHA256_OPTION) + 1] == spec_sha256(env[Env.SPEC_YAML])
+    assert "--spec" not in container["args"]
+    assert not [v for v in pod["spec"].get("volumes") or [] if "configMap" in v]
+
+
+def test_the_handed_over_spec_is_data_not_a_template(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A spec whose SQL holds Jinja-like braces reaches the pod byte for byte."""
+    text = TELCO.read_text().replace("name: telco_churn", "name: braces", 1)
+    text += "# {{ ds }} and {% raw %} stay as written\n"
+    spec_path = tmp_path / "braces.yaml"
+    spec_path.write_text(text)
+    container = base_container(render_pods(spec_path, monkeypatch)["ingest"])
+    assert {e["name"]: e.get("value") for e in container["env"]}[Env.SPEC_YAML] == text
 
 
 def terminated_pod(exit_code: int) -> k8s.V1Pod:

@@ -6,12 +6,14 @@ from datetime import UTC, datetime
 
 import pytest
 
-from shipyard.step_command import STEPS, RunOptions, step_arguments
+from shipyard.step_command import STEPS, RunOptions, step_arguments, step_environment
 from shipyard.window import Window
+from shipyard_spec.contract import spec_sha256
 
 WINDOW = Window(datetime(2026, 3, 2, tzinfo=UTC), datetime(2026, 3, 9, tzinfo=UTC))
+SPEC_TEXT = "name: telco_churn\n# the spec's text as the DAG parsed it\n"
 COMMON = [
-    "--spec", "/specs/telco.yaml",
+    "--spec-sha256", "82581b8524c0e9092ed4fadce633bef8cda3bcf7f702b9fda833ae6f0402fcc0",
     "--interval-start", "2026-03-02T00:00:00+00:00",
     "--interval-end", "2026-03-09T00:00:00+00:00",
     "--run-id", "scheduled__2026-03-09",
@@ -24,7 +26,7 @@ def arguments(
 ) -> list[str]:
     return step_arguments(
         step,  # type: ignore[arg-type]
-        spec_path="/specs/telco.yaml",
+        spec_text=SPEC_TEXT,
         window=WINDOW,
         run_id="scheduled__2026-03-09",
         storage_root="s3://bucket/shipyard",
@@ -68,3 +70,11 @@ def test_a_dag_without_a_trigger_form_gets_the_step_defaults() -> None:
     assert RunOptions.from_params({}) == RunOptions(
         window_intervals=None, skip_tuning=False, force_ingest=False
     )
+
+
+def test_the_step_gets_the_text_the_dag_parsed_and_its_hash() -> None:
+    """The spec travels with the call (both runners), never as a path a pod may not have."""
+    assert step_environment(SPEC_TEXT) == {"SHIPYARD_SPEC_YAML": SPEC_TEXT}
+    args = arguments("train", RunOptions())
+    assert args[args.index("--spec-sha256") + 1] == spec_sha256(SPEC_TEXT)
+    assert "--spec" not in args

@@ -63,10 +63,6 @@ helm.sh/chart: {{ include "shipyard.chart" .root }}
 {{- default (printf "%s-pipeline" (include "shipyard.fullname" .)) .Values.pipeline.serviceAccount.name }}
 {{- end }}
 
-{{- define "shipyard.pipelineSpecs.configMapName" -}}
-{{- printf "%s-pipeline-specs" (include "shipyard.fullname" .) }}
-{{- end }}
-
 {{- define "shipyard.mlflow.fullname" -}}
 {{- printf "%s-mlflow" (include "shipyard.fullname" .) }}
 {{- end }}

@@ -13,6 +13,7 @@ import argparse
 import importlib
 import json
 import logging
+import os
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -22,8 +23,9 @@ from typing import Any
 from shipyard_pipeline import storage
 from shipyard_pipeline.context import RunContext, to_utc
 from shipyard_pipeline.errors import StepError
-from shipyard_spec import SpecError, load_spec
-from shipyard_spec.contract import POD_RESULT_PATH, ExitCode
+from shipyard_pipeline.spec_source import resolve_spec
+from shipyard_spec import SpecError
+from shipyard_spec.contract import POD_RESULT_PATH, SPEC_SHA256_OPTION, Env, ExitCode
 from shipyard_spec.contract import Step as StepName
 
 log = logging.getLogger("shipyard_pipeline")
@@ -32,7 +34,18 @@ log = logging.getLogger("shipyard_pipeline")
 def common_arguments() -> argparse.ArgumentParser:
     """The arguments every step shares (the step CLI contract in docs/architecture.md)."""
     parser = argparse.ArgumentParser(add_help=False)
-    parser.add_argument("--spec", required=True, help="pipeline spec YAML file")
+    parser.add_argument(
+        "--spec",
+        default=None,
+        help=f"pipeline spec YAML file: the spec when none is handed over in ${Env.SPEC_YAML}, "
+        "else a copy that must hold the same text",
+    )
+    parser.add_argument(
+        SPEC_SHA256_OPTION,
+        dest="spec_sha256",
+        default=None,
+        help=f"sha256 of the spec the DAG parsed; ${Env.SPEC_YAML} must hold exactly that text",
+    )
     parser.add_argument("--interval-start", required=True, type=to_utc, help="data interval start, ISO-8601")
     parser.add_argument("--interval-end", required=True, type=to_utc, help="data interval end (exclusive)")
     parser.add_argument("--run-id", required=True, help="Airflow run id: keys the run's outputs in storage")
@@ -112,7 +125,7 @@ def run_step(args: argparse.Namespace) -> dict[str, Any]:
     """Load the spec, run the chosen step, and store its result for later steps of the run."""
     step = STEPS[StepName(args.step)]
     context = RunContext(
-        spec=load_spec(args.spec),
+        spec=resolve_spec(args.spec, args.spec_sha256, os.environ),
         interval_start=args.interval_start,
         interval_end=args.interval_end,
         run_id=args.run_id,

@@ -9,7 +9,6 @@ parse time.
 from __future__ import annotations
 
 from datetime import timedelta
-from pathlib import Path
 from typing import Any
 
 from airflow.sdk import BaseOperator
@@ -24,7 +23,6 @@ from shipyard_spec.contract import Step
 def step_operator(
     step: Step,
     spec: PipelineSpec,
-    spec_path: Path,
     *,
     runner: settings.Runner,
     storage_root: str,
@@ -35,15 +33,17 @@ def step_operator(
     """The task that runs `step` of `spec` with `runner`; its window comes from the DAG run.
 
     `cron` and `interval` describe the DAG's timetable, for runs without a data interval
-    (`shipyard.window.run_window`). The local runner reads the spec where it is; a pod reads
-    it where the chart mounts `dags/pipelines/` (`spec_dir`).
+    (`shipyard.window.run_window`). Both runners hand the step the spec's text as this DAG
+    parsed it (`spec.source_text`), so no step reads a copy of its own.
     """
-    window = {"cron": cron, "timezone": spec.schedule.timezone, "interval": interval}
+    if spec.source_text is None:
+        raise ValueError(f"pipeline {spec.name}: a step needs the spec's text (load it with load_spec)")
+    call = StepCall(
+        step, spec.name, spec.source_text, cron=cron, timezone=spec.schedule.timezone,
+        storage_root=storage_root, interval=interval,
+    )  # fmt: skip
     if runner == "local":
-        call = StepCall(step, spec.name, str(spec_path.resolve()), storage_root=storage_root, **window)
         return LocalStepOperator(call=call, **task_kwargs)
     from shipyard.operators.pod import pod_step_operator  # the Kubernetes client only when needed
 
-    kube = settings.kubernetes_settings()
-    call = StepCall(step, spec.name, f"{kube.spec_dir}/{spec_path.name}", storage_root=storage_root, **window)
-    return pod_step_operator(call, spec.resources_for(step), kube, **task_kwargs)
+    return pod_step_operator(call, spec.resources_for(step), settings.kubernetes_settings(), **task_kwargs)

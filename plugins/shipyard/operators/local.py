@@ -1,7 +1,7 @@
 """Run a step CLI in the pipeline virtualenv as a subprocess: the embedded default runner.
 
-The same arguments as the pod (shared builder); output streamed line by line to the task
-log; the result JSON read from a temporary file and returned (XCom), as the pod's sidecar
+The same arguments and spec hand-over (`StepCall.environment()`) as the pod (shared builder);
+output streamed line by line to the task log; the result JSON read from a temporary file and returned (XCom), as the pod's sidecar
 would return `/airflow/xcom/return.json`.
 """
 
@@ -59,7 +59,7 @@ class LocalStepOperator(BaseOperator):
         tail: deque[str] = deque(maxlen=20)
         with subprocess.Popen(
             command,
-            env=settings.local_environment(),
+            env={**settings.local_environment(), **self.call.environment()},
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             text=True,

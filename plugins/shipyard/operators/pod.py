@@ -1,10 +1,11 @@
 """Run a step CLI as a Kubernetes pod: the production runner (KubernetesPodOperator).
 
-The pod runs the pipeline image's `shipyard-step` with the arguments the local runner uses
-(shared builder); it writes its result to `/airflow/xcom/return.json`, which the XCom
+The pod runs the pipeline image's `shipyard-step` with the arguments and the spec hand-over
+(`StepCall.environment()`: the spec's text as the DAG parsed it) the local runner uses (shared
+builder), so the pod never reads a spec of its own; it writes its result to `/airflow/xcom/return.json`, which the XCom
 sidecar returns. Environment comes from Secrets and ConfigMaps by reference only. With the
 chart's pod templates (`SHIPYARD_POD_TEMPLATE_DIR`) the template supplies identity, security
-context, placement and the spec mount; the settings here override or complete it.
+context and placement; the settings here override or complete it.
 """
 
 from __future__ import annotations
@@ -34,6 +35,13 @@ class PodStepOperator(KubernetesPodOperator):
         # Built from the run context here, so the UI's "Rendered Template" shows the real call.
         self.arguments = self.call.arguments(context, result_path=POD_RESULT_PATH)
         super().render_template_fields(context, jinja_env)
+        # Added after rendering: the spec's text is data, never a Jinja template (a SQL query
+        # in a spec may well contain "{{").
+        handed_over = self.call.environment()
+        self.env_vars = [
+            *(v for v in self.env_vars or [] if v.name not in handed_over),
+            *(k8s.V1EnvVar(name=name, value=value) for name, value in handed_over.items()),
+        ]
 
     def execute(self, context: Any) -> Any:
         result = super().execute(context)

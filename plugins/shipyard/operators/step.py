@@ -9,7 +9,7 @@ from typing import Any
 
 from airflow.sdk.exceptions import AirflowException, AirflowFailException
 
-from shipyard.step_command import RunOptions, step_arguments
+from shipyard.step_command import RunOptions, step_arguments, step_environment
 from shipyard.window import run_window
 from shipyard_spec.contract import ExitCode, Step
 
@@ -20,7 +20,8 @@ class StepCall:
 
     step: Step
     pipeline: str
-    spec_path: str
+    # The spec's YAML text as the DAG parsed it (`PipelineSpec.source_text`): handed to the step.
+    spec_text: str
     cron: str
     timezone: str
     storage_root: str
@@ -32,13 +33,18 @@ class StepCall:
         """The CLI arguments for the running DAG run: its window, run id and trigger-form Params."""
         return step_arguments(
             self.step,
-            spec_path=self.spec_path,
+            spec_text=self.spec_text,
             window=run_window(context, self.cron, self.timezone, self.interval),
             run_id=context["run_id"],
             storage_root=self.storage_root,
             result_path=result_path,
             options=RunOptions.from_params(context["params"]),
         )
+
+
+    def environment(self) -> dict[str, str]:
+        """Environment variables the step needs from the DAG (the spec), the same for both runners."""
+        return step_environment(self.spec_text)
 
 
 def step_failure(step: Step, exit_code: int | None, cause: str) -> AirflowException:

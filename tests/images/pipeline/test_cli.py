@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 import time
@@ -9,8 +10,8 @@ import time
 import pytest
 from support.servers import free_port
 
-from shipyard_pipeline.cli import build_parser
-from shipyard_spec.contract import POD_RESULT_PATH, ExitCode, Step
+from shipyard_pipeline.cli import build_parser, main
+from shipyard_spec.contract import POD_RESULT_PATH, SPEC_SHA256_OPTION, Env, ExitCode, Step, spec_sha256
 
 
 def test_every_step_takes_the_common_arguments() -> None:
@@ -77,3 +78,62 @@ def test_drift_waits_for_mlflow_like_the_other_steps(make_runner, monkeypatch) -
     assert outcome.code == ExitCode.ERROR
     assert outcome.stderr.startswith("shipyard-step drift: MLflow at")
     assert "unreachable after 2 attempts" in outcome.stderr
+
+
+def handed_over(runner, step: str, text: str, *, copy: str | None = None) -> list[str]:
+    """The runner's arguments as the DAG passes them: the spec's hash, no spec file (or `copy`)."""
+    arguments = runner.arguments(step)
+    at = arguments.index("--spec")
+    del arguments[at : at + 2]
+    arguments[1:1] = [SPEC_SHA256_OPTION, spec_sha256(text), *(["--spec", copy] if copy else [])]
+    return arguments
+
+
+def run_main(arguments: list[str], capsys) -> tuple[int, str]:
+    code = main(arguments)
+    return code, capsys.readouterr().err.strip().splitlines()[-1]
+
+
+@pytest.mark.usefixtures("shipyard_home")
+def test_the_step_runs_the_spec_handed_over_not_the_file(make_runner, spec_variant, monkeypatch) -> None:
+    """Issue 13: what the DAG parsed runs, even after the file was edited or deleted."""
+    dag_version = spec_variant()
+    text = dag_version.read_text()
+    dag_version.write_text(text.replace("customers", "no_such_table"))
+    runner = make_runner(dag_version)
+    monkeypatch.setenv(Env.SPEC_YAML, text)
+    assert main(handed_over(runner, "ingest", text)) == ExitCode.OK
+    assert json.loads((runner.results / "ingest.json").read_text())["rows"] > 0
+
+
+def test_a_handed_over_spec_that_is_not_the_one_the_dag_parsed_is_refused(
+    make_runner, telco_spec, monkeypatch, capsys
+) -> None:
+    text = telco_spec.read_text()
+    arguments = handed_over(make_runner(), "ingest", text)
+    monkeypatch.setenv(Env.SPEC_YAML, text[: len(text) // 2])
+    code, cause = run_main(arguments, capsys)
+    assert code == ExitCode.ERROR
+    assert f"sha256 {spec_sha256(text[: len(text) // 2])} but the DAG parsed sha256 {spec_sha256(text)}" in cause
+
+
+def test_a_stale_copy_of_the_spec_is_an_error_naming_the_file_and_both_hashes(
+    make_runner, spec_variant, telco_spec, monkeypatch, capsys
+) -> None:
+    """A copy next to the step (an old ConfigMap, a file given by hand) must be the DAG's spec."""
+    text = telco_spec.read_text()
+    stale = spec_variant(description="edited after the DAG parsed it")
+    monkeypatch.setenv(Env.SPEC_YAML, text)
+    code, cause = run_main(handed_over(make_runner(), "ingest", text, copy=str(stale)), capsys)
+    assert code == ExitCode.ERROR
+    assert f"spec file {stale} has sha256 {spec_sha256(stale.read_text())}" in cause
+    assert f"the DAG parsed sha256 {spec_sha256(text)}" in cause
+
+
+def test_a_hash_without_the_spec_is_an_error_naming_the_variable(
+    make_runner, telco_spec, monkeypatch, capsys
+) -> None:
+    monkeypatch.delenv(Env.SPEC_YAML, raising=False)
+    code, cause = run_main(handed_over(make_runner(), "ingest", telco_spec.read_text()), capsys)
+    assert code == ExitCode.ERROR
+    assert "$SHIPYARD_SPEC_YAML is not set" in cause
