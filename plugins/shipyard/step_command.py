@@ -75,5 +75,8 @@ def step_arguments(
 
 
 def step_environment(spec_text: str) -> dict[str, str]:
-    """What the step reads from its environment besides the runner's own: the spec's text."""
-    return {Env.SPEC_YAML: spec_text}
+    """What the step reads from its environment besides the runner's own: the spec's text.
+
+    Plain `str` keys: the Kubernetes provider dumps the pod with PyYAML, which refuses a StrEnum.
+    """
+    return {str(Env.SPEC_YAML): spec_text}

@@ -93,6 +93,7 @@ def test_check_drift_runs_the_drift_step_cli_on_the_run_window(
     from shipyard.drift_dag import build_drift_dag
     from shipyard.operators.local import LocalStepOperator
     from shipyard_spec import load_spec
+    from shipyard_spec.contract import spec_sha256
 
     spec_path = REPO / "dags" / "pipelines" / "telco_churn.yaml"
     operator = build_drift_dag(load_spec(spec_path)).get_task("check_drift")
@@ -106,7 +107,7 @@ def test_check_drift_runs_the_drift_step_cli_on_the_run_window(
     operator.render_template_fields(context)
     assert operator.arguments == [
         "drift",
-        "--spec", str(spec_path),
+        "--spec-sha256", spec_sha256(spec_path.read_text()),
         "--interval-start", window[0],
         "--interval-end", window[1],
         "--run-id", "manual__1",

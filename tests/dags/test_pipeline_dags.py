@@ -8,12 +8,16 @@ import json
 import shutil
 import subprocess
 import sys
+from datetime import UTC, datetime
 from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
 
 import pytest
 import yaml
 from airflow.dag_processing.dagbag import DagBag
-from support.servers import REPO
+from airflow.sdk.exceptions import AirflowFailException
+from support.servers import REPO, venv_python
 
 SPEC_CHECK = "shipyard_specs.py"  # the DAG file that reports bad specs; it defines no DAG
 DAG_FILES = sorted(f for f in (REPO / "dags").glob("*.py") if f.name != SPEC_CHECK)
@@ -114,15 +118,16 @@ def test_parsing_imports_no_heavy_module(tmp_path: Path, runner: str) -> None:
     assert parsed["heavy"] == []
 
 
-def dags_folder(tmp_path: Path, specs: dict[str, dict]) -> Path:
-    """A dags folder holding the real DAG files, the Telco spec and `specs` (file name → content)."""
+def dags_folder(tmp_path: Path, specs: dict[str, dict | str]) -> Path:
+    """A dags folder holding the real DAG files, the Telco spec and `specs` (file name → content,
+    a mapping dumped as YAML or a text written as it is)."""
     dags = tmp_path / "dags"
     (dags / "pipelines").mkdir(parents=True)
     for dag_file in (REPO / "dags").glob("*.py"):
         shutil.copy(dag_file, dags)
     shutil.copy(TELCO_SPEC, dags / "pipelines")
     for name, spec in specs.items():
-        (dags / "pipelines" / name).write_text(yaml.safe_dump(spec))
+        (dags / "pipelines" / name).write_text(spec if isinstance(spec, str) else yaml.safe_dump(spec))
     return dags
 
 
@@ -159,6 +164,34 @@ def test_a_bad_spec_is_an_import_error_naming_the_file_and_the_field_and_hides_n
     assert set(bag.dags) == TELCO_DAGS  # the other pipeline's training, drift and rollback DAGs
 
 
+def other_as_text(edit: tuple[str, str]) -> str:
+    """The `other` spec as a person writes it, with one line edited (`edit` = old, new)."""
+    text = yaml.safe_dump(telco_with({}), sort_keys=False)
+    assert edit[0] in text
+    return text.replace(edit[0], edit[1], 1)
+
+
+@pytest.mark.parametrize(
+    ("edit", "expected"),
+    [
+        # Unquoted yes: a YAML boolean, never the label "yes".
+        (("positive_label: 'Yes'", "positive_label: yes"), "columns.positive_label: Value error, is the YAML boolean True"),
+        # A spec that is not YAML at all (an unclosed flow sequence).
+        (("  - tenure\n", "  - [tenure\n"), "(yaml): while parsing a flow sequence"),
+    ],
+    ids=["yaml-boolean-label", "broken-yaml"],
+)
+def test_a_spec_as_written_with_a_yaml_mistake_is_its_own_import_error(
+    tmp_path: Path, edit: tuple[str, str], expected: str
+) -> None:
+    dags = dags_folder(tmp_path, {"other.yaml": other_as_text(edit)})
+    bag = DagBag(dag_folder=str(dags))
+    [(dag_file, message)] = bag.import_errors.items()
+    assert Path(dag_file).name == SPEC_CHECK
+    assert f"{dags / 'pipelines' / 'other.yaml'}: {expected}" in message
+    assert set(bag.dags) == TELCO_DAGS
+
+
 def test_a_copied_spec_that_keeps_the_name_takes_nothing_over(tmp_path: Path) -> None:
     """`cp telco_churn.yaml mlc_churn.yaml`, edited but still `name: telco_churn`: not last-file-wins."""
     dags = dags_folder(tmp_path, {"mlc_churn.yaml": telco_with({"name": "telco_churn", "owner": "mlc"})})
@@ -180,3 +213,57 @@ def test_two_copies_under_other_file_names_both_lose_the_name(tmp_path: Path) ->
     assert f"{a}: name: 'twin' is already the name of {b}" in message
     assert f"{b}: name: 'twin' is already the name of {a}" in message
     assert set(bag.dags) == TELCO_DAGS
+
+
+TINY_ROWS = "customer_id,churn,event_time,tenure\nC1,Yes,2026-03-03T10:00:00,5\nC2,No,2026-03-04T11:00:00,12\n"
+WEEK = (datetime(2026, 3, 2, tzinfo=UTC), datetime(2026, 3, 9, tzinfo=UTC))
+
+
+def tiny_spec(rows: Path, **columns: Any) -> dict:
+    return {
+        "name": "other",
+        "schedule": {"cron": "0 0 * * 1", "start_date": "2026-01-05"},
+        "source": {"kind": "files", "paths": [str(rows)], "format": "csv"},
+        "columns": {"id": "customer_id", "target": "churn", "event_time": "event_time",
+                    "positive_label": "Yes", **columns},
+        "features": {"numeric": ["tenure"]},
+        "mlflow": {"experiment": "other", "registered_model": "other"},
+    }  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("columns", "features", "expected"),
+    [
+        ({"positive_label": "yes"}, ["tenure"], "columns.positive_label 'yes' differs only in case from 'Yes'"),
+        ({"target": "churned"}, ["tenure"], "columns.target = 'churned'"),
+        ({}, ["tenure", "loyalty_points"], "features.numeric[1] = 'loyalty_points'"),
+    ],
+    ids=["wrong-case-label", "missing-target", "missing-feature"],
+)
+def test_a_spec_that_does_not_fit_its_data_loads_and_fails_its_first_step_naming_the_field(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, columns: dict, features: list[str], expected: str
+) -> None:
+    """Only the data can tell (a DAG file reads none): the DAGs load, every other pipeline's too, and
+    the first task of the run fails for good with the spec field and what the data has."""
+    rows = tmp_path / "rows.csv"
+    rows.write_text(TINY_ROWS)
+    spec = tiny_spec(rows, **columns)
+    spec["features"]["numeric"] = features
+    monkeypatch.setenv("SHIPYARD_RUNNER", "local")
+    monkeypatch.setenv("SHIPYARD_STORAGE_ROOT", str(tmp_path / "storage"))
+    monkeypatch.setenv("SHIPYARD_PIPELINE_PYTHON", venv_python("pipeline"))
+    bag = DagBag(dag_folder=str(dags_folder(tmp_path, {"other.yaml": spec})))
+    assert bag.import_errors == {}
+    assert set(bag.dags) == TELCO_DAGS | {d.replace("telco_churn", "other") for d in TELCO_DAGS}
+    ingest = bag.dags["shipyard_train_other"].get_task("pipeline.ingest")
+    context = {
+        "data_interval_start": WEEK[0],
+        "data_interval_end": WEEK[1],
+        "run_id": "manual__fit",
+        "params": {"window_intervals": 1, "skip_tuning": True, "force_ingest": False},
+        "dag_run": SimpleNamespace(run_after=WEEK[1], consumed_asset_events=[]),
+    }
+    ingest.render_template_fields(context)
+    with pytest.raises(AirflowFailException, match=r"ingest: a check failed, not retrying \(exit 3\)") as failed:
+        ingest.execute(context)
+    assert expected in str(failed.value)

@@ -9,7 +9,10 @@ For each new pod it does what the scheduler and the kubelet would, and nothing m
   (the other containers with 0);
 - answers the API server's `GET /containerLogs/<ns>/<pod>/<container>` (what `kubectl logs` and
   the operator's log streaming become) with `output`, one RFC 3339 timestamp per line when asked,
-  holding a `follow` request open until the container has terminated, as the kubelet does.
+  holding a `follow` request open until the container has terminated, as the kubelet does;
+- optionally (`run_base`) runs the base container's process itself, as a local process given the
+  pod as the API server stored it (its command, arguments and literal environment), whose exit
+  code and output become the container's: the stand-in for the container runtime.
 Creation, admission, labels, reads, patches, deletion and the log proxying are the API server's
 own. Exec (the XCom sidecar's `cat`), which the API server upgrades to a streaming protocol
 towards the kubelet, is not emulated.
@@ -22,7 +25,7 @@ import ssl
 import threading
 import time
 import urllib.parse
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -45,6 +48,8 @@ class KubeletStandIn:
         self.exit_code = 0
         self.output = ""  # what the base container prints
         self.run_seconds = 0.3
+        # When set: (exit code, output) of the base container, from running it (see the docstring).
+        self.run_base: Callable[[client.V1Pod], tuple[int, str]] | None = None
         self.started: list[str] = []  # names of the pods it ran, in order
         self.logs: dict[tuple[str, str], str] = {}  # (pod, container) -> output
         self.finished: dict[str, threading.Event] = {}  # pod -> its containers have terminated
@@ -131,6 +136,8 @@ class KubeletStandIn:
         self._write(pod, "Running", self._statuses(pod, running, running, ready=True))
         time.sleep(self.run_seconds)
         code = self.exit_code
+        if self.run_base is not None:
+            code, self.logs[(name, self.base_container)] = self.run_base(pod)
 
         def terminated(exit_code: int) -> dict[str, Any]:
             reason = "Completed" if exit_code == 0 else "Error"

@@ -10,15 +10,17 @@ container log) are emulated (kubelet.py); the XCom sidecar's exec is not exercis
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
+import yaml
 from airflow.sdk.exceptions import AirflowException, AirflowFailException
 from envtest import Kube
 from kubelet import KubeletStandIn
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
-from step_runs import run_step, write_pod_templates
+from step_runs import base_container_process, run_step, write_pod_templates
 
 
 @pytest.fixture
@@ -77,3 +79,41 @@ def test_a_retry_after_a_failure_starts_a_new_pod(
     assert retry.xcom["pod_name"] != failed
     assert kubelet.started[-1] == retry.xcom["pod_name"]
     assert read_pod(kube, worker_connection, failed).metadata.labels["already_checked"] == "True"
+
+
+TINY_ROWS = "customer_id,churn,event_time,tenure\nC1,1,2026-03-03T10:00:00,5\nC2,0,2026-03-04T11:00:00,12\n"
+
+
+def test_a_spec_added_after_install_and_edited_after_parsing_runs_in_its_pod_as_the_dag_parsed_it(
+    worker_connection: str,
+    kubelet: KubeletStandIn,
+    templates: Path,
+    tmp_path: Path,
+    capfd: pytest.CaptureFixture,
+) -> None:
+    """Issue 13: the chart never saw this spec, and the file changed after the DAG parsed it; the pod
+    (run from its stored command, arguments and environment only) ingests with the DAG's version."""
+    (tmp_path / "rows.csv").write_text(TINY_ROWS)
+    spec = {
+        "name": "late_pipeline",
+        "schedule": {"cron": "0 0 * * 1", "start_date": "2026-01-05"},
+        "source": {"kind": "files", "paths": [str(tmp_path / "rows.csv")], "format": "csv"},
+        "columns": {"id": "customer_id", "target": "churn", "event_time": "event_time"},
+        "features": {"numeric": ["tenure"]},
+        "mlflow": {"experiment": "late", "registered_model": "late_pipeline"},
+    }
+    spec_path = tmp_path / "late_pipeline.yaml"
+    spec_path.write_text(yaml.safe_dump(spec))
+    bucket = tmp_path / "bucket"
+    kubelet.run_base = base_container_process(bucket)
+    try:
+        run_step(
+            worker_connection, templates, 1, "manual__late", step="ingest", spec=spec_path,
+            edit_after_parse=spec_path.read_text().replace("rows.csv", "gone.csv"),
+        )  # fmt: skip
+    finally:
+        kubelet.run_base = None
+    assert "[base]" in capfd.readouterr().out
+    result = json.loads((bucket / "return.json").read_text())
+    assert (result["rows"], Path(result["data_uri"]).exists()) == (2, True)
+    assert str(bucket / "late_pipeline" / "snapshots") in result["data_uri"]

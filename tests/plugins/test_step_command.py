@@ -74,7 +74,9 @@ def test_a_dag_without_a_trigger_form_gets_the_step_defaults() -> None:
 
 def test_the_step_gets_the_text_the_dag_parsed_and_its_hash() -> None:
     """The spec travels with the call (both runners), never as a path a pod may not have."""
-    assert step_environment(SPEC_TEXT) == {"SHIPYARD_SPEC_YAML": SPEC_TEXT}
+    environment = step_environment(SPEC_TEXT)
+    assert environment == {"SHIPYARD_SPEC_YAML": SPEC_TEXT}
+    assert [type(name) for name in environment] == [str]  # the provider dumps the pod with PyYAML
     args = arguments("train", RunOptions())
     assert args[args.index("--spec-sha256") + 1] == spec_sha256(SPEC_TEXT)
     assert "--spec" not in args
