@@ -171,13 +171,18 @@ def log_failure_summary(context: dict[str, Any]) -> None:
     )
 
 
+def _short_sha256(spec: PipelineSpec) -> str:
+    return spec_sha256(spec.source_text or "")[:12]
+
+
 def _dag_doc(spec: PipelineSpec, spec_path: Path, runner: settings.Runner, storage: str) -> str:
     return f"""\
 ### {spec.name}: weekly retraining
 
 {spec.description}
 
-Spec: `{spec_path.name}` (sha256 `{spec_sha256(spec.source_text or "")[:12]}`, handed to every step) · runner: **{runner}** · owner: {spec.owner}
+Spec: `{spec_path.name}` (sha256 `{_short_sha256(spec)}`, handed to every step) · runner: **{runner}**
+· owner: {spec.owner}
 
 Each run owns the window **[data_interval_start, data_interval_end)** of `{spec.schedule.cron}`
 ({spec.schedule.timezone}). A run queued by the drift Asset `shipyard://{spec.name}/drift` trains on

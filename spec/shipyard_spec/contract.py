@@ -152,6 +152,7 @@ def spec_sha256(text: str) -> str:
     """The hex sha256 of a spec's text (UTF-8): what the DAG hands over and the step checks."""
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
+
 DEFAULT_POD_TEMPLATE_DIR = "/opt/shipyard/pod-templates"
 
 

@@ -166,9 +166,7 @@ def test_the_step_pods_identity_may_call_nothing(kube: Kube, installed: dict) ->
     api = kube.service_account_client(namespace, PIPELINE)
     api.user_agent = PROBE_AGENT
     forbidden(lambda: client.CoreV1Api(api).list_namespaced_pod(namespace))
-    forbidden(
-        lambda: client.CoreV1Api(api).read_namespaced_config_map(f"{RELEASE}-pod-templates", namespace)
-    )
+    forbidden(lambda: client.CoreV1Api(api).read_namespaced_config_map(f"{RELEASE}-pod-templates", namespace))
     forbidden(
         lambda: client.CustomObjectsApi(api).list_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL)
     )

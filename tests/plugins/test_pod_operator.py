@@ -236,7 +236,8 @@ def test_every_step_pod_gets_the_spec_the_dag_parsed_and_no_copy_to_read(
     container = base_container(pod)
     env = {e["name"]: e.get("value") for e in container["env"]}
     assert env[Env.SPEC_YAML] == TELCO.read_text()
-    assert container["args"][container["args"].index(SPEC_SHA256_OPTION) + 1] == spec_sha256(env[Env.SPEC_YAML])
+    args = container["args"]
+    assert args[args.index(SPEC_SHA256_OPTION) + 1] == spec_sha256(env[Env.SPEC_YAML])
     assert "--spec" not in container["args"]
     assert not [v for v in pod["spec"].get("volumes") or [] if "configMap" in v]
 

@@ -1,8 +1,8 @@
 """Run a step CLI in the pipeline virtualenv as a subprocess: the embedded default runner.
 
 The same arguments and spec hand-over (`StepCall.environment()`) as the pod (shared builder);
-output streamed line by line to the task log; the result JSON read from a temporary file and returned (XCom), as the pod's sidecar
-would return `/airflow/xcom/return.json`.
+output streamed line by line to the task log; the result JSON read from a temporary file and
+returned (XCom), as the pod's sidecar would return `/airflow/xcom/return.json`.
 """
 
 from __future__ import annotations

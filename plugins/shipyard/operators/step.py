@@ -41,7 +41,6 @@ class StepCall:
             options=RunOptions.from_params(context["params"]),
         )
 
-
     def environment(self) -> dict[str, str]:
         """Environment variables the step needs from the DAG (the spec), the same for both runners."""
         return step_environment(self.spec_text)

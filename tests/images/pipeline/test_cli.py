@@ -114,7 +114,8 @@ def test_a_handed_over_spec_that_is_not_the_one_the_dag_parsed_is_refused(
     monkeypatch.setenv(Env.SPEC_YAML, text[: len(text) // 2])
     code, cause = run_main(arguments, capsys)
     assert code == ExitCode.ERROR
-    assert f"sha256 {spec_sha256(text[: len(text) // 2])} but the DAG parsed sha256 {spec_sha256(text)}" in cause
+    cut = text[: len(text) // 2]
+    assert f"sha256 {spec_sha256(cut)} but the DAG parsed sha256 {spec_sha256(text)}" in cause
 
 
 def test_a_stale_copy_of_the_spec_is_an_error_naming_the_file_and_both_hashes(
