@@ -4,8 +4,9 @@ The pod runs the pipeline image's `shipyard-step` with the arguments and the spe
 (`StepCall.environment()`: the spec's text as the DAG parsed it) the local runner uses (shared
 builder), so the pod never reads a spec of its own; it writes its result to
 `/airflow/xcom/return.json`, which the XCom sidecar returns. Environment comes from Secrets and
-ConfigMaps by reference only. With the chart's pod templates (`SHIPYARD_POD_TEMPLATE_DIR`) the template supplies identity, security
-context and placement; the settings here override or complete it.
+ConfigMaps by reference only. With the chart's pod templates (`SHIPYARD_POD_TEMPLATE_DIR`) the
+template supplies identity, security context and placement; the settings here override or
+complete it.
 """
 
 from __future__ import annotations
