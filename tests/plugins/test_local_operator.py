@@ -14,7 +14,7 @@ from support.servers import venv_python
 
 from shipyard.operators import step_operator
 from shipyard_spec import load_spec
-from shipyard_spec.contract import Step
+from shipyard_spec.contract import Step, spec_sha256
 
 WEEK_WITH_ROWS = (datetime(2026, 3, 2, tzinfo=UTC), datetime(2026, 3, 9, tzinfo=UTC))
 EMPTY_WEEK = (datetime(2026, 4, 6, tzinfo=UTC), datetime(2026, 4, 13, tzinfo=UTC))
@@ -94,9 +94,13 @@ def test_any_other_failure_is_left_to_retries(spec_path: Path, tmp_path: Path) -
 
 
 def test_a_spec_edited_after_the_dag_parsed_it_still_runs_as_the_dag_parsed_it(
-    spec_path: Path, tmp_path: Path
+    spec_path: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """Issue 13: the step runs the text the DAG showed, not whatever the file holds by then."""
     edited = spec_path.read_text().replace("rows.csv", "gone.csv")
+    dag_version = spec_path.read_text()
     result = run_ingest(spec_path, tmp_path / "storage", WEEK_WITH_ROWS, edit_after_parse=edited)
     assert result["rows"] == 2
+    assert (
+        f"spec sha256 {spec_sha256(dag_version)[:12]}" in capsys.readouterr().out
+    )  # the task log says which

@@ -25,7 +25,7 @@ from shipyard_pipeline.context import RunContext, to_utc
 from shipyard_pipeline.errors import StepError
 from shipyard_pipeline.spec_source import resolve_spec
 from shipyard_spec import SpecError
-from shipyard_spec.contract import POD_RESULT_PATH, SPEC_SHA256_OPTION, Env, ExitCode
+from shipyard_spec.contract import POD_RESULT_PATH, SPEC_SHA256_OPTION, Env, ExitCode, spec_sha256
 from shipyard_spec.contract import Step as StepName
 
 log = logging.getLogger("shipyard_pipeline")
@@ -132,12 +132,13 @@ def run_step(args: argparse.Namespace) -> dict[str, Any]:
         storage_root=args.storage_root,
     )
     log.info(
-        "%s %s: interval [%s, %s), run %s",
+        "%s %s: interval [%s, %s), run %s, spec sha256 %s",
         args.step,
         context.spec.name,
         context.interval_start.isoformat(),
         context.interval_end.isoformat(),
         context.run_id,
+        spec_sha256(context.spec.source_text or "")[:12],  # as the DAG's doc shows it
     )
     module = importlib.import_module(step.module)
     result = module.run(context, **{name: getattr(args, name) for name in step.options})
