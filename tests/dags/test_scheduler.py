@@ -100,6 +100,7 @@ class Observer(threading.Thread):
 
     def run(self) -> None:
         while not self.stopped.wait(0.5):
+            # A poll that meets a writer's lock is simply the next poll, half a second later.
             with contextlib.suppress(sqlite3.OperationalError), sqlite3.connect(self.db, timeout=1) as db:
                 for run_id, state in db.execute(
                     "select run_id, state from task_instance where task_id = 'rollout' and state is not null"
