@@ -50,6 +50,7 @@ from airflow_env import (
     ingest_history,
 )
 from support.servers import free_port, mlflow_server, wait_http_ok
+from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_fixed
 
 from shipyard.rollout.backends.local import LocalBackend
 from shipyard.rollout.local.load import LoadDriver, load_records
@@ -63,6 +64,13 @@ DRIFT_DAG = "shipyard_drift_telco_churn"
 TRIGGER_CLASS = "shipyard.rollout.trigger.CanaryAnalysisTrigger"
 CONF = {"skip_tuning": True}  # the trigger form's Param, as a user would tick it
 RUN_TIMEOUT = 1500  # seconds for one backfill (~4 min a run at load average 15-18 on 2 cores)
+
+
+def retry_on_lock(refused: Callable[[BaseException], bool]) -> Retrying:
+    """Five tries, 5 s apart, of a write SQLite refused because another component was writing."""
+    return Retrying(
+        retry=retry_if_exception(refused), stop=stop_after_attempt(5), wait=wait_fixed(5), reraise=True
+    )
 
 
 def fixture_spec(latest_end: datetime) -> dict[str, Any]:
@@ -151,6 +159,15 @@ class Stack:
     observer: Observer
     weeks: list[datetime] = field(default_factory=list)  # the backfilled weeks' starts
 
+    def airflow(self, *args: str) -> None:
+        """An `airflow` CLI command against the running stack, tried again when SQLite refused its
+        write ("database is locked": with every component writing to one file, SQLite refuses a
+        read transaction's upgrade to a write at once, without the lock wait, when another
+        connection wrote in between). Such a try leaves nothing behind: a trigger's transaction is
+        rolled back, and Airflow deletes a backfill whose runs could not be created for a lock
+        error (`_cleanup_partial_backfill`, the API's 503)."""
+        retry_on_lock(lambda e: "database is locked" in str(e))(airflow, self.env, *args)
+
     def query(self, sql: str, *args: object) -> list[tuple]:
         with sqlite3.connect(self.home / "airflow.db", timeout=10) as db:
             return db.execute(sql, args).fetchall()
@@ -200,8 +217,8 @@ class Stack:
             headers["Authorization"] = f"Bearer {json.load(response)['access_token']}"
         data = json.dumps(body).encode() if body is not None else None
         request = urllib.request.Request(f"{self.api_url}/api/v2/{path}", data=data, headers=headers)
-        with urllib.request.urlopen(request, timeout=60) as response:
-            return json.load(response)
+        # 503: the API's answer to a SQLite lock, "try again".
+        return retry_on_lock(lambda e: getattr(e, "code", None) == 503)(read_json, request)
 
     def mlflow(self, path: str, **query: str) -> dict:
         url = f"{self.mlflow_url}/api/2.0/mlflow/{path}?{urllib.parse.urlencode(query)}"
@@ -222,6 +239,11 @@ class Stack:
             p.parent.name: ((p.parent / "data.parquet").stat().st_mtime_ns, p.read_text())
             for p in sorted((self.storage / "telco_churn" / "snapshots").glob("*/_MANIFEST.json"))
         }
+
+
+def read_json(request: urllib.request.Request) -> dict:
+    with urllib.request.urlopen(request, timeout=60) as response:
+        return json.load(response)
 
 
 def tags(version: dict) -> dict[str, str]:
@@ -282,8 +304,8 @@ def stack(
 def backfilled(stack: Stack) -> dict[str, Any]:
     """`airflow backfill create` of three past weeks, run to the end by the scheduler."""
     started = time.monotonic()
-    airflow(
-        stack.env, "backfill", "create", "--dag-id", TRAINING_DAG,
+    stack.airflow(
+        "backfill", "create", "--dag-id", TRAINING_DAG,
         "--from-date", stack.weeks[0].isoformat(), "--to-date", stack.weeks[-1].isoformat(),
         "--dag-run-conf", json.dumps(CONF), "--max-active-runs", "1",
     )  # fmt: skip
@@ -354,8 +376,8 @@ def test_backfilling_again_creates_nothing_and_reprocessing_completed_runs_is_id
     versions_before = stack.versions()
     manifests_before = stack.manifests()
 
-    airflow(
-        stack.env, "backfill", "create", "--dag-id", TRAINING_DAG, "--reprocess-behavior", "none",
+    stack.airflow(
+        "backfill", "create", "--dag-id", TRAINING_DAG, "--reprocess-behavior", "none",
         "--from-date", stack.weeks[0].isoformat(), "--to-date", stack.weeks[-1].isoformat(),
         "--dag-run-conf", json.dumps(CONF),
     )  # fmt: skip
@@ -397,7 +419,7 @@ def test_drifted_traffic_retrains_and_rolls_out_through_the_asset_schedule(
         [PIPELINE_PYTHON, str(REPO / "scripts" / "send_drifted_traffic.py"), "--spec", str(TELCO_SPEC)],
         env=stack.env, check=True, timeout=300,
     )  # fmt: skip
-    airflow(stack.env, "dags", "trigger", DRIFT_DAG)
+    stack.airflow("dags", "trigger", DRIFT_DAG)
     [(drift_run,)] = stack.wait(
         "the drift run", lambda: stack.query("select run_id from dag_run where dag_id = ?", DRIFT_DAG)
     )
