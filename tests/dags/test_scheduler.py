@@ -256,7 +256,7 @@ def stack(
 ) -> Iterator[Stack]:
     root = tmp_path_factory.mktemp("scheduler")
     airflow_home, shipyard_home, dags = root / "airflow", root / "shipyard", root / "dags"
-    (shipyard_home).mkdir()
+    shipyard_home.mkdir()
     (shipyard_home / "data").symlink_to(telco_home / "data")  # the seeded source, read only
     shutil.copytree(REPO / "dags", dags, ignore=shutil.ignore_patterns("__pycache__", "pipelines"))
     (dags / "pipelines").mkdir()
