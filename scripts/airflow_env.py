@@ -42,8 +42,14 @@ def airflow_environment(
     return {
         **os.environ,
         "AIRFLOW_HOME": str(airflow_home),
-        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{airflow_home}/airflow.db",
+        # The scheduler, DAG processor, API server, triggerer and workers all write to the one SQLite
+        # file: wait up to 60 s for its lock (sqlite3's default, 5 s, made `airflow backfill create`
+        # fail with "database is locked" while the components started on the loaded 2-core machine).
+        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{airflow_home}/airflow.db?timeout=60",
         "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
+        # A worker's calls to the API server's execution API wait for that SQLite lock too: the
+        # default 5 s failed task starts with ReadTimeout under load (the task then retried).
+        "AIRFLOW__WORKERS__EXECUTION_API_TIMEOUT": "60",
         "AIRFLOW__CORE__PARALLELISM": "4",
         "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
         "AIRFLOW__CORE__DAGS_FOLDER": str(REPO / "dags"),

@@ -187,14 +187,18 @@ Spec: `{spec_path.name}` (sha256 `{_short_sha256(spec)}`, handed to every step) 
 Each run owns the window **[data_interval_start, data_interval_end)** of `{spec.schedule.cron}`
 ({spec.schedule.timezone}). A run queued by the drift Asset `shipyard://{spec.name}/drift` trains on
 the interval that ends when drift was detected, so the drifted days are learned from; a manual
-run without a data interval takes the last full interval. Each task log says which and why.
+run without a data interval takes the last full interval. Each task log says which and why, and
+each step's **Rendered Template** shows the window it ran on (`--interval-start`, `--interval-end`).
 
 - snapshots: `{storage}/{spec.name}/snapshots/interval_start=<start>/`
 - run outputs: `{storage}/{spec.name}/runs/<run_id>/<step>/`
 - MLflow: experiment `{spec.mlflow.experiment}`, model `{spec.mlflow.registered_model}` (alias `challenger`)
 
-Backfill: `airflow backfill create --dag-id {training_dag_id(spec.name)} --from-date ... --to-date ...`
-or Trigger → Backfill in the UI. A failed validation or gate fails at once; other failures are retried.
+Backfill: `airflow backfill create --dag-id {training_dag_id(spec.name)} --from-date ... --to-date ...
+--max-active-runs 1` or Trigger → Backfill in the UI (Max Active Runs 1 there by default). A backfill
+has its own limit (the CLI's default is 10): this DAG's one-run-at-a-time does not bind it, and each
+week trains on the snapshots the earlier weeks publish. A failed validation or gate fails at once;
+other failures are retried.
 """
 
 

@@ -4,6 +4,9 @@ transport errors and 5xx only (a fault proxy in front of the server fails reques
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 
 import pytest
 from support.fault_proxy import FaultProxy
@@ -97,3 +100,36 @@ def test_a_server_that_is_down_fails_after_the_last_attempt(monkeypatch):
     monkeypatch.setenv("AIRFLOW_CONN_MLFLOW_DEFAULT", down)
     with pytest.raises(MlflowError, match="failed after 3 attempts"):
         fast_hook().run(lambda c: c.search_experiments(max_results=1), "listing experiments")
+
+
+def test_the_hooks_mlflow_settings_stay_inside_its_calls(monkeypatch, mlflow_tracking_uri):
+    """MLflow's retries are off only for the hook's own calls: never written to the process
+    environment, where every other MLflow client of the process and every subprocess (a predictor
+    the rollout starts, a step) would inherit them."""
+    from mlflow.environment_variables import MLFLOW_HTTP_REQUEST_MAX_RETRIES
+    from mlflow.utils import rest_utils
+
+    for name in ("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "MLFLOW_HTTP_REQUEST_TIMEOUT"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AIRFLOW_CONN_MLFLOW_DEFAULT", mlflow_tracking_uri)
+    seen = fast_hook().run(lambda c: rest_utils.MLFLOW_HTTP_REQUEST_MAX_RETRIES.get(), "reading a setting")
+    assert seen == 0
+
+    assert "MLFLOW_HTTP_REQUEST_MAX_RETRIES" not in os.environ
+    assert "MLFLOW_HTTP_REQUEST_TIMEOUT" not in os.environ
+    inherited = "import os; print(sorted(k for k in os.environ if k.startswith('MLFLOW_HTTP')))"
+    child = subprocess.run([sys.executable, "-c", inherited], capture_output=True, text=True, check=True)
+    assert child.stdout.strip() == "[]"
+    # Outside the hook's calls MLflow keeps its own default.
+    assert rest_utils.MLFLOW_HTTP_REQUEST_MAX_RETRIES.get() == MLFLOW_HTTP_REQUEST_MAX_RETRIES.default
+
+
+def test_mlflow_retries_set_in_the_environment_are_kept(monkeypatch, proxy):
+    """An operator who sets MLflow's own retries gets them, under the hook's attempts."""
+    monkeypatch.setenv("AIRFLOW_CONN_MLFLOW_DEFAULT", proxy.url)
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "1")
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR", "0")
+    proxy.fail(first=100, status=503)
+    with pytest.raises(MlflowError, match="failed after 3 attempts"):
+        fast_hook().run(lambda c: c.search_experiments(max_results=1), "listing experiments")
+    assert len(proxy.requests) == 6  # 3 attempts of the hook x (1 request + 1 MLflow retry)

@@ -4,6 +4,11 @@ Outputs: an MLflow run (params, validation metrics, dataset fingerprints, code v
 Airflow run tags, the logged model, `reference_profile.json` for drift, the spec) and the
 split as Parquet under `{root}/{pipeline}/runs/{run_id}/train/split/`, so evaluate scores
 exactly the rows the model never saw.
+
+Idempotent per Airflow run: a re-run of a run that already trained (a cleared task, a backfill
+with `--reprocess-behavior completed`) on the same snapshots with the same options reuses that
+finished MLflow run and its result, so register finds the same model version instead of
+registering a duplicate.
 """
 
 from __future__ import annotations
@@ -24,6 +29,8 @@ import numpy as np
 import pandas as pd
 import sklearn
 import xgboost
+from mlflow import MlflowClient
+from mlflow.entities import RunStatus
 
 from shipyard_pipeline import dataset, snapshot, storage, tracking
 from shipyard_pipeline.context import RunContext
@@ -58,15 +65,50 @@ def pip_requirements() -> list[str]:
     ]
 
 
+def earlier_result(
+    context: RunContext, client: MlflowClient, fingerprint: str, intervals: int, tune: bool
+) -> dict[str, Any] | None:
+    """This Airflow run's stored train result, when it trained on the same data with the same
+    options and its MLflow run finished; None when the step must train."""
+    uri = context.step_result_uri(Step.TRAIN)
+    if not storage.exists(uri):
+        return None
+    result = storage.read_json(uri)
+    same = (
+        result.get("dataset_fingerprint") == fingerprint
+        and result.get("window_intervals") == intervals
+        and bool(result.get("tuning", {}).get("enabled")) == tune
+    )
+    if not same:
+        log.info("run %s trained before on other data or options: training again", context.run_id)
+        return None
+    status = client.get_run(result["mlflow_run_id"]).info.status
+    if status != RunStatus.to_string(RunStatus.FINISHED):
+        log.info("MLflow run %s of an earlier try is %s: training again", result["mlflow_run_id"], status)
+        return None
+    return result
+
+
 def run(
     context: RunContext, window_intervals: int | None = None, skip_tuning: bool = False
 ) -> dict[str, Any]:
     spec = context.spec
     client = tracking.connect()
     intervals = window_intervals or spec.training.window_intervals
+    tune = spec.model.tuning.enabled and not skip_tuning
     snapshots = dataset.window_snapshots(
         context.snapshots_root, context.interval_start, context.interval_end, intervals
     )
+    manifests = [s.manifest for s in snapshots]
+    fingerprint = snapshot.dataset_fingerprint(manifests)
+    if (earlier := earlier_result(context, client, fingerprint, intervals, tune)) is not None:
+        log.info(
+            "run %s already trained on these snapshots (fingerprint %s): reusing MLflow run %s",
+            context.run_id,
+            fingerprint,
+            earlier["mlflow_run_id"],
+        )
+        return earlier
     frame = dataset.load(spec, snapshots)
     features = dataset.resolve_features(spec, frame)
     parts = dataset.split(spec, frame)
@@ -87,7 +129,6 @@ def run(
         parts.validation[features.columns],
         dataset.target_vector(spec, parts.validation[target]),
     )
-    tune = spec.model.tuning.enabled and not skip_tuning
     started = time.monotonic()
     fit = fit_model(features, spec.model, data, tune=tune, seed=spec.split.seed)
     fit_seconds = time.monotonic() - started
@@ -103,9 +144,6 @@ def run(
     profile = build_reference_profile(
         x_test, test_scores, features.numeric, features.categorical, bins=spec.drift.bins, labels=y_test
     )
-    manifests = [s.manifest for s in snapshots]
-    fingerprint = snapshot.dataset_fingerprint(manifests)
-
     experiment_id = tracking.experiment_id(client, spec.mlflow.experiment)
     tags = {
         **context.tags(),
@@ -176,6 +214,7 @@ def run(
         "snapshots": len(snapshots),
         "window": [snapshots[0].manifest["interval_start"], snapshots[-1].manifest["interval_end"]],
         "dataset_fingerprint": fingerprint,
+        "window_intervals": intervals,
         "params": fit.params,
         "trees": fit.params.get("n_estimators"),
         "validation_roc_auc": fit.validation_roc_auc,

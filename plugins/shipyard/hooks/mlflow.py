@@ -9,10 +9,15 @@ variables (`MLFLOW_TRACKING_USERNAME`/`_PASSWORD`/`_TOKEN`), as for the steps.
 
 `run()` retries an operation on transport errors (refused, reset, timed out) and 5xx answers
 only, with exponential backoff (tenacity); a 4xx (bad request, not found) fails at once.
-MLflow's own per-request retries are turned off (`MLFLOW_HTTP_REQUEST_MAX_RETRIES=0`) and
-its timeout shortened (10 s) unless the environment sets them, so that one layer, this one,
-decides how long an outage is waited out. After the last attempt `MlflowError` carries what
-was being done, the tracking URI, MLflow's error code and the cause.
+During `run()`, and only there, MLflow's own per-request retries are off
+(`MLFLOW_HTTP_REQUEST_MAX_RETRIES=0`) and its timeout is 10 s, unless the environment sets
+them, so that one layer, this one, decides how long an outage is waited out. MLflow reads both
+settings from the environment on every request and has no per-client setting, so the hook
+never writes them to `os.environ` (every other MLflow user of the process, and every
+subprocess, would inherit them): it wraps MLflow's two settings once so that a value held in a
+context variable — this thread or asyncio task, for the call — comes first
+(`scoped_mlflow_settings`). After the last attempt `MlflowError` carries what was being done,
+the tracking URI, MLflow's error code and the cause.
 
 mlflow (and requests) are imported inside methods only: the DAG processor imports the
 operators that hold this hook, and must not pay for mlflow while parsing DAG files.
@@ -20,11 +25,13 @@ operators that hold this hook, and must not pay for mlflow while parsing DAG fil
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Mapping
+from contextvars import ContextVar
 from functools import cached_property
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from airflow.sdk import BaseHook
 from airflow.sdk.exceptions import AirflowNotFoundException
@@ -39,8 +46,51 @@ log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
-# MLflow's own retry layer off, and a timeout short enough for a canary's gate: see the docstring.
-MLFLOW_CLIENT_DEFAULTS = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0", "MLFLOW_HTTP_REQUEST_TIMEOUT": "10"}
+# MLflow's own retry layer off, and a timeout short enough for a canary's gate, during the hook's
+# calls only: see the docstring.
+MLFLOW_CALL_SETTINGS = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0", "MLFLOW_HTTP_REQUEST_TIMEOUT": "10"}
+
+_call_settings: ContextVar[Mapping[str, str] | None] = ContextVar(
+    "shipyard_mlflow_call_settings", default=None
+)
+
+
+class _ScopedSetting:
+    """One of MLflow's environment settings, read as MLflow reads it (`.get()`), except that a
+    value of the current `scoped_mlflow_settings()` block comes first when the environment does
+    not set the variable itself."""
+
+    def __init__(self, setting: Any) -> None:
+        self._setting = setting
+
+    def get(self) -> Any:
+        scoped = (_call_settings.get() or {}).get(self._setting.name)
+        if scoped is None or self._setting.defined:
+            return self._setting.get()
+        return self._setting.type(scoped)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._setting, name)
+
+    def __str__(self) -> str:  # MLflow names the variable in its timeout message
+        return str(self._setting)
+
+
+@contextlib.contextmanager
+def scoped_mlflow_settings(settings: Mapping[str, str]) -> Iterator[None]:
+    """MLflow's HTTP `settings` (variable name → value) for the requests made inside the block,
+    in this thread or asyncio task only; the process environment is left alone."""
+    from mlflow.utils import rest_utils  # where every MLflow REST request reads its settings
+
+    for name in settings:
+        setting = getattr(rest_utils, name)  # AttributeError: MLflow moved it, fail loudly
+        if not isinstance(setting, _ScopedSetting):
+            setattr(rest_utils, name, _ScopedSetting(setting))
+    token = _call_settings.set(settings)
+    try:
+        yield
+    finally:
+        _call_settings.reset(token)
 
 
 class MlflowError(RuntimeError):
@@ -131,8 +181,6 @@ class MlflowHook(BaseHook):
 
     @cached_property
     def _client(self) -> MlflowClient:
-        for name, value in MLFLOW_CLIENT_DEFAULTS.items():
-            os.environ.setdefault(name, value)
         from mlflow import MlflowClient
 
         return MlflowClient(tracking_uri=self.tracking_uri, registry_uri=self.tracking_uri)
@@ -150,7 +198,8 @@ class MlflowHook(BaseHook):
             reraise=True,
         )
         try:
-            return retrying(operation, client)
+            with scoped_mlflow_settings(MLFLOW_CALL_SETTINGS):
+                return retrying(operation, client)
         except MlflowException as e:
             tries = f" after {self.attempts} attempts" if is_transient(e) else ""
             message = f"MLflow at {self.tracking_uri}: {what} failed{tries}: {e}"
