@@ -220,6 +220,7 @@ def mlflow_champion(mlflow_url: str) -> str:
         return json.load(response)["model_version"]["version"]
 
 
+@pytest.mark.timeout(2400)  # three training runs and two canaries, one after the other, on 2 shared cores
 def test_trigger_and_backfill_from_the_ui_run_to_a_champion(
     stack: Stack, screenshots: Path, tmp_path: Path
 ) -> None:
