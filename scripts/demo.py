@@ -131,13 +131,6 @@ def retrain_on_drift(env: dict[str, str], pipeline_name: str) -> dict:
         deadline = time.monotonic() + RETRAIN_TIMEOUT
         announced = False
         while time.monotonic() < deadline:
-            # Unpausing makes the scheduler catch up the latest weekly interval as well, queued
-            # behind the retraining run (max_active_runs=1). Runs 1 and 2 trained on that week as
-            # manual runs, which the scheduler does not count: the demo deletes that run.
-            for queued in api.dag_runs(TRAINING_DAG, run_type="scheduled", state="queued"):
-                run_id = queued["dag_run_id"]
-                say(f"deleting {run_id}, queued behind it: runs 1 and 2 already trained on that week")
-                api.delete_dag_run(TRAINING_DAG, run_id)
             retrain = api.dag_runs(TRAINING_DAG, run_type="asset_triggered")
             if retrain and not announced:
                 say(
@@ -145,6 +138,13 @@ def retrain_on_drift(env: dict[str, str], pipeline_name: str) -> dict:
                     "on the drifted window, then rolls the new version out as a canary"
                 )
                 announced = True
+            # Unpausing makes the scheduler catch up the latest weekly interval as well, queued
+            # behind the retraining run (max_active_runs=1). Runs 1 and 2 trained on that week as
+            # manual runs, which the scheduler does not count: the demo deletes that run.
+            for queued in api.dag_runs(TRAINING_DAG, run_type="scheduled", state="queued"):
+                run_id = queued["dag_run_id"]
+                say(f"deleting {run_id}, queued behind it: runs 1 and 2 already trained on that week")
+                api.delete_dag_run(TRAINING_DAG, run_id)
             if retrain and retrain[0]["state"] in FINISHED:
                 run, took = retrain[0], time.monotonic() - started
                 say(
