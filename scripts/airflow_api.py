@@ -1,19 +1,31 @@
 """The Airflow REST API (v2) of a running API server, as `make demo` and the UI tests use it.
 
 Signs in once as a user of the simple auth manager (POST /auth/token) and sends the bearer token
-with every call. Only the standard library: the demo runs it in the Airflow virtualenv and the
-tests import it from there too.
+with every call. Reads (GET) are retried when the server does not answer in time: on a busy
+2-core machine the API server sometimes takes longer than a request's timeout.
 """
 
 from __future__ import annotations
 
 import json
 import time
+import urllib.error
 import urllib.parse
 import urllib.request
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
+
+from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_exponential
+
+REQUEST_TIMEOUT = 60  # seconds
+
+
+def unanswered(error: BaseException) -> bool:
+    """No answer in time, or no connection; an HTTP error status is an answer (never retried)."""
+    if isinstance(error, urllib.error.HTTPError):
+        return False
+    return isinstance(error, TimeoutError | ConnectionError | urllib.error.URLError)
 
 
 class RunState(StrEnum):
@@ -43,8 +55,15 @@ class AirflowApi:
             headers=headers,
             method=method,
         )
-        with urllib.request.urlopen(request, timeout=30) as response:
-            payload = response.read()
+        attempts = 4 if method == "GET" else 1  # only reads are safe to repeat
+        for attempt in Retrying(
+            stop=stop_after_attempt(attempts),
+            wait=wait_exponential(min=1, max=10),
+            retry=retry_if_exception(unanswered),
+            reraise=True,
+        ):
+            with attempt, urllib.request.urlopen(request, timeout=REQUEST_TIMEOUT) as response:
+                payload = response.read()
         return json.loads(payload) if payload else None
 
     def token(self) -> str:
