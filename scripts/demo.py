@@ -17,9 +17,9 @@ scripts/ingest_history.py), then runs `airflow dags test` for the latest full in
    and the rollout rolls back; version 2 stays champion and the run fails, as it should;
 4. drift (skipped with `--no-drift`): a day of drifted prediction logs for the champion
    (scripts/send_drifted_traffic.py), the drift DAG (`airflow dags test`) finds the drift and
-   emits the drift Asset event, then `airflow standalone` (scheduler, dag-processor, triggerer,
-   API server) starts and its scheduler queues the asset-triggered training run, which trains
-   on the drifted window and rolls the new version out as a canary under the same load.
+   emits the drift Asset event, then the Airflow components start (API server, scheduler,
+   dag-processor, triggerer) and the scheduler queues the asset-triggered training run, which
+   trains on the drifted window and rolls the new version out as a canary under the same load.
 
 It prints each version's rollout (verdict of every check, from the decision log in MLflow),
 the champion, the MLflow links and the load driver's outcome counts, then stops the load
@@ -29,6 +29,7 @@ driver, the local predictors and HAProxy, the Airflow components and MLflow, als
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import shutil
@@ -119,14 +120,20 @@ def retrain_on_drift(env: dict[str, str], pipeline_name: str) -> dict:
         raise SystemExit("the drift check failed: see the task logs above")
     port = free_port()
     stack_env = api_environment(env, port)
-    log = HOME / "airflow" / "standalone.log"
+    logs = HOME / "airflow"
     say(
-        f"starting airflow standalone on port {port} (output in {log}): its scheduler queues "
-        f"the asset-triggered run of {TRAINING_DAG}"
+        f"starting the Airflow API server on port {port}, then the scheduler, dag-processor and triggerer "
+        f"(output in {logs}/<component>.log): the scheduler queues the asset-triggered run of {TRAINING_DAG}"
     )
     started = time.monotonic()
-    with airflow_component(stack_env, "standalone", log=log) as standalone:
-        wait_http_ok(f"http://localhost:{port}/api/v2/monitor/health", timeout=180, process=standalone)
+    with contextlib.ExitStack() as components:
+        # The API server first: the workers report to its execution API from their first second.
+        api_server = components.enter_context(
+            airflow_component(stack_env, "api-server", log=logs / "api-server.log")
+        )
+        wait_http_ok(f"http://localhost:{port}/api/v2/monitor/health", timeout=180, process=api_server)
+        for component in ("scheduler", "dag-processor", "triggerer"):
+            components.enter_context(airflow_component(stack_env, component, log=logs / f"{component}.log"))
         api = AirflowApi(f"http://localhost:{port}", "admin", admin_password(HOME / "airflow"))
         deadline = time.monotonic() + RETRAIN_TIMEOUT
         announced = False
@@ -147,12 +154,10 @@ def retrain_on_drift(env: dict[str, str], pipeline_name: str) -> dict:
                 api.delete_dag_run(TRAINING_DAG, run_id)
             if retrain and retrain[0]["state"] in FINISHED:
                 run, took = retrain[0], time.monotonic() - started
-                say(
-                    f"{run['dag_run_id']}: {run['state']} after {took:.0f} s (task logs in {log.parent}/logs)"
-                )
+                say(f"{run['dag_run_id']}: {run['state']} after {took:.0f} s (task logs in {logs}/logs)")
                 return run
             time.sleep(2)
-    raise SystemExit(f"no asset-triggered run of {TRAINING_DAG} finished in {RETRAIN_TIMEOUT} s: see {log}")
+    raise SystemExit(f"no asset-triggered run of {TRAINING_DAG} finished in {RETRAIN_TIMEOUT} s: see {logs}")
 
 
 def decision_log(url: str, artifact_uri: str, version: str) -> dict | None:
