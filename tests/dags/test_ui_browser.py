@@ -4,10 +4,11 @@ Airflow components (simple auth manager, the repository's dags/), logged in as a
 1. With the trigger form's defaults untouched, Trigger and Run Backfill are enabled and each creates
    its runs (`airflow api-server` alone: the runs stay queued).
 2. The whole path through the UI with `airflow standalone` (scheduler, dag-processor, triggerer, API
-   server; LocalExecutor) and a real MLflow server: trigger the training DAG with the form filled in
-   (skip tuning, training window) and watch the run succeed (its version released at 100 %); backfill
-   two past weeks from the Backfill dialog and watch both runs succeed (each version promoted by a
-   canary under load); the MLflow UI shows the model with its `champion` alias.
+   server; LocalExecutor) and a real MLflow server: backfill two past weeks from the Backfill dialog
+   (skip tuning) and watch both runs succeed (v1 released at 100 %, v2 promoted by a canary under
+   load); trigger the latest week with the form filled in (skip tuning, training window) and watch
+   the run succeed (v3 promoted by its canary); the MLflow UI shows the model with its `champion`
+   alias.
 
 Screenshots of every step go to one directory, printed at the start (SHIPYARD_UI_SCREENSHOTS keeps
 them somewhere chosen); docs/images/ holds copies of the best ones.
@@ -221,57 +222,63 @@ def mlflow_champion(mlflow_url: str) -> str:
 
 
 @pytest.mark.timeout(2400)  # three training runs and two canaries, one after the other, on 2 shared cores
-def test_trigger_and_backfill_from_the_ui_run_to_a_champion(
+def test_backfill_and_trigger_from_the_ui_run_to_a_champion(
     stack: Stack, screenshots: Path, tmp_path: Path
 ) -> None:
+    """Oldest weeks first, as a user fills history: each version's gates compare it with the champion
+    on its own test rows (the latest of its window), which an older champion has not trained on."""
     latest_start, latest_end = last_full_interval("0 0 * * 1", "UTC", datetime.now(UTC))
+    first, last = latest_start - 3 * WEEK, latest_start - 2 * WEEK
     with chromium(tmp_path / "chromium") as driver:
         log_in(driver, stack.url, "admin", stack.password)
 
-        # Trigger: skip tuning, a 12-week window; the dialog unpauses the DAG.
+        # Backfill two past weeks with tuning skipped; the dialog unpauses the DAG.
         dialog = open_trigger_dialog(driver, stack.url, TRAINING_DAG)
-        set_number(param_input(dialog, "Training window (intervals)"), 12)
+        choose_backfill(driver, dialog, f"{first:%Y/%m/%d}", f"{last:%Y/%m/%d}")
         switch_on(dialog, "skip_tuning")
-        driver.save_screenshot(str(screenshots / "01-trigger-form.png"))
-        scroll_to(dialog.find_element(By.CSS_SELECTOR, "[data-testid=trigger-dag-submit]")).click()
-        [run] = stack.api.wait_runs(TRAINING_DAG, 1, RUN_TIMEOUT, run_type="manual")
+        run_backfill = button(dialog, "Run Backfill")
+        scroll_to(dialog.find_element(By.XPATH, ".//*[normalize-space()='Date Range']"))
+        driver.save_screenshot(str(screenshots / "01-backfill-form.png"))
+        run_backfill.click()
+        # The first week's version is released at 100 %; from then on the load driver sends the
+        # traffic every later canary check needs.
+        [released] = stack.api.wait_runs(TRAINING_DAG, 1, RUN_TIMEOUT, run_type="backfill")
+        assert released["state"] == RunState.SUCCESS, f"{released['dag_run_id']}: {released['state']}"
+        examples = Path(stack.backend.state()["stable"]["release"]["model_dir"]) / "input_example.json"
+        load = LoadDriver(stack.backend.url, stack.backend.served_name, load_records(examples), LOAD_RPS)
+        load.start()
+        try:
+            runs = stack.api.wait_runs(TRAINING_DAG, 2, RUN_TIMEOUT, run_type="backfill")
+            assert [(r["state"], datetime.fromisoformat(r["logical_date"])) for r in runs] == [
+                (RunState.SUCCESS, first),
+                (RunState.SUCCESS, last),
+            ], f"backfill runs: {[(r['dag_run_id'], r['state']) for r in runs]}"
+            assert all(r["conf"]["skip_tuning"] for r in runs)
+            show_run(driver, stack, runs[-1]["dag_run_id"], screenshots / "02-backfill-run-succeeded.png")
+            assert mlflow_champion(stack.mlflow_url) == "2"  # promoted by its canary
+
+            # Trigger the latest week: tuning skipped, a 20-week window.
+            dialog = open_trigger_dialog(driver, stack.url, TRAINING_DAG)
+            set_number(param_input(dialog, "Training window (intervals)"), 20)
+            switch_on(dialog, "skip_tuning")
+            driver.save_screenshot(str(screenshots / "03-trigger-form.png"))
+            scroll_to(dialog.find_element(By.CSS_SELECTOR, "[data-testid=trigger-dag-submit]")).click()
+            [run] = stack.api.wait_runs(TRAINING_DAG, 1, RUN_TIMEOUT, run_type="manual")
+        finally:
+            load.stop()
         assert run["state"] == RunState.SUCCESS, f"triggered run {run['dag_run_id']}: {run['state']}"
         assert run["conf"] == {
-            "window_intervals": 12,
+            "window_intervals": 20,
             "skip_tuning": True,
             "force_ingest": False,
             "canary_args": None,
         }
         interval = [datetime.fromisoformat(run[f"data_interval_{edge}"]) for edge in ("start", "end")]
         assert interval == [latest_start, latest_end]  # the week that ended last Monday
-        show_run(driver, stack, run["dag_run_id"], screenshots / "02-trigger-run-succeeded.png")
-        assert mlflow_champion(stack.mlflow_url) == "1"  # the first version, released at 100 %
-
-        # Backfill two past weeks (skip tuning); each version is rolled out as a canary under load.
-        first, last = latest_start - 3 * WEEK, latest_start - 2 * WEEK
-        examples = Path(stack.backend.state()["stable"]["release"]["model_dir"]) / "input_example.json"
-        load = LoadDriver(stack.backend.url, stack.backend.served_name, load_records(examples), LOAD_RPS)
-        load.start()
-        try:
-            dialog = open_trigger_dialog(driver, stack.url, TRAINING_DAG)
-            choose_backfill(driver, dialog, f"{first:%Y/%m/%d}", f"{last:%Y/%m/%d}")
-            switch_on(dialog, "skip_tuning")
-            run_backfill = button(dialog, "Run Backfill")
-            scroll_to(dialog.find_element(By.XPATH, ".//*[normalize-space()='Date Range']"))
-            driver.save_screenshot(str(screenshots / "03-backfill-form.png"))
-            run_backfill.click()
-            runs = stack.api.wait_runs(TRAINING_DAG, 2, 2 * RUN_TIMEOUT, run_type="backfill")
-        finally:
-            load.stop()
-        assert [(r["state"], datetime.fromisoformat(r["logical_date"])) for r in runs] == [
-            (RunState.SUCCESS, first),
-            (RunState.SUCCESS, last),
-        ], f"backfill runs: {[(r['dag_run_id'], r['state']) for r in runs]}"
-        assert all(r["conf"]["skip_tuning"] for r in runs)
-        show_run(driver, stack, runs[-1]["dag_run_id"], screenshots / "04-backfill-runs-succeeded.png")
+        show_run(driver, stack, run["dag_run_id"], screenshots / "04-trigger-run-succeeded.png")
         assert set(load.outcomes) == {"200"}, f"requests lost during the canaries: {load.outcomes}"
 
-        # The MLflow UI: the registered model, its last version `champion`.
+        # The MLflow UI: the registered model, its latest version `champion`.
         assert mlflow_champion(stack.mlflow_url) == "3"
         driver.get(f"{stack.mlflow_url}/#/models/{PIPELINE}")
         WebDriverWait(driver, TIMEOUT).until(lambda d: "champion" in d.find_element(By.TAG_NAME, "body").text)
