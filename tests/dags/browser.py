@@ -116,6 +116,18 @@ def switch_on(dialog: WebElement, param: str) -> None:
     WebDriverWait(dialog.parent, TIMEOUT).until(lambda _: switch.get_attribute("data-state") == "checked")
 
 
+def tick(dialog: WebElement, label: str) -> None:
+    """Tick the checkbox whose label reads `label`."""
+    box = scroll_to(
+        dialog.find_element(
+            By.XPATH, f".//label[@data-scope='checkbox'][@data-part='root'][normalize-space()={label!r}]"
+        )
+    )
+    if box.get_attribute("data-state") != "checked":
+        box.click()
+    WebDriverWait(dialog.parent, TIMEOUT).until(lambda _: box.get_attribute("data-state") == "checked")
+
+
 def choose_backfill(driver: WebDriver, dialog: WebElement, first: str, last: str) -> None:
     """Backfill → Date Range From `first` To `last` (YYYY/MM/DD, midnight)."""
     dialog.find_element(By.XPATH, ".//label[.//*[normalize-space()='Backfill']]").click()
