@@ -179,7 +179,7 @@ def screenshots(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPat
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     """MLflow and `airflow standalone` (scheduler, dag-processor, triggerer, API server) on free ports,
     over a home seeded as `make demo` seeds it (the Telco data, the 25 weekly snapshots before the
-    latest week). The DAG stays paused until the Trigger dialog unpauses it.
+    latest week). The DAG stays paused until the Backfill dialog unpauses it.
 
     `[scheduler] use_job_schedule = False`: the scheduler runs the triggered and backfilled runs but
     creates no scheduled run, which would otherwise queue the latest week (tuned: minutes) ahead of them.
