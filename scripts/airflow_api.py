@@ -79,6 +79,11 @@ class AirflowApi:
         params = urllib.parse.urlencode({"order_by": "id", "limit": "100", **query})
         return self._request("GET", f"/api/v2/dags/{dag_id}/dagRuns?{params}")["dag_runs"]
 
+    def task_states(self, dag_id: str, run_id: str) -> dict[str, str]:
+        """Each task of the run and its state (None: not started)."""
+        path = f"/api/v2/dags/{dag_id}/dagRuns/{urllib.parse.quote(run_id, safe='')}/taskInstances"
+        return {ti["task_id"]: ti["state"] for ti in self._request("GET", path)["task_instances"]}
+
     def delete_dag_run(self, dag_id: str, run_id: str) -> None:
         self._request("DELETE", f"/api/v2/dags/{dag_id}/dagRuns/{urllib.parse.quote(run_id, safe='')}")
 

@@ -162,6 +162,12 @@ class Stack:
     mlflow_url: str
     api: AirflowApi
     backend: LocalBackend  # the local rollout's predictors and HAProxy, as the rollout task left them
+    logs: Path  # the task logs
+
+    def describe(self, run: dict) -> str:
+        """A run's state, its tasks' states and where their logs are: what a failure message needs."""
+        tasks = self.api.task_states(TRAINING_DAG, run["dag_run_id"])
+        return f"{run['dag_run_id']}: {run['state']}, tasks {tasks}, logs under {self.logs}"
 
 
 @pytest.fixture(scope="module")
@@ -202,7 +208,8 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
             with airflow_component(env, "standalone", log=home / "standalone.log") as process:
                 wait_http_ok(f"{url}/api/v2/monitor/health", timeout=300, process=process)
                 password = admin_password(home / "airflow")
-                yield Stack(url, password, mlflow_url, AirflowApi(url, "admin", password), backend)
+                api = AirflowApi(url, "admin", password)
+                yield Stack(url, password, mlflow_url, api, backend, home / "airflow" / "logs")
         finally:
             backend.stop_all()
 
@@ -247,7 +254,7 @@ def test_backfill_and_trigger_from_the_ui_run_to_a_champion(
         # The first week's version is released at 100 %; from then on the load driver sends the
         # traffic every later canary check needs.
         [released] = stack.api.wait_runs(TRAINING_DAG, 1, RUN_TIMEOUT, run_type="backfill")
-        assert released["state"] == RunState.SUCCESS, f"{released['dag_run_id']}: {released['state']}"
+        assert released["state"] == RunState.SUCCESS, stack.describe(released)
         examples = Path(stack.backend.state()["stable"]["release"]["model_dir"]) / "input_example.json"
         load = LoadDriver(stack.backend.url, stack.backend.served_name, load_records(examples), LOAD_RPS)
         load.start()
@@ -256,23 +263,24 @@ def test_backfill_and_trigger_from_the_ui_run_to_a_champion(
             assert [(r["state"], datetime.fromisoformat(r["logical_date"])) for r in runs] == [
                 (RunState.SUCCESS, first),
                 (RunState.SUCCESS, last),
-            ], f"backfill runs: {[(r['dag_run_id'], r['state']) for r in runs]}"
+            ], [stack.describe(r) for r in runs]
             assert [r["conf"].get("skip_tuning") for r in runs] == [True, True]
             show_run(driver, stack, runs[-1]["dag_run_id"], screenshots / "02-backfill-run-succeeded.png")
             assert mlflow_champion(stack.mlflow_url) == "2"  # promoted by its canary
 
-            # Trigger the latest week: tuning skipped, a 20-week window.
+            # Trigger the latest week: tuning skipped, a window of 30 weeks (all 26 the data has:
+            # v3 must match v2 on v3's test rows, so it gets at least v2's training data).
             dialog = open_trigger_dialog(driver, stack.url, TRAINING_DAG)
-            set_number(param_input(dialog, "Training window (intervals)"), 20)
+            set_number(param_input(dialog, "Training window (intervals)"), 30)
             switch_on(dialog, "skip_tuning")
             driver.save_screenshot(str(screenshots / "03-trigger-form.png"))
             scroll_to(dialog.find_element(By.CSS_SELECTOR, "[data-testid=trigger-dag-submit]")).click()
             [run] = stack.api.wait_runs(TRAINING_DAG, 1, RUN_TIMEOUT, run_type="manual")
         finally:
             load.stop()
-        assert run["state"] == RunState.SUCCESS, f"triggered run {run['dag_run_id']}: {run['state']}"
+        assert run["state"] == RunState.SUCCESS, stack.describe(run)
         assert run["conf"] == {
-            "window_intervals": 20,
+            "window_intervals": 30,
             "skip_tuning": True,
             "force_ingest": False,
             "canary_args": None,
