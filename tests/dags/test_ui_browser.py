@@ -175,9 +175,9 @@ def screenshots(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPat
     chosen = os.environ.get("SHIPYARD_UI_SCREENSHOTS")
     directory = Path(chosen) if chosen else tmp_path_factory.mktemp("ui-screenshots")
     directory.mkdir(parents=True, exist_ok=True)
-    reporter = request.config.pluginmanager.get_plugin("terminalreporter")
-    if reporter is not None:
-        reporter.write_line(f"Airflow and MLflow UI screenshots: {directory}")
+    # Printed past pytest's output capture, so that it shows whether the tests pass or fail.
+    with request.config.pluginmanager.get_plugin("capturemanager").global_and_fixture_disabled():
+        print(f"\nAirflow and MLflow UI screenshots: {directory}", flush=True)
     return directory
 
 
@@ -294,8 +294,8 @@ def test_backfill_and_trigger_from_the_ui_run_to_a_champion(
         assert mlflow_champion(stack.mlflow_url) == "3"
         driver.get(f"{stack.mlflow_url}/#/models/{PIPELINE}")
         WebDriverWait(driver, TIMEOUT).until(lambda d: "champion" in d.find_element(By.TAG_NAME, "body").text)
-        for close in driver.find_elements(  # MLflow 3.17 opens its assistant panel beside the page
-            By.XPATH, "//*[normalize-space()='MLflow Assistant']/following::button[@aria-label='Close'][1]"
-        ):
-            close.click()
+        # MLflow 3.17 opens its assistant panel beside the page: closed, the versions table has the room.
+        driver.find_element(
+            By.CSS_SELECTOR, "[data-component-id='mlflow.assistant.chat_panel.close']"
+        ).click()
         driver.save_screenshot(str(screenshots / "05-mlflow-champion.png"))
