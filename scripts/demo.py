@@ -195,6 +195,8 @@ def summary(url: str, model: str, load: dict[str, Counter[str]]) -> str:
         run = mlflow_get(url, "runs/get", run_id=version["run_id"])["run"]["info"]
         named = ", ".join(f"@{a}" for a in sorted(aliases.get(number, []))) or "no alias"
         lines.append(f"  {model} v{number} ({named}): {tags.get(Tag.ROLLOUT_STATUS, 'not released')}")
+        interval = f"[{tags.get(Tag.INTERVAL_START)}, {tags.get(Tag.INTERVAL_END)})"
+        lines.append(f"    interval    {interval}: the run's (its training window ends there)")
         log = decision_log(url, run["artifact_uri"], number)
         if log is None:
             lines.append("    first release: deployed at 100 % (no champion to compare a canary with)")
