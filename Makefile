@@ -93,11 +93,12 @@ haproxy:  ## The load balancer of the local rollout backend (Debian package hapr
 bench-rollout: venvs haproxy  ## Canary rollback time vs interval x failure_limit; requests lost to traffic switches
 	$(AIRFLOW_PY) benchmarks/rollout/run.py
 
-demo: venvs haproxy  ## Train v1 (released at 100 %), then train v2 and promote it by canary under load (embedded)
-	$(AIRFLOW_PY) scripts/demo.py
+DEMO_ARGS ?=
+demo: venvs haproxy  ## Train v1 (100 %), v2 by canary under load, then drift → retrain → canary (DEMO_ARGS=--no-drift stops after v2)
+	$(AIRFLOW_PY) scripts/demo.py $(DEMO_ARGS)
 
-demo-canary-fault: venvs haproxy  ## make demo, then a run 3 whose canary fails 30 % of requests: automatic rollback
-	$(AIRFLOW_PY) scripts/demo.py --canary-fault
+demo-canary-fault: venvs haproxy  ## make demo, plus a run 3 whose canary fails 30 % of requests: automatic rollback
+	$(AIRFLOW_PY) scripts/demo.py --canary-fault $(DEMO_ARGS)
 
 up: venvs haproxy  ## airflow standalone + MLflow UI, the training DAG unpaused (Ctrl-C stops)
 	$(AIRFLOW_PY) scripts/up.py

@@ -14,16 +14,22 @@ scripts/ingest_history.py), then runs `airflow dags test` for the latest full in
    check has traffic; it is promoted to `champion` when every check passes;
 3. with `--canary-fault` (`make demo-canary-fault`), run 3 trains version 3 and gives its
    canary `--fault_error_rate 0.3` (the trigger form's `canary_args`): the first check fails
-   and the rollout rolls back; version 2 stays champion and the run fails, as it should.
+   and the rollout rolls back; version 2 stays champion and the run fails, as it should;
+4. drift (skipped with `--no-drift`): a day of drifted prediction logs for the champion
+   (scripts/send_drifted_traffic.py), the drift DAG (`airflow dags test`) finds the drift and
+   emits the drift Asset event, then the Airflow components start (API server, scheduler,
+   dag-processor, triggerer) and the scheduler queues the asset-triggered training run, which
+   trains on the drifted window and rolls the new version out as a canary under the same load.
 
 It prints each version's rollout (verdict of every check, from the decision log in MLflow),
 the champion, the MLflow links and the load driver's outcome counts, then stops the load
-driver, the local predictors and HAProxy, and MLflow, also when a step fails.
+driver, the local predictors and HAProxy, the Airflow components and MLflow, also when a step fails.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import shutil
@@ -37,18 +43,24 @@ from collections import Counter
 from datetime import UTC, datetime
 from pathlib import Path
 
+from airflow_api import FINISHED, AirflowApi, RunState
 from airflow_env import (
     AIRFLOW,
     REPO,
     TELCO_SPEC,
     TRAINING_DAG,
+    admin_password,
     airflow,
+    airflow_component,
     airflow_environment,
+    api_environment,
     ingest_history,
+    pipeline,
     seed_demo_data,
 )
-from support.servers import mlflow_server  # the MLflow command line the tests use, in one place
+from support.servers import free_port, mlflow_server, wait_http_ok  # the tests' server helpers, in one place
 
+from shipyard.drift_dag import drift_dag_id
 from shipyard.rollout.backends.local import LocalBackend
 from shipyard.rollout.local.load import LoadDriver, load_records
 from shipyard.window import last_full_interval
@@ -60,6 +72,7 @@ STATE_DIRS = ("airflow", "mlflow", "storage", "serving")  # what one demo leaves
 MLFLOW_PORT = int(os.environ.get("SHIPYARD_MLFLOW_PORT", "5000"))  # fixed, so printed links stay valid
 LOAD_RPS = 60
 CANARY_FAULT = "--fault_error_rate 0.3"
+RETRAIN_TIMEOUT = 900  # seconds for the scheduler to queue and finish the asset-triggered run
 
 
 def say(message: str) -> None:
@@ -89,6 +102,62 @@ def start_load(backend: LocalBackend) -> LoadDriver:
     examples = Path(backend.state()["stable"]["release"]["model_dir"]) / "input_example.json"
     say(f"sending {LOAD_RPS} requests/s of {examples} rows to HAProxy at {backend.url}")
     return LoadDriver(backend.url, backend.served_name, load_records(examples), LOAD_RPS).start()
+
+
+def retrain_on_drift(env: dict[str, str], pipeline_name: str) -> dict:
+    """Stage 4: drifted prediction logs → the drift DAG's Asset event → the scheduler's training run.
+
+    Returns the asset-triggered run (REST API fields) once it has finished.
+    """
+    drift_dag = drift_dag_id(pipeline_name)
+    say("drift: a day of drifted prediction logs for the champion (scripts/send_drifted_traffic.py)")
+    pipeline(env, str(REPO / "scripts" / "send_drifted_traffic.py"), "--spec", str(TELCO_SPEC))
+    # An Asset event queues runs only of DAGs that are unpaused when it is emitted; `airflow dags
+    # test` stored the training DAG paused.
+    airflow(env, "dags", "unpause", TRAINING_DAG)
+    say(f"airflow dags test {drift_dag}: the drift check of the last 24 hours ({TRAINING_DAG} unpaused)")
+    if subprocess.run([AIRFLOW, "dags", "test", drift_dag], env=env, check=False).returncode:
+        raise SystemExit("the drift check failed: see the task logs above")
+    port = free_port()
+    stack_env = api_environment(env, port)
+    logs = HOME / "airflow"
+    say(
+        f"starting the Airflow API server on port {port}, then the scheduler, dag-processor and triggerer "
+        f"(output in {logs}/<component>.log): the scheduler queues the asset-triggered run of {TRAINING_DAG}"
+    )
+    started = time.monotonic()
+    with contextlib.ExitStack() as components:
+        # The API server first: the workers report to its execution API from their first second.
+        api_server = components.enter_context(
+            airflow_component(stack_env, "api-server", log=logs / "api-server.log")
+        )
+        wait_http_ok(f"http://localhost:{port}/api/v2/monitor/health", timeout=180, process=api_server)
+        for component in ("scheduler", "dag-processor", "triggerer"):
+            components.enter_context(airflow_component(stack_env, component, log=logs / f"{component}.log"))
+        api = AirflowApi(f"http://localhost:{port}", "admin", admin_password(HOME / "airflow"))
+        deadline = time.monotonic() + RETRAIN_TIMEOUT
+        announced = False
+        while time.monotonic() < deadline:
+            retrain = api.dag_runs(TRAINING_DAG, run_type="asset_triggered")
+            if retrain and not announced:
+                say(
+                    f"the scheduler queued {retrain[0]['dag_run_id']} (the drift Asset's event): it trains "
+                    "on the drifted window, then rolls the new version out as a canary"
+                )
+                announced = True
+            # Unpausing makes the scheduler catch up the latest weekly interval as well, queued
+            # behind the retraining run (max_active_runs=1). Runs 1 and 2 trained on that week as
+            # manual runs, which the scheduler does not count: the demo deletes that run.
+            for queued in api.dag_runs(TRAINING_DAG, run_type="scheduled", state="queued"):
+                run_id = queued["dag_run_id"]
+                say(f"deleting {run_id}, queued behind it: runs 1 and 2 already trained on that week")
+                api.delete_dag_run(TRAINING_DAG, run_id)
+            if retrain and retrain[0]["state"] in FINISHED:
+                run, took = retrain[0], time.monotonic() - started
+                say(f"{run['dag_run_id']}: {run['state']} after {took:.0f} s (task logs in {logs}/logs)")
+                return run
+            time.sleep(2)
+    raise SystemExit(f"no asset-triggered run of {TRAINING_DAG} finished in {RETRAIN_TIMEOUT} s: see {logs}")
 
 
 def decision_log(url: str, artifact_uri: str, version: str) -> dict | None:
@@ -126,6 +195,8 @@ def summary(url: str, model: str, load: dict[str, Counter[str]]) -> str:
         run = mlflow_get(url, "runs/get", run_id=version["run_id"])["run"]["info"]
         named = ", ".join(f"@{a}" for a in sorted(aliases.get(number, []))) or "no alias"
         lines.append(f"  {model} v{number} ({named}): {tags.get(Tag.ROLLOUT_STATUS, 'not released')}")
+        interval = f"[{tags.get(Tag.INTERVAL_START)}, {tags.get(Tag.INTERVAL_END)})"
+        lines.append(f"    interval    {interval}: the run's (its training window ends there)")
         log = decision_log(url, run["artifact_uri"], number)
         if log is None:
             lines.append("    first release: deployed at 100 % (no champion to compare a canary with)")
@@ -152,6 +223,11 @@ def main(argv: list[str] | None = None) -> int:
         "--canary-fault",
         action="store_true",
         help=f"run 3: a canary with `{CANARY_FAULT}`, rolled back automatically",
+    )
+    parser.add_argument(
+        "--no-drift",
+        action="store_true",
+        help="stop after the canary: no drifted traffic, drift check and retraining from its Asset event",
     )
     args = parser.parse_args(argv)
     demo_started = time.monotonic()
@@ -186,6 +262,12 @@ def main(argv: list[str] | None = None) -> int:
                 if code == 0 or champion["model_version"]["version"] != "2":
                     raise SystemExit("run 3 should have rolled the faulty canary back and kept v2 champion")
                 say("run 3 failed as expected: the faulty canary was rolled back")
+            if not args.no_drift:
+                before = Counter(driver.outcomes)
+                retrain = retrain_on_drift(env, spec.name)
+                load["retraining on drift (canary)"] = Counter(driver.outcomes) - before
+                if retrain["state"] != RunState.SUCCESS:
+                    raise SystemExit(f"the retraining run {retrain['dag_run_id']} failed: see its task logs")
             say(f"summary (demo done in {time.monotonic() - demo_started:.0f} s)")
             print(summary(url, model, load))
             print(

@@ -1,5 +1,6 @@
 """Headless Chromium (Debian `chromium` + `chromium-driver`, `make browser`) driven by Selenium, and
-the few gestures of Airflow 3.3's UI the tests make: log in, open a DAG, open its Trigger dialog."""
+the few gestures of Airflow 3.3's UI the tests make: log in, open a DAG, open its Trigger dialog, fill
+its Run Parameters and date pickers."""
 
 from __future__ import annotations
 
@@ -86,6 +87,51 @@ def set_datetime(driver: WebDriver, field: WebElement, date: str, time: str) -> 
 
 
 def button(scope: WebElement, label: str) -> WebElement:
-    found = scope.find_element(By.XPATH, f".//button[normalize-space()={label!r}]")
-    scope.parent.execute_script("arguments[0].scrollIntoView({block: 'center'})", found)
-    return found
+    return scroll_to(scope.find_element(By.XPATH, f".//button[normalize-space()={label!r}]"))
+
+
+def scroll_to(element: WebElement) -> WebElement:
+    element.parent.execute_script("arguments[0].scrollIntoView({block: 'center'})", element)
+    return element
+
+
+def param_input(dialog: WebElement, title: str) -> WebElement:
+    """The input of the Run Parameters field whose label is the Param's `title`."""
+    label = dialog.find_element(
+        By.XPATH, f".//label[@data-scope='field'][starts-with(normalize-space(), {title!r})]"
+    )
+    return scroll_to(dialog.parent.find_element(By.ID, label.get_attribute("for")))
+
+
+def set_number(field: WebElement, value: int) -> None:
+    field.send_keys(Keys.CONTROL, "a")
+    field.send_keys(str(value))
+
+
+def switch_on(dialog: WebElement, param: str) -> None:
+    """Turn on the switch of a boolean Param (rendered as `switch:element_<param>`)."""
+    switch = scroll_to(dialog.find_element(By.ID, f"switch:element_{param}"))
+    if switch.get_attribute("data-state") != "checked":
+        switch.click()
+    WebDriverWait(dialog.parent, TIMEOUT).until(lambda _: switch.get_attribute("data-state") == "checked")
+
+
+def tick(dialog: WebElement, label: str) -> None:
+    """Tick the checkbox whose label reads `label`."""
+    box = scroll_to(
+        dialog.find_element(
+            By.XPATH, f".//label[@data-scope='checkbox'][@data-part='root'][normalize-space()={label!r}]"
+        )
+    )
+    if box.get_attribute("data-state") != "checked":
+        box.click()
+    WebDriverWait(dialog.parent, TIMEOUT).until(lambda _: box.get_attribute("data-state") == "checked")
+
+
+def choose_backfill(driver: WebDriver, dialog: WebElement, first: str, last: str) -> None:
+    """Backfill → Date Range From `first` To `last` (YYYY/MM/DD, midnight)."""
+    dialog.find_element(By.XPATH, ".//label[.//*[normalize-space()='Backfill']]").click()
+    fields = dialog.find_elements(By.CSS_SELECTOR, "[data-testid=datetime-input]")
+    for field, day in zip(fields, (first, last), strict=True):
+        set_datetime(driver, field, day, "00:00")
+        dialog.find_element(By.XPATH, ".//*[normalize-space()='Date Range']").click()  # close the picker

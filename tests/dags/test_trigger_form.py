@@ -54,6 +54,7 @@ def test_every_param_says_what_it_does() -> None:
     for dag_id, dag in DAGS.items():
         for name, param in dag.params.items():
             assert param.description, f"{dag_id}: Param {name} has no description"
+            assert param.schema.get("title"), f"{dag_id}: Param {name} shows its bare name in the form"
 
 
 def test_the_demo_only_fault_injection_param_is_optional_and_empty() -> None:

@@ -30,7 +30,11 @@ def build_rollback_dag(spec: PipelineSpec) -> DAG:
         max_active_runs=1,
         params={
             "reason": Param(
-                "manual rollback", type="string", minLength=1, description="Why: tagged on the version"
+                "manual rollback",
+                type="string",
+                minLength=1,
+                title="Reason",
+                description="Why: tagged on the version",
             )
         },
         tags=["shipyard", "rollback", spec.name],
