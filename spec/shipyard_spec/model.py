@@ -40,6 +40,9 @@ class SqlSource(StrictModel):
     url: str
     table: Identifier | None = None
     query: str | None = None
+    # Rows ingest reads at a time (database order, server-side cursor where the driver has one):
+    # ingest's memory grows with this, not with the interval.
+    chunk_rows: Annotated[int, Field(ge=1)] = 100_000
 
     @model_validator(mode="after")
     def _table_or_query(self) -> SqlSource:
