@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import tempfile
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -96,6 +96,13 @@ class Snapshot:
         fs, path = storage.filesystem(self.data_uri)
         with fs.open(path, "rb") as handle:
             return pd.read_parquet(handle)
+
+    def read_chunks(self, rows: int) -> Iterator[pd.DataFrame]:
+        """The rows in order, at most `rows` at a time."""
+        fs, path = storage.filesystem(self.data_uri)
+        with fs.open(path, "rb") as handle:
+            for batch in pq.ParquetFile(handle).iter_batches(batch_size=rows):
+                yield batch.to_pandas()
 
 
 def read_published(directory: str) -> Snapshot | None:
