@@ -10,6 +10,7 @@ as the tests start it, over one interval holding all 26 weeks (a window of one i
 Each step's wall time includes interpreter start; its peak RSS is the step process's
 `ru_maxrss` from `os.wait4`. Prints the table, then the growth exponent per step: the slope
 of log(wall time) and log(peak RSS) against log(N) between consecutive sizes.
+`--steps ingest` stops after ingest (each step needs the ones before it).
 `--large` adds 5M and 20M rows (about 10 GB of RAM at 5M; 20M does not fit in 24 GB today).
 The machine's cores are shared: the load average is printed with every figure.
 """
@@ -88,7 +89,7 @@ def run_step(step: tuple[str, ...], common: list[str], env: dict[str, str], log:
     return seconds, usage.ru_maxrss / 1024  # ru_maxrss is in KiB on Linux
 
 
-def measure(rows: int, workdir: Path, tracking_uri: str) -> list[Measure]:
+def measure(rows: int, workdir: Path, tracking_uri: str, steps: list[tuple[str, ...]]) -> list[Measure]:
     end = demo.last_monday()
     start = end - timedelta(weeks=demo.WEEKS)
     print(f"N = {rows:,}: writing the source ...", flush=True)
@@ -102,12 +103,16 @@ def measure(rows: int, workdir: Path, tracking_uri: str) -> list[Measure]:
     ]  # fmt: skip
     env = {**os.environ, "MLFLOW_TRACKING_URI": tracking_uri, "PYTHONUNBUFFERED": "1"}
     measures = []
-    for step in STEPS:
+    for step in steps:
         seconds, rss = run_step(step, common, env, run_dir / f"{step[0]}.log")
         measures.append(Measure(rows, step[0], seconds, rss, os.getloadavg()[0]))
         print(f"  {step[0]:<9} {seconds:7.1f} s  {rss:7,.0f} MB  (load {measures[-1].load:.1f})", flush=True)
-    train = json.loads((run_dir / "storage" / f"scale_{rows}" / "runs" / f"bench_scale__{rows}" / "train"
-                        / "result.json").read_text())  # fmt: skip
+    train_result = (
+        run_dir / "storage" / f"scale_{rows}" / "runs" / f"bench_scale__{rows}" / "train" / "result.json"
+    )
+    if not train_result.exists():
+        return measures
+    train = json.loads(train_result.read_text())
     print(f"  trees {train['trees']}, validation ROC AUC {train['validation_roc_auc']:.4f}", flush=True)
     return measures
 
@@ -126,10 +131,9 @@ def exponents(measures: list[Measure], step: str) -> list[tuple[int, int, float,
     ]
 
 
-def report(measures: list[Measure]) -> None:
+def report(measures: list[Measure], steps: list[str]) -> None:
     sizes = sorted({m.rows for m in measures})
     by = {(m.rows, m.step): m for m in measures}
-    steps = [s[0] for s in STEPS]
     print("\nwall time (s, incl. interpreter start) / peak RSS (MB) per step process:\n")
     print("| N | " + " | ".join(steps) + " | load (1 min) |")
     print("|---|" + "---|" * (len(steps) + 1))
@@ -167,18 +171,22 @@ def main() -> None:
         "--sizes", type=int, nargs="+", default=SIZES, help="row counts (default: 10k 100k 1M)"
     )
     parser.add_argument("--large", action="store_true", help="add 5M and 20M rows")
+    parser.add_argument(
+        "--steps", nargs="+", choices=[s[0] for s in STEPS], help="the first steps only (default: all)"
+    )
     parser.add_argument("--workdir", type=Path, default=REPO / ".shipyard/bench/scale")
     args = parser.parse_args()
     sizes = sorted({*args.sizes, *(LARGE if args.large else [])})
     args.workdir.mkdir(parents=True, exist_ok=True)
     print(f"cores {os.cpu_count()}, load average {', '.join(f'{v:.1f}' for v in os.getloadavg())}")
     subprocess.run([sys.executable, "-c", WARM_UP], check=True, capture_output=True)
+    steps = STEPS[: max(i for i, s in enumerate(STEPS) if s[0] in args.steps) + 1] if args.steps else STEPS
     measures: list[Measure] = []
     with contextlib.ExitStack() as stack:
         tracking_uri = start_mlflow(stack, args.workdir)
         for rows in sizes:
-            measures += measure(rows, args.workdir, tracking_uri)
-    report(measures)
+            measures += measure(rows, args.workdir, tracking_uri, steps)
+    report(measures, [s[0] for s in steps])
 
 
 if __name__ == "__main__":

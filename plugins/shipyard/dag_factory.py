@@ -1,4 +1,5 @@
-"""One training DAG per pipeline spec: ingest → validate → train → evaluate → register.
+"""One training DAG per pipeline spec: ingest → validate → train → evaluate → register
+(and validate → score when the spec has a `scoring` section: batch scores of the interval).
 
 The DAG file `dags/shipyard_pipelines.py` calls `build_training_dags()` over the valid specs of
 `dags/pipelines/*.yaml` (`load_pipelines()`: a broken or duplicate spec hides no other pipeline).
@@ -71,6 +72,12 @@ STEP_DOCS: dict[Step, str] = {
     Step.REGISTER: (
         "Registers the model as a new version of `{model}` in the MLflow registry with the alias "
         "`challenger` and tags tying it to this Airflow run and window. Idempotent per run."
+    ),
+    Step.SCORE: (
+        "Scores this interval's validated snapshot with the `{alias}` version of `{model}` and writes "
+        "`{storage}/{pipeline}/predictions/interval_start=<start>/` (id, event time, score, model "
+        "version, MLflow run id). A re-run replaces the interval's partition. Runs beside training: "
+        "the scores come from the version serving now, not from the one this run trains."
     ),
 }
 
@@ -209,6 +216,7 @@ def _step_task(step: Step, spec: PipelineSpec, runner: settings.Runner, storage_
         pipeline=spec.name,
         experiment=spec.mlflow.experiment,
         model=spec.mlflow.registered_model,
+        alias=spec.scoring.alias if spec.scoring else "",
     )
     return step_operator(
         step, spec, runner=runner, storage_root=storage_root, cron=spec.schedule.cron,
@@ -244,6 +252,10 @@ def build_training_dag(
         with TaskGroup("pipeline", tooltip="ingest → validate → train → evaluate → register"):
             tasks = [_step_task(step, spec, runner, storage_root) for step in STEPS]
             chain(*tasks)
+            if spec.scoring is not None:
+                # Same interval and snapshot as training, so batch scores never need partitions
+                # of another length in the snapshots the training window reads.
+                tasks[STEPS.index(Step.VALIDATE)] >> _step_task(Step.SCORE, spec, runner, storage_root)
         for extend in after_register:
             extend(spec, tasks[-1])
     return dag

@@ -23,6 +23,7 @@ class Step(StrEnum):
     EVALUATE = "evaluate"
     REGISTER = "register"
     DRIFT = "drift"
+    SCORE = "score"
 
 
 class ExitCode(IntEnum):
@@ -166,6 +167,9 @@ def serving_name(pipeline: str) -> str:
 SNAPSHOTS_DIR = "snapshots"
 RUNS_DIR = "runs"
 PREDICTION_LOGS_DIR = "prediction_logs"
+# Batch scores: `{root}/{pipeline}/predictions/interval_start=<YYYY-MM-DDTHH:MM:SS>/` (data.parquet +
+# _MANIFEST.json, the snapshot layout), one partition per scored interval, replaced by a re-run.
+PREDICTIONS_DIR = "predictions"
 MODELS_DIR = "models"
 # What a serving model directory holds: exactly the files the predictor reads (MLflow sklearn
 # flavour: the signature in MLmodel, the pickled Pipeline, the input example for the warm-up).

@@ -13,7 +13,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator, model_validator
 
-from shipyard_spec.contract import Step
+from shipyard_spec.contract import Alias, Step
 
 Fraction = Annotated[float, Field(gt=0, lt=1)]
 Identifier = Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")]
@@ -40,6 +40,9 @@ class SqlSource(StrictModel):
     url: str
     table: Identifier | None = None
     query: str | None = None
+    # Rows ingest reads at a time (database order, server-side cursor where the driver has one):
+    # ingest's memory grows with this, not with the interval.
+    chunk_rows: Annotated[int, Field(ge=1)] = 100_000
 
     @model_validator(mode="after")
     def _table_or_query(self) -> SqlSource:
@@ -323,6 +326,15 @@ class Drift(StrictModel):
     labels: LabelsSource | None = None
 
 
+class Scoring(StrictModel):
+    """Batch scoring: a DAG that scores each interval's snapshot with a registered version."""
+
+    # The registry alias whose version scores (the version the predictor serves is `champion`).
+    alias: str = Alias.CHAMPION.value
+    # Rows scored at a time: the step's memory grows with this, not with the interval.
+    batch_rows: Annotated[int, Field(ge=1)] = 100_000
+
+
 class PipelineSpec(StrictModel):
     """One pipeline: data source, features, training, gates, registry names, rollout and drift."""
 
@@ -351,6 +363,7 @@ class PipelineSpec(StrictModel):
     @property
     def source_text(self) -> str | None:
         return self._source_text
+    scoring: Scoring | None = None  # no batch-scoring DAG unless set
 
     @model_validator(mode="after")
     def _coherent(self) -> PipelineSpec:

@@ -272,3 +272,19 @@ def test_a_spec_that_does_not_fit_its_data_loads_and_fails_its_first_step_naming
     with pytest.raises(AirflowFailException, match=r"ingest: a check failed, not retrying") as failed:
         ingest.execute(context)
     assert expected in str(failed.value)
+
+
+def test_a_spec_with_scoring_scores_each_validated_interval_beside_training(tmp_path: Path) -> None:
+    from shipyard.dag_factory import build_training_dag
+    from shipyard_spec import load_spec
+
+    data = yaml.safe_load(TELCO_SPEC.read_text())
+    data["scoring"] = {"alias": "champion"}
+    spec_path = tmp_path / "scored.yaml"
+    spec_path.write_text(yaml.safe_dump(data))
+    dag = build_training_dag(load_spec(spec_path), spec_path)
+    score = dag.get_task("pipeline.score")
+    assert score.upstream_task_ids == {"pipeline.validate"}
+    assert score.downstream_task_ids == set()  # a failed scoring never holds a release back
+    assert "`champion` version of `telco_churn`" in score.doc_md
+    assert "pipeline.score" not in build_training_dag(load_spec(TELCO_SPEC), TELCO_SPEC).task_ids

@@ -109,6 +109,10 @@ STEPS: dict[StepName, Step] = {
         _drift_options,
         ("log_root",),
     ),
+    StepName.SCORE: Step(
+        "shipyard_pipeline.score",
+        "score the interval's snapshot with the champion, one partition per interval",
+    ),
 }
 
 

@@ -13,7 +13,7 @@ from typing import Any
 
 import pandas as pd
 
-from shipyard_pipeline import dataset, snapshot, source
+from shipyard_pipeline import chunks, dataset, snapshot, source
 from shipyard_pipeline.context import RunContext
 from shipyard_pipeline.errors import CheckFailed
 from shipyard_spec.model import PipelineSpec
@@ -79,39 +79,59 @@ def run(context: RunContext, force: bool = False) -> dict[str, Any]:
     log.info(
         "reading %s for [%s, %s)", where, context.interval_start.isoformat(), context.interval_end.isoformat()
     )
-    frame = source.read_interval(spec, context.interval_start, context.interval_end)
+    order = [c for c in (spec.columns.event_time, spec.columns.id) if c]
+    targets: set[Any] = set()
+    with chunks.Spill(order) as spill:
+        for chunk in source.read_interval(spec, context.interval_start, context.interval_end, order):
+            if not spill.columns:
+                _check_columns(spec, chunk, where)
+            targets.update(chunk[spec.columns.target].dropna().unique())
+            spill.add(chunk)
+        if spill.rows == 0:
+            raise CheckFailed(
+                f"empty interval: {where} has no rows with {spec.columns.event_time} in "
+                f"[{context.interval_start.isoformat()}, {context.interval_end.isoformat()})"
+            )
+        check_positive_label(spec, pd.Series(sorted(targets, key=str), dtype=object), where)
+        dtypes = spill.dtypes()
+        manifest = {
+            "pipeline": spec.name,
+            "interval_start": context.interval_start.isoformat(),
+            "interval_end": context.interval_end.isoformat(),
+            "rows": spill.rows,
+            "columns": dtypes.astype(str).to_dict(),
+            "schema_fingerprint": snapshot.dtypes_fingerprint(dtypes),
+            "source": where,
+            "run_id": context.run_id,
+            "ingested_at": datetime.now(UTC).isoformat(),
+        }
+        rows = spill.chunks()
+        if not spill.ordered:
+            # The database sorts differently from pandas (a collation, NULL ids): sort here,
+            # with the whole interval in memory.
+            log.warning(
+                "%s does not return rows in (%s) order as pandas sorts them: sorting in memory", where, order
+            )
+            rows = iter(
+                [pd.concat(rows, ignore_index=True).sort_values(order, kind="stable", ignore_index=True)]
+            )
+        published = snapshot.publish_chunks(directory, rows, dtypes, spill.arrow_schema(), manifest)
+    log.info(
+        "published %s: %d rows, content hash %s", directory, spill.rows, published.manifest["content_hash"]
+    )
+    return _result(published, skipped=False)
+
+
+def _check_columns(spec: PipelineSpec, chunk: pd.DataFrame, where: str) -> None:
     missing = {
-        field: column for field, column in required_columns(spec).items() if column not in frame.columns
+        field: column for field, column in required_columns(spec).items() if column not in chunk.columns
     }
     if missing:
         named = ", ".join(f"{field} = {column!r}" for field, column in missing.items())
         raise CheckFailed(
             f"schema drift: {where} lacks the column(s) the spec names in {named} "
-            f"(columns found: {list(frame.columns)})"
+            f"(columns found: {list(chunk.columns)})"
         )
-    if frame.empty:
-        raise CheckFailed(
-            f"empty interval: {where} has no rows with {spec.columns.event_time} in "
-            f"[{context.interval_start.isoformat()}, {context.interval_end.isoformat()})"
-        )
-    check_positive_label(spec, frame[spec.columns.target], where)
-    order = [c for c in (spec.columns.event_time, spec.columns.id) if c]
-    frame = frame.sort_values(order, kind="stable").reset_index(drop=True)
-    manifest = {
-        "pipeline": spec.name,
-        "interval_start": context.interval_start.isoformat(),
-        "interval_end": context.interval_end.isoformat(),
-        "rows": len(frame),
-        "columns": frame.dtypes.astype(str).to_dict(),
-        "schema_fingerprint": snapshot.schema_fingerprint(frame),
-        "content_hash": snapshot.content_hash(frame),
-        "source": where,
-        "run_id": context.run_id,
-        "ingested_at": datetime.now(UTC).isoformat(),
-    }
-    published = snapshot.publish(directory, frame, manifest)
-    log.info("published %s: %d rows, content hash %s", directory, len(frame), manifest["content_hash"])
-    return _result(published, skipped=False)
 
 
 def _result(published: snapshot.Snapshot, skipped: bool) -> dict[str, Any]:

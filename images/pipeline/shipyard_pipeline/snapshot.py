@@ -14,12 +14,15 @@ fixed re-ingest (`ingest --force`) clears the marker.
 from __future__ import annotations
 
 import hashlib
-import io
+import tempfile
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
 
 from shipyard_pipeline import storage
 from shipyard_pipeline.context import to_utc
@@ -31,15 +34,32 @@ QUARANTINE_FILE = "_QUARANTINED.json"
 
 def schema_fingerprint(frame: pd.DataFrame) -> str:
     """Hash of the column names and dtypes, in order: it changes when the schema drifts."""
-    schema = ";".join(f"{name}:{dtype}" for name, dtype in frame.dtypes.astype(str).items())
+    return dtypes_fingerprint(frame.dtypes)
+
+
+def dtypes_fingerprint(dtypes: pd.Series) -> str:
+    schema = ";".join(f"{name}:{dtype}" for name, dtype in dtypes.astype(str).items())
     return hashlib.sha256(schema.encode()).hexdigest()[:16]
 
 
+class ContentHash:
+    """Hash of the values (and the schema) of rows fed in order, in one frame or in chunks: equal
+    for equal rows whatever wrote them, however they were chunked (pandas hashes row by row)."""
+
+    def __init__(self, dtypes: pd.Series) -> None:
+        self._digest = hashlib.sha256(dtypes_fingerprint(dtypes).encode())
+
+    def update(self, rows: pd.DataFrame) -> None:
+        self._digest.update(pd.util.hash_pandas_object(rows, index=False).to_numpy().tobytes())
+
+    def hexdigest(self) -> str:
+        return self._digest.hexdigest()[:32]
+
+
 def content_hash(frame: pd.DataFrame) -> str:
-    """Hash of the values (and the schema): equal for equal rows whatever wrote them."""
-    digest = hashlib.sha256(schema_fingerprint(frame).encode())
-    digest.update(pd.util.hash_pandas_object(frame, index=False).to_numpy().tobytes())
-    return digest.hexdigest()[:32]
+    content = ContentHash(frame.dtypes)
+    content.update(frame)
+    return content.hexdigest()
 
 
 def dataset_fingerprint(manifests: list[dict[str, Any]]) -> str:
@@ -77,6 +97,13 @@ class Snapshot:
         with fs.open(path, "rb") as handle:
             return pd.read_parquet(handle)
 
+    def read_chunks(self, rows: int) -> Iterator[pd.DataFrame]:
+        """The rows in order, at most `rows` at a time."""
+        fs, path = storage.filesystem(self.data_uri)
+        with fs.open(path, "rb") as handle:
+            for batch in pq.ParquetFile(handle).iter_batches(batch_size=rows):
+                yield batch.to_pandas()
+
 
 def read_published(directory: str) -> Snapshot | None:
     """The snapshot in `directory`, or None if its manifest was never published."""
@@ -102,11 +129,32 @@ def publish(directory: str, frame: pd.DataFrame, manifest: dict[str, Any]) -> Sn
     """Write the data, then the manifest; any manifest left by an earlier ingest goes first.
 
     A quarantine marker stays: re-ingested data is trusted only once it passes validation."""
+    schema = pa.Schema.from_pandas(frame, preserve_index=False)
+    return publish_chunks(directory, [frame], frame.dtypes, schema, manifest)
+
+
+def publish_chunks(
+    directory: str,
+    chunks: Iterable[pd.DataFrame],
+    dtypes: pd.Series,
+    schema: pa.Schema,
+    manifest: dict[str, Any],
+) -> Snapshot:
+    """`publish` for rows that come in chunks (all with `dtypes`), one chunk in memory at a time:
+    each becomes a row group of a local Parquet file, uploaded whole. The manifest gets the rows'
+    `content_hash`."""
     storage.remove(storage.join(directory, MANIFEST_FILE))
-    buffer = io.BytesIO()
-    frame.to_parquet(buffer, index=False)
-    storage.write_bytes_atomic(storage.join(directory, DATA_FILE), buffer.getvalue())
-    storage.write_json(storage.join(directory, MANIFEST_FILE), manifest)
+    content = ContentHash(dtypes)
+    with tempfile.TemporaryDirectory(prefix="shipyard-snapshot-") as local:
+        data = f"{local}/{DATA_FILE}"
+        with pq.ParquetWriter(data, schema) as writer:
+            for chunk in chunks:
+                content.update(chunk)
+                writer.write_table(pa.Table.from_pandas(chunk, schema=schema, preserve_index=False))
+        storage.upload_file(data, storage.join(directory, DATA_FILE))
+    storage.write_json(
+        storage.join(directory, MANIFEST_FILE), {**manifest, "content_hash": content.hexdigest()}
+    )
     return read_published(directory)
 
 

@@ -6,6 +6,7 @@ reads one week, not the whole table. Event times are UTC; naive values are taken
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from datetime import datetime
 
 import pandas as pd
@@ -26,20 +27,29 @@ def describe(spec: PipelineSpec) -> str:
     return ", ".join(source.paths)
 
 
-def read_interval(spec: PipelineSpec, start: datetime, end: datetime) -> pd.DataFrame:
-    """Rows with event time in [start, end); every row when the spec has no event-time column."""
+def read_interval(
+    spec: PipelineSpec, start: datetime, end: datetime, order: list[str]
+) -> Iterator[pd.DataFrame]:
+    """Rows with event time in [start, end) (every row when the spec has no event-time column),
+    sorted by the `order` columns, in chunks. A SQL source sorts in the database and is read
+    `source.chunk_rows` rows at a time; files are read and sorted whole (one chunk). A chunk's
+    dtypes are pandas' inference on that chunk alone (see `chunks.Spill`)."""
     if isinstance(spec.source, SqlSource):
-        frame = _read_sql(spec.source, spec.columns.event_time, start, end)
+        chunks = _read_sql(spec.source, spec.columns.event_time, start, end, order)
     else:
         frame = _read_files(spec.source)
         if spec.columns.event_time:
             frame = _require_column(frame, spec.columns.event_time, describe(spec))
             times = pd.to_datetime(frame[spec.columns.event_time], utc=True)
             frame = frame[(times >= to_utc(start)) & (times < to_utc(end))]
-    if spec.columns.event_time:
-        frame = _require_column(frame, spec.columns.event_time, describe(spec))
-        frame[spec.columns.event_time] = pd.to_datetime(frame[spec.columns.event_time], utc=True)
-    return frame.reset_index(drop=True)
+        chunks = iter([frame])
+    for chunk in chunks:
+        if spec.columns.event_time:
+            chunk = _require_column(chunk, spec.columns.event_time, describe(spec))
+            chunk[spec.columns.event_time] = pd.to_datetime(chunk[spec.columns.event_time], utc=True)
+        if isinstance(spec.source, FileSource):
+            chunk = chunk.sort_values(order, kind="stable") if order else chunk
+        yield chunk.reset_index(drop=True)
 
 
 def _require_column(frame: pd.DataFrame, column: str, where: str) -> pd.DataFrame:
@@ -50,7 +60,9 @@ def _require_column(frame: pd.DataFrame, column: str, where: str) -> pd.DataFram
     return frame
 
 
-def _read_sql(source: SqlSource, event_time: str | None, start: datetime, end: datetime) -> pd.DataFrame:
+def _read_sql(
+    source: SqlSource, event_time: str | None, start: datetime, end: datetime, order: list[str]
+) -> Iterator[pd.DataFrame]:
     url = expand_env(source.url)
     engine = sa.create_engine(url)
     try:
@@ -65,7 +77,9 @@ def _read_sql(source: SqlSource, event_time: str | None, start: datetime, end: d
                 query = query.where(
                     column >= to_utc(start).replace(tzinfo=None), column < to_utc(end).replace(tzinfo=None)
                 )
-            return pd.read_sql_query(query, connection)
+            query = query.order_by(*(sa.column(name) for name in order))
+            streaming = connection.execution_options(stream_results=True, max_row_buffer=source.chunk_rows)
+            yield from pd.read_sql_query(query, streaming, chunksize=source.chunk_rows)
     except sa.exc.SQLAlchemyError as e:
         cause = str(e).splitlines()[0]
         raise StepError(f"reading {describe_url(url)} failed: {cause}") from e

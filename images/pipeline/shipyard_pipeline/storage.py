@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import uuid
+from collections.abc import Callable
 from typing import Any
 
 import fsspec
@@ -39,14 +40,18 @@ def exists(uri: str) -> bool:
 
 def write_bytes_atomic(uri: str, data: bytes) -> None:
     """Write `data` to `uri` so that readers see either nothing or the whole file."""
+    _write_atomic(uri, lambda fs, path: fs.pipe_file(path, data))
+
+
+def _write_atomic(uri: str, put: Callable[[AbstractFileSystem, str], None]) -> None:
     fs, path = filesystem(uri)
     if not isinstance(fs, LocalFileSystem):
-        fs.pipe_file(path, data)  # one PUT: readers see the old object or the new one
+        put(fs, path)  # one PUT (or a completed multipart upload): the old object or the new one
         return
     parent = path.rsplit("/", 1)[0]
     fs.makedirs(parent, exist_ok=True)
     temporary = f"{parent}/.tmp-{uuid.uuid4().hex}"
-    fs.pipe_file(temporary, data)
+    put(fs, temporary)
     fs.mv(temporary, path)
 
 
@@ -68,9 +73,8 @@ def read_json(uri: str) -> Any:
 
 
 def upload_file(local_path: str, uri: str) -> None:
-    """Copy one local file to `uri`, atomically as `write_bytes_atomic` does."""
-    with open(local_path, "rb") as handle:
-        write_bytes_atomic(uri, handle.read())
+    """Copy one local file to `uri`, atomically as `write_bytes_atomic` does, streamed from disk."""
+    _write_atomic(uri, lambda fs, path: fs.put_file(local_path, path))
 
 
 def remove(uri: str) -> None:

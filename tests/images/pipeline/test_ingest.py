@@ -8,8 +8,9 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+import sqlalchemy as sa
 
-from shipyard_pipeline import snapshot
+from shipyard_pipeline import demo, snapshot
 from shipyard_spec.contract import ExitCode
 
 pytestmark = pytest.mark.usefixtures("shipyard_home")
@@ -98,3 +99,49 @@ def test_unset_environment_variable_in_the_source_url_is_named(make_runner, monk
     outcome = make_runner()("ingest")
     assert outcome.code == ExitCode.ERROR
     assert "SHIPYARD_HOME" in outcome.stderr
+
+
+def _whole_interval(database: Path, start, end) -> pd.DataFrame:
+    """The snapshot rows as an unchunked ingest made them: one `read_sql_query`, then a stable sort."""
+    engine = sa.create_engine(f"sqlite:///{database}")
+    with engine.connect() as connection:
+        frame = pd.read_sql_query(
+            sa.text("SELECT * FROM customers WHERE event_time >= :start AND event_time < :end"),
+            connection,
+            params={"start": start.replace(tzinfo=None), "end": end.replace(tzinfo=None)},
+        )
+    engine.dispose()
+    frame["event_time"] = pd.to_datetime(frame["event_time"], utc=True)
+    return frame.sort_values(["event_time", "customer_id"], kind="stable", ignore_index=True)
+
+
+def test_a_chunked_ingest_publishes_the_snapshot_of_an_unchunked_read(
+    make_runner, spec_variant, shipyard_home, tmp_path, last_week
+) -> None:
+    # A copy of the demo table in which the first rows of the week have NULL in an integer and a
+    # text column, and the table is stored out of time order: chunks of 41 rows see the integer
+    # column as all-NULL objects, then as int64, and must still give the one float64 column (and
+    # the content hash) of a read in one piece.
+    database = tmp_path / "nulls.db"
+    source = sa.create_engine(f"sqlite:///{shipyard_home / demo.DATABASE}")
+    rows = pd.read_sql_table(demo.TABLE, source)
+    source.dispose()
+    in_week = rows.index[(rows["event_time"] >= last_week[0].replace(tzinfo=None))][:100]
+    rows.loc[in_week, ["senior_citizen", "payment_method"]] = None
+    target = sa.create_engine(f"sqlite:///{database}")
+    rows.sample(frac=1, random_state=3).to_sql(
+        demo.TABLE, target, index=False, dtype={"event_time": sa.DateTime()}
+    )
+    target.dispose()
+
+    spec = spec_variant(source={"url": f"sqlite:///{database}", "chunk_rows": 41})
+    outcome = make_runner(spec)("ingest")
+    assert outcome.code == 0, outcome.stderr
+
+    expected = _whole_interval(database, *last_week)
+    assert expected["senior_citizen"].dtype == "float64"  # the case this test is about
+    published = snapshot.read_published(outcome.result["snapshot_uri"])
+    pd.testing.assert_frame_equal(published.read(), expected)
+    assert published.manifest["rows"] == len(expected) > 41 * 3
+    assert published.manifest["content_hash"] == snapshot.content_hash(expected)
+    assert published.manifest["schema_fingerprint"] == snapshot.schema_fingerprint(expected)
