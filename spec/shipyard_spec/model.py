@@ -356,6 +356,7 @@ class PipelineSpec(StrictModel):
     resources: dict[Step, StepResources] = {}
     rollout: Rollout = Rollout()
     drift: Drift = Drift()
+    scoring: Scoring | None = None  # no batch-scoring DAG unless set
     # The YAML text this spec was parsed from (`load_spec`, `loads_spec`); None when it was built
     # from a mapping. The Airflow side hands exactly this text to every step.
     _source_text: str | None = PrivateAttr(default=None)
@@ -363,7 +364,6 @@ class PipelineSpec(StrictModel):
     @property
     def source_text(self) -> str | None:
         return self._source_text
-    scoring: Scoring | None = None  # no batch-scoring DAG unless set
 
     @model_validator(mode="after")
     def _coherent(self) -> PipelineSpec:
