@@ -288,6 +288,9 @@ class Rollout(StrictModel):
     # Roll out a version whose signature rejects requests the champion accepts (a removed or
     # retyped input, a new required one). False: such a version is stopped before traffic moves.
     allow_breaking_schema: bool = False
+    # Logged requests (the champion's newest prediction-log rows) replayed against the challenger,
+    # with the champion's input example, before any traffic moves; 0 replays the example only.
+    replay_logged_requests: Annotated[int, Field(ge=0, le=10_000)] = 100
     metrics: Metrics = Metrics()
     kserve: KServeTarget = KServeTarget()
     local: LocalServing = LocalServing()

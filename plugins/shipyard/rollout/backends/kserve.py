@@ -459,6 +459,11 @@ class KServeBackend:
         self._declare(None)
         self._wait_for(f"v{self.stable.version} serving 100%", self._serves_only_stable)
 
+    def direct_urls(self) -> tuple[str, str] | None:
+        """None: the predictors' revisions are cluster-internal and the canary has no route of its
+        own at 0 %; the 4xx rule of the analysis judges what the signature gate cannot replay."""
+        return None
+
     def targets(self) -> tuple[Target, Target]:
         isvc = self.get() or {}
         canary_rev, stable_rev = self.mode.revisions(isvc, self.name, self.stable, self.canary)

@@ -442,6 +442,12 @@ class LocalBackend:
             for role in (CANARY, STABLE)
         )
 
+    def direct_urls(self) -> tuple[str, str] | None:
+        state = self.state()
+        if not (state[CANARY] and state[STABLE]):
+            return None
+        return f"http://127.0.0.1:{state[CANARY]['port']}", f"http://127.0.0.1:{state[STABLE]['port']}"
+
     def stop_all(self) -> None:
         """Stop every process of this stack (tests, `make demo` teardown); the ports stay recorded."""
         state = self.state()
