@@ -17,7 +17,7 @@ from shipyard.rollout.local.haproxy import (
     socket_path_for,
 )
 
-SETTINGS = ServerSettings(check_interval_ms=1000, server_timeout_ms=5000, retries=2)
+SETTINGS = ServerSettings(check_interval_ms=1000, check_timeout_ms=1000, server_timeout_ms=5000, retries=2)
 
 
 def test_the_configuration_keeps_the_recorded_servers_and_weights_and_haproxy_accepts_it(tmp_path):
@@ -29,12 +29,12 @@ def test_the_configuration_keeps_the_recorded_servers_and_weights_and_haproxy_ac
         servers=[Server("v1-pid10", 18100, 90), Server("v2-pid11", 18101, 10)],
         stable_port=18100,
     )
-    assert "server v1-pid10 127.0.0.1:18100 weight 90 check inter 1000 fastinter 250" in config
+    assert "server v1-pid10 127.0.0.1:18100 weight 90 check inter 1000 fall 1 rise 2" in config
     assert "server v2-pid11 127.0.0.1:18101 weight 10 check" in config
     assert "server last-resort 127.0.0.1:18100 backup\n" in config  # stable, no health check
     assert "retry-on conn-failure empty-response junk-response response-timeout" in config
     assert "timeout server 5000ms" in config
-    assert "timeout check 2000ms" in config  # max(2 intervals, 2 s)
+    assert "timeout check 1000ms" in config
     (tmp_path / "haproxy.cfg").write_text(config)
     checked = subprocess.run(
         ["haproxy", "-c", "-f", str(tmp_path / "haproxy.cfg")], capture_output=True, text=True

@@ -193,6 +193,7 @@ class LocalBackend:
     def _server_settings(self) -> ServerSettings:
         return ServerSettings(
             check_interval_ms=round(self.settings.health_check_interval_seconds * 1000),
+            check_timeout_ms=round(self.settings.health_check_timeout_seconds * 1000),
             server_timeout_ms=round(self.settings.server_timeout_seconds * 1000),
             retries=self.settings.retries,
         )
@@ -340,15 +341,16 @@ class LocalBackend:
             return Readiness(
                 False, f"predictor {name} exited; its log ends: {log_tail(Path(entry['log']))}", failed=True
             )
+        status = self.runtime.servers().get(entry["server"])
+        if status is None or not status.status.startswith("UP"):
+            check = f"{status.status}, {status.check}" if status else "no such server"
+            return Readiness(False, f"predictor {name}: HAProxy's health check says {check}")
         try:
             response = self._http.get(f"http://127.0.0.1:{entry['port']}{HEALTH_PATH}")
         except httpx.HTTPError as e:
             return Readiness(False, f"predictor {name} does not answer: {e.__class__.__name__}")
         if response.status_code != 200:
             return Readiness(False, f"predictor {name} is not ready (HTTP {response.status_code})")
-        status = self.runtime.servers().get(entry["server"])
-        if status is None or not status.status.startswith("UP"):
-            return Readiness(False, f"predictor {name} is ready but HAProxy's health check says {status}")
         return Readiness(True, f"predictor {name} is ready")
 
     def _wait_ready(self, entry: dict[str, Any], timeout: float) -> None:

@@ -44,10 +44,6 @@ REQUEST_LOG_TAG = "shipyard-request"
 # The request log line: tag, backend/server, HTTP status, total active ms, retries, termination state.
 LOG_FORMAT = f"{REQUEST_LOG_TAG} %b/%s %ST %Ta %rc %tsc"
 SOCKET_PATH_MAX = 97  # HAProxy 2.6 refuses a longer `stats socket` path
-# A health check may take this long before it counts as failed: on a busy machine a healthy
-# predictor's readiness answer can take half a second, and a stable version wrongly marked
-# down leaves HAProxy with no server (503 for everyone). A refused connection fails at once.
-MIN_CHECK_TIMEOUT_MS = 2000
 
 
 def socket_path_for(state_dir: Path) -> Path:
@@ -65,19 +61,18 @@ class ServerSettings:
     """How HAProxy watches one predictor and gives up on it."""
 
     check_interval_ms: int
+    check_timeout_ms: int
     server_timeout_ms: int
     retries: int
 
-    @property
-    def check_timeout_ms(self) -> int:
-        return max(2 * self.check_interval_ms, MIN_CHECK_TIMEOUT_MS)
-
     def server_line(self) -> str:
-        """The options of every predictor server (static in the file or added at runtime alike)."""
-        fast = max(self.check_interval_ms // 4, 50)
+        """The options of every predictor server (static in the file or added at runtime alike):
+        one failed check (no answer within `timeout check`) takes a server out, so a hung
+        predictor gets no new request after at most interval + check timeout; two good ones
+        bring it back. A wrongly marked-down stable still serves through the last-resort backup."""
         return (
-            f"check inter {self.check_interval_ms} fastinter {fast} downinter {self.check_interval_ms} "
-            "fall 2 rise 2 observe layer4 error-limit 1 on-error mark-down"
+            f"check inter {self.check_interval_ms} fall 1 rise 2 "
+            "observe layer4 error-limit 1 on-error mark-down"
         )
 
 
@@ -151,6 +146,7 @@ class ServerStatus:
     status: str  # UP, DOWN, MAINT, "UP 1/2" while changing ...
     sessions: int  # requests in flight to the server (scur)
     queued: int  # requests waiting for it (qcur)
+    check: str = ""  # the last health check: status and detail, e.g. "L7TOUT in 1001ms"
 
 
 class Runtime:
@@ -219,8 +215,9 @@ class Runtime:
                 continue
             weight = self.weight(name)
             if weight is not None:
+                check = f"{row.get('check_status') or ''} in {row.get('check_duration') or '?'}ms"
                 found[name] = ServerStatus(
-                    name, weight, row["status"], int(row["scur"] or 0), int(row["qcur"] or 0)
+                    name, weight, row["status"], int(row["scur"] or 0), int(row["qcur"] or 0), check
                 )
         return found
 
