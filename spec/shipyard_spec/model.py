@@ -252,6 +252,10 @@ class LocalServing(StrictModel):
     server_timeout_seconds: Annotated[float, Field(gt=0, le=600)] = 5
     # How many times a request that got no answer (refused, reset, timed out) is sent again.
     retries: Annotated[int, Field(ge=0, le=10)] = 2
+    # HAProxy's request log (the p99 of the haproxy provider) is a ring of this many bytes in
+    # HAProxy's memory, ~60 bytes a request: 4 MiB keeps the last ~70,000 requests; older lines
+    # are overwritten, nothing is written to disk.
+    request_log_bytes: Annotated[int, Field(ge=16_384, le=1 << 30)] = 4 << 20
 
 
 class Rollout(StrictModel):

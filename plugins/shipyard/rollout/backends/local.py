@@ -186,10 +186,6 @@ class LocalBackend:
             raise BackendError(f"no load balancer has been started for {self.state_dir}")
         return f"http://127.0.0.1:{proxy['port']}"
 
-    @property
-    def request_log(self) -> Path:
-        return self.state_dir / "requests.log"
-
     def _server_settings(self) -> ServerSettings:
         return ServerSettings(
             check_interval_ms=round(self.settings.health_check_interval_seconds * 1000),
@@ -217,10 +213,10 @@ class LocalBackend:
         tmp.write_text(json.dumps(state, indent=2))
         tmp.replace(self._state_path)
 
-    def _spawn(self, command: list[str], log_path: Path, stdout: Path | None = None) -> int:
+    def _spawn(self, command: list[str], log_path: Path) -> int:
         self.state_dir.mkdir(parents=True, exist_ok=True)
-        with log_path.open("ab") as err, (stdout or log_path).open("ab") as out:
-            process = subprocess.Popen(command, stdout=out, stderr=err, start_new_session=True)
+        with log_path.open("ab") as out:
+            process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
         return process.pid
 
     # --- the load balancer -------------------------------------------------------------------
@@ -249,10 +245,11 @@ class LocalBackend:
                 settings=self._server_settings(),
                 servers=servers,
                 stable_port=state[STABLE]["port"] if state.get(STABLE) else None,
+                request_log_bytes=self.settings.request_log_bytes,
             )
         )
         haproxy_log = self.state_dir / "haproxy.log"
-        pid = self._spawn([self.haproxy, "-db", "-f", str(config)], haproxy_log, stdout=self.request_log)
+        pid = self._spawn([self.haproxy, "-db", "-f", str(config)], haproxy_log)
         state[PROXY] = {"pid": pid, "port": ports[0], "metrics_port": ports[1]}
         self._save(state)
         deadline = time.monotonic() + PROXY_START_SECONDS
@@ -439,7 +436,7 @@ class LocalBackend:
                 metrics_url=f"http://127.0.0.1:{state[role]['port']}/metrics",
                 proxy_metrics_url=metrics,
                 proxy_server=f"{BACKEND}/{state[role]['server']}",
-                request_log=str(self.request_log),
+                proxy_socket=str(self.runtime.socket_path),
             )
             for role in (CANARY, STABLE)
         )
