@@ -83,19 +83,22 @@ class RouteWatch:
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
+    def _observe(self) -> None:
+        canary = [s for name, s in self.backend.runtime.servers().items() if name.startswith(self.prefix)]
+        weight = sum(s.weight for s in canary)
+        serving = any(s.weight and s.status.startswith("UP") for s in canary)
+        now = time.monotonic()
+        if weight > 0 and self.first_traffic is None:
+            self.first_traffic = now
+        if self.first_traffic is not None:
+            if not serving and self.traffic_off is None:
+                self.traffic_off = now
+            if weight == 0 and self.back_on_stable is None:
+                self.back_on_stable = now
+
     def _run(self) -> None:
         while not self._stop.is_set():
-            canary = [s for name, s in self.backend.runtime.servers().items() if name.startswith(self.prefix)]
-            weight = sum(s.weight for s in canary)
-            serving = any(s.weight and s.status.startswith("UP") for s in canary)
-            now = time.monotonic()
-            if weight > 0 and self.first_traffic is None:
-                self.first_traffic = now
-            if self.first_traffic is not None:
-                if not serving and self.traffic_off is None:
-                    self.traffic_off = now
-                if weight == 0 and self.back_on_stable is None:
-                    self.back_on_stable = now
+            self._observe()
             time.sleep(0.02)
 
     def __enter__(self) -> RouteWatch:
@@ -105,6 +108,8 @@ class RouteWatch:
     def __exit__(self, *exc: object) -> None:
         self._stop.set()
         self._thread.join()
+        # A dead canary is retired at once: the controller may return before a poll saw weight 0.
+        self._observe()
 
 
 @dataclass
