@@ -8,9 +8,9 @@ from __future__ import annotations
 import socketserver
 import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
+from http_stub import http_server, text_handler
 
 from shipyard.rollout.analysis import Sample
 from shipyard.rollout.errors import NoDataError, ProviderError
@@ -46,35 +46,18 @@ def haproxy_output(tmp_path) -> Iterator[tuple[Target, list[str], list[str]]]:
             assert self.rfile.readline() == b"show events requests\n"
             self.wfile.write(ring[0].encode())
 
-    class Handler(BaseHTTPRequestHandler):
-        def log_message(self, *args: object) -> None:
-            pass
-
-        def do_GET(self) -> None:
-            payload = body[0].encode()
-            self.send_response(200)
-            self.send_header("Content-Length", str(len(payload)))
-            self.end_headers()
-            self.wfile.write(payload)
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True).start()
     runtime = socketserver.ThreadingUnixStreamServer(str(tmp_path / "haproxy.sock"), Ring)
     threading.Thread(target=runtime.serve_forever, args=(0.05,), daemon=True).start()
-    target = Target(
-        "canary",
-        "m",
-        "2",
-        proxy_metrics_url=f"http://127.0.0.1:{server.server_address[1]}/metrics",
-        proxy_server="predictors/v2-pid9",
-        proxy_socket=str(tmp_path / "haproxy.sock"),
-    )
     try:
-        yield target, body, ring
+        with http_server(text_handler(body)) as url:
+            target = Target(
+                "canary", "m", "2", proxy_metrics_url=f"{url}/metrics", proxy_server="predictors/v2-pid9",
+                proxy_socket=str(runtime.server_address),
+            )  # fmt: skip
+            yield target, body, ring
     finally:
-        for each in (server, runtime):
-            each.shutdown()
-            each.server_close()
+        runtime.shutdown()
+        runtime.server_close()
 
 
 def test_counts_by_status_class_and_p99_of_request_times_since_the_previous_read(haproxy_output):
