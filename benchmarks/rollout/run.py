@@ -15,13 +15,15 @@ the haproxy provider), one canary per fault:
 | 4xx only | a model trained without `monthly_charges`: 400 to every client still sending it |
 | kill -9 | SIGKILL of the canary predictor after its first passing check |
 | SIGSTOP | the canary predictor stopped (hung) after its first passing check |
+| registry down | the real MLflow server stopped after the first check (the manual gates read it) |
 | cannot start | a model directory whose model.pkl is not a pickle (ModelDirError) |
 
 For each: the decision; from the fault's start (the canary's first traffic, or the signal)
 the time until HAProxy sends the canary no new request (weight 0, or marked down by a health
 check or a refused connection) and until the controller's weights are back at 100 % stable,
 against the bound `interval x failure_limit` (for "cannot start": its own start-up, where
-the progress deadline used to be waited out); and the requests that failed for clients (any answer but 200)
+the progress deadline used to be waited out; for "registry down": plus the registry hook's
+retries, 1 + 2 + 4 s on a refused connection); and the requests that failed for clients (any answer but 200)
 out of all sent, split into the fault's own answers (the injected 500s, the canary's 400s)
 and the rest (lost: nothing else may fail). Prints one Markdown table.
 """
@@ -31,6 +33,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import functools
 import os
 import shutil
 import signal
@@ -49,17 +52,22 @@ sys.path.insert(0, str(REPO / "tests"))
 sys.path.insert(0, str(REPO / "tests/plugins/rollout"))
 
 from delay_proxy import delay_proxy  # noqa: E402
-from support.servers import venv_python  # noqa: E402
+from mlflow_rest import register_version  # noqa: E402
+from support.servers import mlflow_server, venv_python  # noqa: E402
 
+from shipyard.hooks.mlflow import MlflowHook  # noqa: E402
 from shipyard.rollout.backends import Release  # noqa: E402
 from shipyard.rollout.backends.local import LocalBackend  # noqa: E402
 from shipyard.rollout.controller import CanaryController  # noqa: E402
 from shipyard.rollout.local.haproxy import BACKEND  # noqa: E402
 from shipyard.rollout.local.load import LoadDriver, load_records  # noqa: E402
 from shipyard.rollout.providers import build_provider  # noqa: E402
+from shipyard.rollout.registry import MlflowRegistry  # noqa: E402
 from shipyard_spec import load_spec  # noqa: E402
 
 MODEL = "bench_churn"
+MLFLOW_CONN = "bench_mlflow"
+REGISTRY_RETRY_SECONDS = 1 + 2 + 4  # MlflowHook: 4 attempts, backoff 1-2-4 s
 
 
 class RouteWatch:
@@ -75,19 +83,22 @@ class RouteWatch:
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
+    def _observe(self) -> None:
+        canary = [s for name, s in self.backend.runtime.servers().items() if name.startswith(self.prefix)]
+        weight = sum(s.weight for s in canary)
+        serving = any(s.weight and s.status.startswith("UP") for s in canary)
+        now = time.monotonic()
+        if weight > 0 and self.first_traffic is None:
+            self.first_traffic = now
+        if self.first_traffic is not None:
+            if not serving and self.traffic_off is None:
+                self.traffic_off = now
+            if weight == 0 and self.back_on_stable is None:
+                self.back_on_stable = now
+
     def _run(self) -> None:
         while not self._stop.is_set():
-            canary = [s for name, s in self.backend.runtime.servers().items() if name.startswith(self.prefix)]
-            weight = sum(s.weight for s in canary)
-            serving = any(s.weight and s.status.startswith("UP") for s in canary)
-            now = time.monotonic()
-            if weight > 0 and self.first_traffic is None:
-                self.first_traffic = now
-            if self.first_traffic is not None:
-                if not serving and self.traffic_off is None:
-                    self.traffic_off = now
-                if weight == 0 and self.back_on_stable is None:
-                    self.back_on_stable = now
+            self._observe()
             time.sleep(0.02)
 
     def __enter__(self) -> RouteWatch:
@@ -97,6 +108,8 @@ class RouteWatch:
     def __exit__(self, *exc: object) -> None:
         self._stop.set()
         self._thread.join()
+        # A dead canary is retired at once: the controller may return before a poll saw weight 0.
+        self._observe()
 
 
 @dataclass
@@ -106,6 +119,7 @@ class Fault:
     args: tuple[str, ...] = ()
     on_first_check: int | None = None  # a signal sent to the canary after its first check
     front_door_ms: float = 0
+    registry_down: bool = False  # MLflow stopped after the first check
     own_answers: frozenset[str] = frozenset()  # the answers the fault itself gives clients
 
 
@@ -117,6 +131,7 @@ FAULTS = [
     Fault("4xx only (feature removed)", "narrow", own_answers=frozenset({"400"})),
     Fault("kill -9 after 1st check", "good", on_first_check=signal.SIGKILL),
     Fault("SIGSTOP after 1st check", "good", on_first_check=signal.SIGSTOP),
+    Fault("registry down after 1st check", "good", registry_down=True),
     Fault("cannot start (ModelDirError)", "broken"),
 ]
 
@@ -130,19 +145,43 @@ def train(out: Path, *without: str) -> Path:
     return out / "model"
 
 
+class Registry:
+    """A real MLflow server holding the canary's version, for the manual gates; stoppable mid-run."""
+
+    def __init__(self, workdir: Path, models: dict[str, Path]) -> None:
+        self.workdir, self.models = workdir, models
+        self._server = contextlib.ExitStack()
+
+    def gate_for_new_version(self):
+        url = self._server.enter_context(mlflow_server(self.workdir))
+        os.environ[f"AIRFLOW_CONN_{MLFLOW_CONN.upper()}"] = url
+        version = register_version(url, MODEL, self.models["good"])
+        return functools.partial(MlflowRegistry(MlflowHook(MLFLOW_CONN), MODEL).gate, version)
+
+    def stop(self) -> None:
+        self._server.close()
+
+
 def canary_run(
-    backend: LocalBackend, policy, models: dict[str, Path], version: int, fault: Fault, rps: float
+    backend: LocalBackend, policy, models: dict[str, Path], version: int, fault: Fault, rps: float, tmp: Path
 ):
     stable = Release.from_dict(backend.state()["stable"]["release"])
     canary = Release(MODEL, str(version), str(models[fault.model]), args=list(fault.args))
     records = load_records(models["good"] / "input_example.json")
     signalled: list[float] = []
     relays = contextlib.ExitStack()
+    registry = Registry(tmp / f"mlflow-{version}", models) if fault.registry_down else None
+    gate = registry.gate_for_new_version() if registry else None
 
     def on_check(check: dict) -> None:
-        if fault.on_first_check is not None and check["index"] == 0:
+        if check["index"] != 0:
+            return
+        if fault.on_first_check is not None:
             os.kill(backend.state()["canary"]["pid"], fault.on_first_check)
             signalled.append(time.monotonic())
+        if registry is not None:
+            signalled.append(time.monotonic())
+            threading.Thread(target=registry.stop).start()  # SIGTERM; the analysis goes on meanwhile
 
     started = time.monotonic()
     with relays, LoadDriver(backend.url, backend.served_name, records, rps) as load:
@@ -152,7 +191,9 @@ def canary_run(
             port = relays.enter_context(delay_proxy(entry["port"], fault.front_door_ms / 1000))
             backend.runtime.command(f"set server {BACKEND}/{entry['server']} addr 127.0.0.1 port {port}")
         with RouteWatch(backend, f"v{version}-") as watch:
-            controller = CanaryController(policy, backend, build_provider(policy.metrics), on_check=on_check)
+            controller = CanaryController(
+                policy, backend, build_provider(policy.metrics), gate=gate, on_check=on_check
+            )
             outcome = asyncio.run(controller.run())
     ended = time.monotonic()
     if signalled:
@@ -196,7 +237,8 @@ def main() -> None:
     print(
         f"policy from {args.spec.name}: steps {policy.steps}, interval {policy.interval_seconds:g}s, "
         f"failure_limit {policy.failure_limit}, min_requests {policy.min_requests}, health checks "
-        f"every {policy.local.health_check_interval_seconds:g}s, server timeout "
+        f"every {policy.local.health_check_interval_seconds:g}s (timeout "
+        f"{policy.local.health_check_timeout_seconds:g}s), server timeout "
         f"{policy.local.server_timeout_seconds:g}s; "
         f"load {args.rps:g} rps",
         flush=True,
@@ -220,10 +262,13 @@ def main() -> None:
             chosen = [f for f in FAULTS if not args.only or any(word in f.name for word in args.only)]
             for version, fault in enumerate(chosen, start=2):
                 outcome, requests, sent, timings = canary_run(
-                    backend, policy, models, version, fault, args.rps
+                    backend, policy, models, version, fault, args.rps, out
                 )
-                start_up = f"its start-up (was {policy.progress_deadline_seconds:g})"
-                limit = start_up if fault.model == "broken" else bound
+                limit = bound
+                if fault.model == "broken":
+                    limit = f"its start-up (was {policy.progress_deadline_seconds:g})"
+                elif fault.registry_down:
+                    limit = f"{bound} + {REGISTRY_RETRY_SECONDS} (registry retries)"
                 lines.append(row(fault, outcome, requests, sent, timings, limit))
                 print(lines[-1], f"— {outcome.reason}", flush=True)
         finally:

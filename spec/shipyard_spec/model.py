@@ -242,15 +242,23 @@ class KServeTarget(StrictModel):
 class LocalServing(StrictModel):
     """The local backend's load balancer (HAProxy) in front of the predictor processes."""
 
-    # Active health check (`GET /v2/health/ready`) period; a predictor whose check fails twice
-    # in a row (the second one 1/4 interval after the first; a check may take max(2 intervals,
-    # 2 s)) gets no new request. A refused connection from real traffic takes it out at once.
+    # Active health check (`GET /v2/health/ready`) period; a predictor whose check fails (no
+    # answer within `health_check_timeout_seconds`, or not 200) gets no new request: a hung
+    # predictor leaves within interval + timeout. A refused connection from real traffic takes
+    # it out at once; it is back after two good checks.
     health_check_interval_seconds: Annotated[float, Field(gt=0, le=60)] = 1
+    # How long a health check may take: longer than a busy predictor's readiness answer (0.5 s
+    # measured on a loaded 2-core machine), short enough that a hung one leaves fast.
+    health_check_timeout_seconds: Annotated[float, Field(gt=0, le=60)] = 1
     # A predictor that has not answered within this time is given up on; the request is sent
     # again to another predictor (predictions are idempotent) or answered 504.
     server_timeout_seconds: Annotated[float, Field(gt=0, le=600)] = 5
     # How many times a request that got no answer (refused, reset, timed out) is sent again.
     retries: Annotated[int, Field(ge=0, le=10)] = 2
+    # HAProxy's request log (the p99 of the haproxy provider) is a ring of this many bytes in
+    # HAProxy's memory, ~60 bytes a request: 4 MiB keeps the last ~70,000 requests; older lines
+    # are overwritten, nothing is written to disk.
+    request_log_bytes: Annotated[int, Field(ge=16_384, le=1 << 30)] = 4 << 20
 
 
 class Rollout(StrictModel):
@@ -291,6 +299,9 @@ class Rollout(StrictModel):
     # Roll out a version whose signature rejects requests the champion accepts (a removed or
     # retyped input, a new required one). False: such a version is stopped before traffic moves.
     allow_breaking_schema: bool = False
+    # Logged requests (the champion's newest prediction-log rows) replayed against the challenger,
+    # with the champion's input example, before any traffic moves; 0 replays the example only.
+    replay_logged_requests: Annotated[int, Field(ge=0, le=10_000)] = 100
     metrics: Metrics = Metrics()
     kserve: KServeTarget = KServeTarget()
     local: LocalServing = LocalServing()

@@ -12,6 +12,11 @@ champion's input example (pure: no I/O here, `MlflowRegistry.model_files` fetche
 - the champion's input example, row by row, passes the challenger's signature (names,
   required inputs present, JSON value types): the same rules the predictor applies to a request.
 
+Then, once the challenger runs at 0 % and before any traffic moves, the same example and a
+sample of the requests clients really sent (the champion's prediction log, `replay`) are sent
+to both predictors: a request the champion answers and the challenger rejects (4xx) is named by
+`replay_rejections` with the challenger's message (which names the field).
+
 An incompatible version stops the rollout with a reason naming the fields, unless the spec's
 `rollout.allow_breaking_schema` is true.
 """
@@ -21,6 +26,8 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from typing import Any
+
+from shipyard.rollout.replay import Answer
 
 # (champion type, challenger type) pairs where every champion value is a valid challenger value.
 WIDENINGS = {("integer", "long"), ("integer", "double"), ("long", "double"), ("float", "double")}
@@ -104,3 +111,13 @@ def incompatibilities(
         shown = "; ".join(f"row {i}: {', '.join(why)}" for i, why in rejected[:MAX_ROWS_REPORTED])
         problems.append(f"the champion's input example is rejected ({len(rejected)} rows): {shown}")
     return problems
+
+
+def replay_rejections(labels: list[str], champion: list[Answer], challenger: list[Answer]) -> list[str]:
+    """The replayed requests the champion answered (200) and the challenger refused (4xx), each
+    as `<label>: <status> <challenger's message>`, in request order."""
+    return [
+        f"{label}: {new.status} {new.message()}"
+        for label, old, new in zip(labels, champion, challenger, strict=True)
+        if old.ok and new.rejected
+    ]

@@ -4,7 +4,10 @@ One loop for every backend and provider (Flagger's scheduler, Argo's analysis ru
 
 1. wait until the canary is ready (`progress_deadline_seconds`, else roll back; a canary that
    can never become ready — its process exited, its predictor reports a terminal failure —
-   ends the wait at once, with the cause in the reason);
+   ends the wait at once, with the cause in the reason); then, still at 0 %, replay the
+   requests the champion accepted (its input example, a sample of its prediction log) against
+   both predictors: any the challenger rejects (4xx) rolls back with the requests and the
+   challenger's messages named, unless the policy allows a breaking schema;
 2. for each step below 100 %: move the weight, then every `interval_seconds` judge the window
    before with `analysis.evaluate()` until `checks_per_step` checks passed. A failed check
    (or a canary that stopped being ready) counts toward `failure_limit`; inconclusive and
@@ -31,8 +34,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from shipyard.hooks.mlflow import MlflowError
+from shipyard.rollout import replay
 from shipyard.rollout.analysis import Check, Thresholds, Verdict, evaluate
 from shipyard.rollout.backends import TrafficBackend
+from shipyard.rollout.compatibility import replay_rejections
 from shipyard.rollout.errors import BackendError, ProviderError
 from shipyard.rollout.providers import MetricsProvider
 from shipyard.rollout.registry import GateState
@@ -42,6 +47,7 @@ log = logging.getLogger(__name__)
 
 PROMOTED, ROLLED_BACK = "promoted", "rolled_back"
 READINESS_POLL_SECONDS = 0.5
+REJECTIONS_REPORTED = 3
 
 
 @dataclass
@@ -67,12 +73,16 @@ class CanaryController:
         *,
         gate: Callable[[], GateState] | None = None,
         on_check: Callable[[dict[str, Any]], None] | None = None,
+        replay_requests: list[dict[str, Any]] | None = None,
     ) -> None:
+        """`replay_requests`: `{"request": label, "inputs": row}` the champion accepts, replayed
+        against both predictors once the canary is ready, before any traffic moves."""
         self.policy = policy
         self.backend = backend
         self.provider = provider
         self.gate = gate
         self.on_check = on_check
+        self.replay_requests = replay_requests or []
         self.thresholds = Thresholds.from_policy(policy)
         self.window = policy.metrics.window_seconds or policy.interval_seconds
         self.checks: list[dict[str, Any]] = []
@@ -83,6 +93,7 @@ class CanaryController:
         """Analyse, then promote or roll back; never leaves the canary half-way."""
         try:
             await self._wait_ready()
+            await asyncio.to_thread(self._replay)
             await asyncio.to_thread(self._open_window)
             for weight in self.policy.steps[:-1]:
                 await asyncio.to_thread(self.backend.set_canary_weight, weight)
@@ -117,6 +128,34 @@ class CanaryController:
                     f"{self.policy.progress_deadline_seconds:g}: {readiness.reason}"
                 )
             await asyncio.sleep(READINESS_POLL_SECONDS)
+
+    def _replay(self) -> None:
+        """The compatibility replay at 0 %: requests the champion answers and the challenger refuses."""
+        if not self.replay_requests:
+            return
+        urls = self.backend.direct_urls()
+        if urls is None:
+            log.info("no direct route to the predictors: replay skipped (the 4xx rule judges)")
+            return
+        canary_url, stable_url = urls
+        name = self.backend.targets()[0].model_name
+        rows = [request["inputs"] for request in self.replay_requests]
+        rejected = replay_rejections(
+            [request["request"] for request in self.replay_requests],
+            replay.send(stable_url, name, rows),
+            replay.send(canary_url, name, rows),
+        )
+        if not rejected:
+            log.info("replay: the canary accepts every one of %d requests the champion accepts", len(rows))
+            return
+        reason = (
+            f"the canary rejects {len(rejected)} of {len(rows)} replayed requests the champion accepts: "
+            + "; ".join(rejected[:REJECTIONS_REPORTED])
+        )
+        if self.policy.allow_breaking_schema:
+            log.warning("%s; going on (rollout.allow_breaking_schema)", reason)
+            return
+        raise RolloutEnded(reason)
 
     def _open_window(self) -> None:
         """A first query of both versions: delta providers (scrape) take their baseline here."""

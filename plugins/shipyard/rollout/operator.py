@@ -4,7 +4,8 @@ Thin: `execute` resolves the releases (the new version from register's XCom, the
 champion from the registry), marks the new version `challenger` (status `canary`), checks
 that it accepts every request the champion accepts (`compatibility`; an incompatible version
 stops there, before any traffic moves), deploys it as a canary at 0 % and defers the analysis
-to `CanaryAnalysisTrigger`.
+to `CanaryAnalysisTrigger`, handing it the requests to replay against both versions before
+any traffic moves (the champion's input example and its newest logged requests, `replay`).
 `execute_complete` moves the registry after the traffic: promotion → `champion` (old
 champion → `previous`); rollback → the version tagged with the reason and the task failed
 without retry (retrying would re-deploy the bad version). A trigger error rolls back too, but
@@ -36,8 +37,9 @@ from airflow.sdk import BaseOperator
 from airflow.sdk.exceptions import AirflowException, AirflowFailException
 
 from shipyard.hooks.mlflow import MlflowError
+from shipyard.rollout import replay
 from shipyard.rollout.backends import Release, TrafficBackend, backend_for
-from shipyard.rollout.compatibility import incompatibilities
+from shipyard.rollout.compatibility import example_rows, incompatibilities
 from shipyard.rollout.controller import PROMOTED, ROLLED_BACK
 from shipyard.rollout.errors import BackendError
 from shipyard.rollout.registry import MlflowRegistry
@@ -138,7 +140,8 @@ class CanaryRolloutOperator(BaseOperator):
         if champion is None or champion == version:
             return self._first_release(spec, registry, backend, canary, champion)
         stable = release_of(spec, registry, champion)
-        self._check_compatibility(spec, registry, champion, version)
+        example = self._check_compatibility(spec, registry, champion, version)
+        replay_requests = self._replay_requests(spec, champion, example)
         log.info("canary %s v%s against champion v%s on %s", canary.model_name, version, champion,
                  spec.rollout.backend)  # fmt: skip
         backend.deploy_canary(stable, canary)
@@ -149,6 +152,7 @@ class CanaryRolloutOperator(BaseOperator):
                 model_name=spec.mlflow.registered_model,
                 version=version,
                 mlflow_conn_id=spec.mlflow.conn_id,
+                replay_requests=replay_requests,
             ),
             method_name="execute_complete",
         )
@@ -157,24 +161,47 @@ class CanaryRolloutOperator(BaseOperator):
     @staticmethod
     def _check_compatibility(
         spec: PipelineSpec, registry: MlflowRegistry, champion: str, version: str
-    ) -> None:
+    ) -> dict[str, Any] | None:
         """The signature gate, before any traffic moves: a version that would reject requests the
-        champion accepts is stopped here (unless the spec allows a breaking release)."""
+        champion accepts is stopped here (unless the spec allows a breaking release). Returns the
+        champion's input example."""
         champion_mlmodel, example = registry.model_files(champion)
         challenger_mlmodel, _ = registry.model_files(version)
         problems = incompatibilities(champion_mlmodel, challenger_mlmodel, example)
         if not problems:
             log.info("v%s accepts every request v%s accepts (signatures, v%s's input example)", version,
                      champion, champion)  # fmt: skip
-            return
+            return example
         reason = f"v{version} would reject requests champion v{champion} accepts: {'; '.join(problems)}"
         if spec.rollout.allow_breaking_schema:
             log.warning("%s; rolling it out anyway (rollout.allow_breaking_schema)", reason)
-            return
+            return example
         registry.mark_rolled_back(version, reason)
         raise AirflowFailException(
             f"stopped {spec.mlflow.registered_model} v{version} before any traffic moved: {reason}"
         )
+
+    @staticmethod
+    def _replay_requests(
+        spec: PipelineSpec, champion: str, example: dict[str, Any] | None
+    ) -> list[dict[str, Any]]:
+        """What the canary must accept before traffic moves: the champion's input example and the
+        newest requests the champion answered (its prediction log). An unreadable log leaves the
+        example only, said in the task log."""
+        requests = [
+            {"request": f"input example row {i}", "inputs": replay.missing_as_none(row)}
+            for i, row in enumerate(example_rows(example))
+        ]
+        limit = spec.rollout.replay_logged_requests
+        try:
+            logged = replay.sample_logged_requests(spec, limit, version=champion) if limit else []
+        except OSError as e:
+            log.warning("the prediction log cannot be read (%s): replaying the input example only", e)
+            logged = []
+        requests += [{"request": f"logged request {i}", "inputs": row} for i, row in enumerate(logged)]
+        log.info("%d request(s) to replay against v%s before traffic moves (%d logged)", len(requests),
+                 champion, len(logged))  # fmt: skip
+        return requests
 
     def _finish_recorded_decision(
         self, spec: PipelineSpec, registry: MlflowRegistry, backend: TrafficBackend, version: str

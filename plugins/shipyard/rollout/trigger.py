@@ -35,6 +35,7 @@ class CanaryAnalysisTrigger(BaseTrigger):
         model_name: str,
         version: str,
         mlflow_conn_id: str | None = None,
+        replay_requests: list[dict[str, Any]] | None = None,
     ) -> None:
         super().__init__()
         self.policy = policy
@@ -42,6 +43,7 @@ class CanaryAnalysisTrigger(BaseTrigger):
         self.model_name = model_name
         self.version = version
         self.mlflow_conn_id = mlflow_conn_id
+        self.replay_requests = replay_requests or []
 
     def serialize(self) -> tuple[str, dict[str, Any]]:
         return (
@@ -52,6 +54,7 @@ class CanaryAnalysisTrigger(BaseTrigger):
                 "model_name": self.model_name,
                 "version": self.version,
                 "mlflow_conn_id": self.mlflow_conn_id,
+                "replay_requests": self.replay_requests,
             },
         )
 
@@ -62,7 +65,11 @@ class CanaryAnalysisTrigger(BaseTrigger):
             registry = MlflowRegistry(MlflowHook(self.mlflow_conn_id), self.model_name)
             gate = partial(registry.gate, self.version)
         return CanaryController(
-            policy, build_backend(policy, self.backend), build_provider(policy.metrics), gate=gate
+            policy,
+            build_backend(policy, self.backend),
+            build_provider(policy.metrics),
+            gate=gate,
+            replay_requests=self.replay_requests,
         )
 
     async def run(self) -> AsyncIterator[TriggerEvent]:

@@ -1,10 +1,14 @@
-"""Registered versions in the real MLflow test server, created over REST as the register step would."""
+"""Registered versions in the real MLflow test server, created over REST as the register step
+would, and read back through the registry as the rollout tests compare them."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 import httpx
+
+from shipyard.rollout.registry import MlflowRegistry
+from shipyard_spec.contract import Alias, Tag
 
 TIMEOUT = 60  # the test server is slow when the machine is busy
 
@@ -44,3 +48,14 @@ def register_version(url: str, name: str, model_dir: Path | None = None) -> str:
         {"name": name, "source": f"{run['artifact_uri']}/model", "run_id": run["run_id"]},
     )
     return str(created["model_version"]["version"])
+
+
+def registry_state(registry: MlflowRegistry, version: str) -> tuple:
+    """(@champion, @previous, @challenger, `version`'s rollout status)."""
+    aliases = registry.aliases()
+    return (
+        aliases.get(Alias.CHAMPION),
+        aliases.get(Alias.PREVIOUS),
+        aliases.get(Alias.CHALLENGER),
+        registry.tags(version).get(Tag.ROLLOUT_STATUS),
+    )

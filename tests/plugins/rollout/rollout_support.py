@@ -62,6 +62,7 @@ def run_canary(
     on_check: Any = None,
     examples: Path | None = None,
     before_analysis: Callable[[], None] | None = None,
+    replay_requests: list[dict[str, Any]] | None = None,
 ) -> CanaryRun:
     """Deploy a new version as canary beside the running stable one, analyse it under load
     (rows of `examples`, default the canary model's input example)."""
@@ -78,7 +79,11 @@ def run_canary(
         if before_analysis is not None:
             before_analysis()
         controller = CanaryController(
-            rollout, backend, provider or build_provider(rollout.metrics), on_check=on_check
+            rollout,
+            backend,
+            provider or build_provider(rollout.metrics),
+            on_check=on_check,
+            replay_requests=replay_requests,
         )
         outcome = asyncio.run(controller.run())
         seconds = time.monotonic() - started

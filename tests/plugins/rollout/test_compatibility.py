@@ -7,7 +7,8 @@ import json
 
 import pytest
 
-from shipyard.rollout.compatibility import incompatibilities
+from shipyard.rollout.compatibility import incompatibilities, replay_rejections
+from shipyard.rollout.replay import Answer
 
 
 def mlmodel(*inputs: tuple[str, str, bool]) -> dict:
@@ -67,3 +68,30 @@ def test_a_changed_type_and_a_new_required_input_are_named():
 
 def test_a_challenger_without_a_signature_is_incompatible():
     assert incompatibilities(CHAMPION, {}, EXAMPLE) == ["the challenger has no input signature"]
+
+
+def test_replay_names_only_requests_the_champion_answered_and_the_challenger_refused():
+    labels = [
+        "logged request 0",
+        "logged request 1",
+        "logged request 2",
+        "logged request 3",
+        "logged request 4",
+    ]
+    champion = [
+        Answer(200, {}),
+        Answer(400, {"error": "bad"}),
+        Answer(200, {}),
+        Answer(200, {}),
+        Answer(200, {}),
+    ]
+    challenger = [
+        Answer(400, {"error": "instance 0: unknown feature(s) ['contract']"}),
+        Answer(400, {"error": "bad"}),  # the champion refused it too: not the challenger's fault
+        Answer(500, {"error": "boom"}),  # a server error: the analysis judges those
+        Answer(None, "ReadTimeout: timed out"),  # no answer: readiness judges that
+        Answer(200, {"predictions": [0.1]}),
+    ]
+    assert replay_rejections(labels, champion, challenger) == [
+        "logged request 0: 400 instance 0: unknown feature(s) ['contract']"
+    ]

@@ -6,9 +6,9 @@ from __future__ import annotations
 import json
 import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
+from http_stub import QuietHandler, http_server
 from support.servers import free_port
 
 from shipyard.rollout.local.load import LoadDriver, load_records
@@ -23,11 +23,8 @@ def recorder() -> Iterator[tuple[str, list[dict]]]:
     """A server answering 200 to valid JSON and 400 otherwise; yields (URL, bodies received)."""
     received: list[dict] = []
 
-    class Handler(BaseHTTPRequestHandler):
+    class Handler(QuietHandler):
         protocol_version = "HTTP/1.1"
-
-        def log_message(self, *args: object) -> None:
-            pass
 
         def do_POST(self) -> None:
             raw = self.rfile.read(int(self.headers["Content-Length"]))
@@ -40,13 +37,8 @@ def recorder() -> Iterator[tuple[str, list[dict]]]:
             self.send_header("Content-Length", "0")
             self.end_headers()
 
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True).start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}", received
-    finally:
-        server.shutdown()
-        server.server_close()
+    with http_server(Handler) as url:
+        yield url, received
 
 
 def test_rows_with_missing_values_are_sent_as_null_and_every_outcome_counted(recorder, tmp_path):

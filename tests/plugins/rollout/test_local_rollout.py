@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import os
 import signal
+import threading
+import time
 
 import httpx
 import pytest
@@ -160,25 +162,48 @@ def test_unreachable_provider_gives_error_verdicts_never_a_pass(local_stack, mod
 
 
 @pytest.mark.parametrize(
-    ("sig", "reason"), [(signal.SIGKILL, "exited; its log ends"), (signal.SIGSTOP, "does not answer")]
+    ("sig", "reasons"),
+    [
+        (signal.SIGKILL, ("exited; its log ends",)),
+        # whichever tells first: HAProxy's check, or the readiness probe of the analysis
+        (signal.SIGSTOP, ("HAProxy's health check says DOWN, L7TOUT", "does not answer")),
+    ],
 )
-def test_a_killed_or_hung_canary_under_load_loses_no_request(local_stack, model_dir, sig, reason):
-    """kill -9 or SIGSTOP of the canary at 20 %: HAProxy sends every request it could not finish
-    there to stable again (refused, reset or timed out after 2 s), so no client sees a failure,
-    and the next check rolls back."""
+def test_a_killed_or_hung_canary_under_load_loses_no_request_and_leaves_fast(
+    local_stack, model_dir, sig, reasons
+):
+    """kill -9 or SIGSTOP of the canary at 20 %: HAProxy takes it out within one health-check
+    interval plus the check's timeout (a refused connection at once), sends every request it
+    could not finish there to stable again (refused, reset or timed out after 2 s), so no
+    client sees a failure, and the next check rolls back."""
+    left_after: list[float] = []
+
+    def watch_canary_leave(server: str, signalled: float) -> None:
+        while time.monotonic() - signalled < 30:
+            status = local_stack.runtime.servers().get(server)
+            if status is None or not status.status.startswith("UP"):
+                left_after.append(time.monotonic() - signalled)
+                return
+            time.sleep(0.02)
 
     def signal_canary_after_first_check(check):
         if check["index"] == 0:
-            os.kill(local_stack.state()["canary"]["pid"], sig)
+            canary = local_stack.state()["canary"]
+            os.kill(canary["pid"], sig)
+            threading.Thread(target=watch_canary_leave, args=(canary["server"], time.monotonic())).start()
 
     run = run_canary(local_stack, model_dir, on_check=signal_canary_after_first_check)
 
+    bound = LOCAL_SERVING.health_check_interval_seconds + LOCAL_SERVING.health_check_timeout_seconds
+    assert left_after, "the canary never left HAProxy's rotation"
+    assert left_after[0] <= bound + 0.3, (left_after, bound)  # 0.3 s: the watcher's own latency
     assert run.outcome.status == ROLLED_BACK
     assert verdicts(run.outcome) == ["pass", "fail"]
     assert "canary stopped being ready" in run.outcome.reason
-    assert reason in run.outcome.reason
+    assert any(reason in run.outcome.reason for reason in reasons), run.outcome.reason
     assert_back_on_stable(local_stack, run)
     assert set(run.requests) == {"200"}, run.requests
+    print(f"{signal.Signals(sig).name}: no new request to the canary {left_after[0]:.2f}s after the signal")
 
 
 def test_two_pipelines_get_their_own_load_balancer_ports_and_serve_side_by_side(

@@ -8,7 +8,7 @@ import itertools
 
 import httpx
 import pytest
-from mlflow_rest import register_version
+from mlflow_rest import register_version, registry_state
 from support.fault_proxy import FaultProxy
 
 from shipyard.hooks.mlflow import MlflowError, MlflowHook
@@ -32,16 +32,6 @@ def versions(registry: MlflowRegistry, url: str, count: int) -> list[str]:
     return [register_version(url, registry.model_name) for _ in range(count)]
 
 
-def state(registry: MlflowRegistry, version: str) -> tuple:
-    aliases = registry.aliases()
-    return (
-        aliases.get(Alias.CHAMPION),
-        aliases.get(Alias.PREVIOUS),
-        aliases.get(Alias.CHALLENGER),
-        registry.tags(version).get(Tag.ROLLOUT_STATUS),
-    )
-
-
 def test_unset_aliases_and_an_unregistered_model_read_as_unset(registry, mlflow_tracking_uri):
     assert registry.aliases() == {}  # not registered yet: RESOURCE_DOES_NOT_EXIST
     (v1,) = versions(registry, mlflow_tracking_uri, 1)
@@ -54,10 +44,10 @@ def test_promotion_moves_champion_and_previous_and_clears_challenger(registry, m
     v1, v2 = versions(registry, mlflow_tracking_uri, 2)
     assert registry.promote(v1) is None
     registry.start(v2)
-    assert state(registry, v2) == (v1, None, v2, RolloutStatus.CANARY)
+    assert registry_state(registry, v2) == (v1, None, v2, RolloutStatus.CANARY)
 
     assert registry.promote(v2) == v1
-    assert state(registry, v2) == (v2, v1, None, RolloutStatus.PROMOTED)
+    assert registry_state(registry, v2) == (v2, v1, None, RolloutStatus.PROMOTED)
     assert registry.promote(v2) == v1  # again: nothing changes
 
 
@@ -66,7 +56,7 @@ def test_rollback_leaves_the_champion_and_tags_the_reason(registry, mlflow_track
     registry.promote(v1)
     registry.start(v2)
     registry.mark_rolled_back(v2, "canary error rate 12.00% above max_error_rate 1.00%")
-    assert state(registry, v2) == (v1, None, None, RolloutStatus.ROLLED_BACK)
+    assert registry_state(registry, v2) == (v1, None, None, RolloutStatus.ROLLED_BACK)
     assert registry.tags(v2)[Tag.ROLLOUT_REASON] == "canary error rate 12.00% above max_error_rate 1.00%"
 
 
@@ -95,10 +85,10 @@ def test_a_move_cut_off_after_any_request_finishes_when_called_again(mlflow_trac
                 proxy.heal()
             if not cut_off:
                 break
-            assert state(registry, v2) != expected or move == "mark_rolled_back"
+            assert registry_state(registry, v2) != expected or move == "mark_rolled_back"
             getattr(registry, move)(v2, *args)  # the retry
-            assert state(registry, v2) == expected, f"cut off after {cut} requests"
-        assert state(registry, v2) == expected
+            assert registry_state(registry, v2) == expected, f"cut off after {cut} requests"
+        assert registry_state(registry, v2) == expected
         assert cut >= 4  # the move has that many requests, each was cut off once
 
 
@@ -107,7 +97,7 @@ def test_an_unrecorded_rollout_is_recorded_by_the_next_one(registry, mlflow_trac
     registry.promote(v1)
     registry.start(v2)  # ... and the registry went down before the decision was recorded
     assert registry.close_interrupted(v3) == [v2]
-    assert state(registry, v2) == (v1, None, None, RolloutStatus.ROLLED_BACK)
+    assert registry_state(registry, v2) == (v1, None, None, RolloutStatus.ROLLED_BACK)
     assert "rollout interrupted before its decision was recorded" in registry.tags(v2)[Tag.ROLLOUT_REASON]
     assert registry.close_interrupted(v3) == []
 

@@ -13,7 +13,7 @@ import time
 
 import pytest
 from airflow.sdk.exceptions import AirflowException, AirflowFailException
-from mlflow_rest import register_version
+from mlflow_rest import register_version, registry_state
 from rollout_support import RPS
 from rollout_task import operator, rollout, run_task, write_spec
 from support.fault_proxy import FaultProxy
@@ -25,7 +25,7 @@ from shipyard.rollout.local.load import LoadDriver, load_records
 from shipyard.rollout.operator import release_of
 from shipyard.rollout.registry import MlflowRegistry
 from shipyard_spec import load_spec
-from shipyard_spec.contract import Alias, RolloutStatus, Tag
+from shipyard_spec.contract import RolloutStatus, Tag
 
 pytestmark = pytest.mark.slow
 
@@ -46,16 +46,6 @@ def serving(backend: LocalBackend) -> tuple[str, object, list[int]]:
     """(stable version, canary entry, splitter weights)."""
     state = backend.state()
     return state["stable"]["release"]["version"], state["canary"], list(backend.routes().values())
-
-
-def registry_state(registry: MlflowRegistry, version: str) -> tuple:
-    aliases = registry.aliases()
-    return (
-        aliases.get(Alias.CHAMPION),
-        aliases.get(Alias.PREVIOUS),
-        aliases.get(Alias.CHALLENGER),
-        registry.tags(version).get(Tag.ROLLOUT_STATUS),
-    )
 
 
 def record_promotion(task) -> AirflowException | None:

@@ -4,11 +4,10 @@ the histogram quantile it computes with."""
 from __future__ import annotations
 
 import math
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
+from http_stub import http_server, text_handler
 from support.servers import free_port
 
 from shipyard.rollout.analysis import Sample
@@ -38,25 +37,8 @@ def exposition(success: int, errors: int, fast: int, slow: int, refused: int = 0
 def endpoint() -> Iterator[tuple[str, list[str]]]:
     """A /metrics server; yields (URL, a one-item list holding the text it serves)."""
     body = [exposition(0, 0, 0, 0)]
-
-    class Handler(BaseHTTPRequestHandler):
-        def log_message(self, *args: object) -> None:
-            pass
-
-        def do_GET(self) -> None:
-            payload = body[0].encode()
-            self.send_response(200)
-            self.send_header("Content-Length", str(len(payload)))
-            self.end_headers()
-            self.wfile.write(payload)
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True).start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}/metrics", body
-    finally:
-        server.shutdown()
-        server.server_close()
+    with http_server(text_handler(body)) as url:
+        yield f"{url}/metrics", body
 
 
 def test_first_scrape_is_a_baseline_then_deltas_and_resets(endpoint):

@@ -65,6 +65,11 @@ class TrafficBackend(Protocol):
     def targets(self) -> tuple[Target, Target]:
         """(canary, stable) as the metrics provider names them."""
 
+    def direct_urls(self) -> tuple[str, str] | None:
+        """(canary, stable) base URLs of the predictors themselves, past the traffic split (the
+        compatibility replay sends requests there before any traffic moves); None when this
+        process cannot reach them."""
+
     def config(self) -> dict[str, Any]:
         """JSON-safe arguments of `build_backend` that rebuild this backend elsewhere (the trigger)."""
 

@@ -56,6 +56,19 @@ class CustomObjects(Protocol):
     ) -> Any: ...
 
 
+class InferenceServiceWriter(Protocol):
+    """What a mode's rollback steps may do with the backend: its public moves, nothing private."""
+
+    target: KServeTarget
+    stable: Release | None
+
+    def set_canary_weight(self, percent: int) -> None: ...
+
+    def apply(self, body: dict[str, Any]) -> None: ...
+
+    def wait_for(self, what: str, condition: Any, timeout: float | None = None) -> dict[str, Any]: ...
+
+
 def predictor_name(release: Release) -> str:
     return f"v{release.version}"
 
@@ -216,12 +229,13 @@ class KnativeMode:
             False, f"canary revision {revision} is not ready: {'; '.join(messages) or 'no message'}"
         )
 
-    def restore_stable(self, backend: KServeBackend) -> None:
+    def restore_stable(self, backend: InferenceServiceWriter) -> None:
         """Before the canary leaves the spec: all traffic to the previous rolled-out revision at
         once, then the stable model as a new revision at 0 % until it is ready, so the declared
         spec never keeps naming the bad version and no request reaches a revision still starting."""
-        backend._declare(backend.canary, 0)
-        backend._wait_for("all traffic on the previous revision", backend._canary_weight_is(0))
+        if backend.stable is None:
+            raise BackendError("no stable release to restore")
+        backend.set_canary_weight(0)
         backend.apply(
             {
                 "spec": {
@@ -232,7 +246,7 @@ class KnativeMode:
                 }
             }
         )
-        backend._wait_for("the restored stable revision ready", _restored_ready)
+        backend.wait_for("the restored stable revision ready", _restored_ready)
 
     def revisions(
         self, isvc: dict[str, Any], name: str, stable: Release | None, canary: Release | None
@@ -280,7 +294,7 @@ class StandardMode:
         return Readiness(ready, f"canary predictor {predictor_name(canary)} ready: {ready}")
 
     @staticmethod
-    def restore_stable(backend: KServeBackend) -> None:
+    def restore_stable(backend: InferenceServiceWriter) -> None:
         """Nothing before the canary entry is deleted: the stable predictor kept serving."""
 
     @staticmethod
@@ -385,7 +399,7 @@ class KServeBackend:
             raise BackendError(f"InferenceService {self.name}: no stable release to declare")
         self.apply(build_inferenceservice(self.target, self.name, self.pipeline, self.stable, canary, weight))
 
-    def _wait_for(self, what: str, condition: Any, timeout: float | None = None) -> dict[str, Any]:
+    def wait_for(self, what: str, condition: Any, timeout: float | None = None) -> dict[str, Any]:
         """Poll the status until `condition(isvc)` holds; BackendError after the timeout."""
         timeout = timeout or self.verify_timeout
         deadline = time.monotonic() + timeout
@@ -415,7 +429,7 @@ class KServeBackend:
     def deploy_stable(self, release: Release, timeout: float) -> None:
         self.stable, self.canary = release, None
         self._declare(None)
-        self._wait_for(f"v{release.version} serving 100%", self._serves_only_stable, timeout)
+        self.wait_for(f"v{release.version} serving 100%", self._serves_only_stable, timeout)
 
     def _serves_only_stable(self, isvc: dict[str, Any]) -> bool:
         return _observed(isvc) and _ready(isvc) and self.mode.serves_only_stable(isvc)
@@ -442,14 +456,14 @@ class KServeBackend:
 
     def set_canary_weight(self, percent: int) -> None:
         self._declare(self.canary, percent)
-        self._wait_for(f"canary at {percent}%", self._canary_weight_is(percent))
+        self.wait_for(f"canary at {percent}%", self._canary_weight_is(percent))
 
     def promote(self) -> None:
         if self.canary is None:
             raise BackendError(f"InferenceService {self.name}: no canary to promote")
         self.stable, self.canary = self.canary, None
         self._declare(None)
-        self._wait_for(f"v{self.stable.version} serving 100%", self._serves_only_stable)
+        self.wait_for(f"v{self.stable.version} serving 100%", self._serves_only_stable)
 
     def rollback(self) -> None:
         if self.canary is None:
@@ -457,7 +471,12 @@ class KServeBackend:
         self.mode.restore_stable(self)
         self.canary = None
         self._declare(None)
-        self._wait_for(f"v{self.stable.version} serving 100%", self._serves_only_stable)
+        self.wait_for(f"v{self.stable.version} serving 100%", self._serves_only_stable)
+
+    def direct_urls(self) -> tuple[str, str] | None:
+        """None: the predictors' revisions are cluster-internal and the canary has no route of its
+        own at 0 %; the 4xx rule of the analysis judges what the signature gate cannot replay."""
+        return None
 
     def targets(self) -> tuple[Target, Target]:
         isvc = self.get() or {}

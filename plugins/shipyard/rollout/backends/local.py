@@ -186,13 +186,10 @@ class LocalBackend:
             raise BackendError(f"no load balancer has been started for {self.state_dir}")
         return f"http://127.0.0.1:{proxy['port']}"
 
-    @property
-    def request_log(self) -> Path:
-        return self.state_dir / "requests.log"
-
     def _server_settings(self) -> ServerSettings:
         return ServerSettings(
             check_interval_ms=round(self.settings.health_check_interval_seconds * 1000),
+            check_timeout_ms=round(self.settings.health_check_timeout_seconds * 1000),
             server_timeout_ms=round(self.settings.server_timeout_seconds * 1000),
             retries=self.settings.retries,
         )
@@ -216,10 +213,10 @@ class LocalBackend:
         tmp.write_text(json.dumps(state, indent=2))
         tmp.replace(self._state_path)
 
-    def _spawn(self, command: list[str], log_path: Path, stdout: Path | None = None) -> int:
+    def _spawn(self, command: list[str], log_path: Path) -> int:
         self.state_dir.mkdir(parents=True, exist_ok=True)
-        with log_path.open("ab") as err, (stdout or log_path).open("ab") as out:
-            process = subprocess.Popen(command, stdout=out, stderr=err, start_new_session=True)
+        with log_path.open("ab") as out:
+            process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
         return process.pid
 
     # --- the load balancer -------------------------------------------------------------------
@@ -248,10 +245,11 @@ class LocalBackend:
                 settings=self._server_settings(),
                 servers=servers,
                 stable_port=state[STABLE]["port"] if state.get(STABLE) else None,
+                request_log_bytes=self.settings.request_log_bytes,
             )
         )
         haproxy_log = self.state_dir / "haproxy.log"
-        pid = self._spawn([self.haproxy, "-db", "-f", str(config)], haproxy_log, stdout=self.request_log)
+        pid = self._spawn([self.haproxy, "-db", "-f", str(config)], haproxy_log)
         state[PROXY] = {"pid": pid, "port": ports[0], "metrics_port": ports[1]}
         self._save(state)
         deadline = time.monotonic() + PROXY_START_SECONDS
@@ -340,15 +338,16 @@ class LocalBackend:
             return Readiness(
                 False, f"predictor {name} exited; its log ends: {log_tail(Path(entry['log']))}", failed=True
             )
+        status = self.runtime.servers().get(entry["server"])
+        if status is None or not status.status.startswith("UP"):
+            check = f"{status.status}, {status.check}" if status else "no such server"
+            return Readiness(False, f"predictor {name}: HAProxy's health check says {check}")
         try:
             response = self._http.get(f"http://127.0.0.1:{entry['port']}{HEALTH_PATH}")
         except httpx.HTTPError as e:
             return Readiness(False, f"predictor {name} does not answer: {e.__class__.__name__}")
         if response.status_code != 200:
             return Readiness(False, f"predictor {name} is not ready (HTTP {response.status_code})")
-        status = self.runtime.servers().get(entry["server"])
-        if status is None or not status.status.startswith("UP"):
-            return Readiness(False, f"predictor {name} is ready but HAProxy's health check says {status}")
         return Readiness(True, f"predictor {name} is ready")
 
     def _wait_ready(self, entry: dict[str, Any], timeout: float) -> None:
@@ -437,10 +436,16 @@ class LocalBackend:
                 metrics_url=f"http://127.0.0.1:{state[role]['port']}/metrics",
                 proxy_metrics_url=metrics,
                 proxy_server=f"{BACKEND}/{state[role]['server']}",
-                request_log=str(self.request_log),
+                proxy_socket=str(self.runtime.socket_path),
             )
             for role in (CANARY, STABLE)
         )
+
+    def direct_urls(self) -> tuple[str, str] | None:
+        state = self.state()
+        if not (state[CANARY] and state[STABLE]):
+            return None
+        return f"http://127.0.0.1:{state[CANARY]['port']}", f"http://127.0.0.1:{state[STABLE]['port']}"
 
     def stop_all(self) -> None:
         """Stop every process of this stack (tests, `make demo` teardown); the ports stay recorded."""

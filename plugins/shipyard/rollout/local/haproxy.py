@@ -12,10 +12,12 @@ real load balancer, Debian's `haproxy` 2.6 (`make haproxy`). One HAProxy per pip
   resending is safe (at worst a prediction is logged twice);
 - frontend `metrics` on its own port: HAProxy's built-in Prometheus exporter (per-server
   response counters by status class);
-- one line per request on standard output (the request log): backend/server, status, total
-  active time `%Ta` (first request byte to last response byte, as the client saw it), retries
-  and termination state. The exporter of HAProxy 2.6 has per-server averages, no histograms,
-  so the p99 comes from these lines.
+- one line per request in an in-memory ring (`ring requests`, the request log, read with the
+  runtime API's `show events requests`): request id, backend/server, status, total active
+  time `%Ta` (first request byte to last response byte, as the client saw it), retries and
+  termination state. The exporter of HAProxy 2.6 has per-server averages, no histograms, so
+  the p99 comes from these lines. The ring has a fixed size (`request_log_bytes`): the newest
+  lines overwrite the oldest, so the log never grows, on disk or in memory.
 
 The runtime API (stats socket, `level admin`) adds and removes servers and changes weights
 without a reload, so no connection is dropped by a change. `render_config` is pure; the
@@ -41,13 +43,11 @@ BACKEND = "predictors"
 LAST_RESORT = "last-resort"
 HEALTH_PATH = "/v2/health/ready"
 REQUEST_LOG_TAG = "shipyard-request"
-# The request log line: tag, backend/server, HTTP status, total active ms, retries, termination state.
-LOG_FORMAT = f"{REQUEST_LOG_TAG} %b/%s %ST %Ta %rc %tsc"
+REQUEST_RING = "requests"
+# The request log line: tag, request id (rising, per HAProxy process), backend/server, HTTP
+# status, total active ms, retries, termination state.
+LOG_FORMAT = f"{REQUEST_LOG_TAG} %rt %b/%s %ST %Ta %rc %tsc"
 SOCKET_PATH_MAX = 97  # HAProxy 2.6 refuses a longer `stats socket` path
-# A health check may take this long before it counts as failed: on a busy machine a healthy
-# predictor's readiness answer can take half a second, and a stable version wrongly marked
-# down leaves HAProxy with no server (503 for everyone). A refused connection fails at once.
-MIN_CHECK_TIMEOUT_MS = 2000
 
 
 def socket_path_for(state_dir: Path) -> Path:
@@ -65,19 +65,18 @@ class ServerSettings:
     """How HAProxy watches one predictor and gives up on it."""
 
     check_interval_ms: int
+    check_timeout_ms: int
     server_timeout_ms: int
     retries: int
 
-    @property
-    def check_timeout_ms(self) -> int:
-        return max(2 * self.check_interval_ms, MIN_CHECK_TIMEOUT_MS)
-
     def server_line(self) -> str:
-        """The options of every predictor server (static in the file or added at runtime alike)."""
-        fast = max(self.check_interval_ms // 4, 50)
+        """The options of every predictor server (static in the file or added at runtime alike):
+        one failed check (no answer within `timeout check`) takes a server out, so a hung
+        predictor gets no new request after at most interval + check timeout; two good ones
+        bring it back. A wrongly marked-down stable still serves through the last-resort backup."""
         return (
-            f"check inter {self.check_interval_ms} fastinter {fast} downinter {self.check_interval_ms} "
-            "fall 2 rise 2 observe layer4 error-limit 1 on-error mark-down"
+            f"check inter {self.check_interval_ms} fall 1 rise 2 "
+            "observe layer4 error-limit 1 on-error mark-down"
         )
 
 
@@ -98,6 +97,7 @@ def render_config(
     settings: ServerSettings,
     servers: list[Server],
     stable_port: int | None = None,
+    request_log_bytes: int = 4 << 20,
 ) -> str:
     """The whole haproxy.cfg: the servers recorded in the state file, with their weights, and
     the last-resort backup on the stable predictor (disabled while there is none)."""
@@ -106,8 +106,13 @@ def render_config(
     lines = [
         "global",
         f"    stats socket {socket_path} mode 600 level admin",
-        "    log stdout format raw local0 info",
+        f"    log ring@{REQUEST_RING} local0 info",
         "    nbthread 1",
+        "",
+        f"ring {REQUEST_RING}",
+        "    format raw",
+        "    maxlen 256",
+        f"    size {request_log_bytes}",
         "",
         "defaults",
         "    mode http",
@@ -151,6 +156,7 @@ class ServerStatus:
     status: str  # UP, DOWN, MAINT, "UP 1/2" while changing ...
     sessions: int  # requests in flight to the server (scur)
     queued: int  # requests waiting for it (qcur)
+    check: str = ""  # the last health check: status and detail, e.g. "L7TOUT in 1001ms"
 
 
 class Runtime:
@@ -219,10 +225,15 @@ class Runtime:
                 continue
             weight = self.weight(name)
             if weight is not None:
+                check = f"{row.get('check_status') or ''} in {row.get('check_duration') or '?'}ms"
                 found[name] = ServerStatus(
-                    name, weight, row["status"], int(row["scur"] or 0), int(row["qcur"] or 0)
+                    name, weight, row["status"], int(row["scur"] or 0), int(row["qcur"] or 0), check
                 )
         return found
+
+    def request_log(self) -> str:
+        """The request lines the ring still holds, oldest first."""
+        return self.command(f"show events {REQUEST_RING}")
 
     def weight(self, name: str) -> int | None:
         """The current (user) weight of a server: `get weight` answers `<current> (initial <n>)`;

@@ -17,7 +17,6 @@ import argparse
 import contextlib
 import itertools
 import json
-import math
 import threading
 import time
 from collections import Counter
@@ -27,10 +26,7 @@ from typing import Any
 
 import httpx
 
-
-def _missing_as_none(value: Any) -> Any:
-    """NaN (how MLflow writes a missing value into input_example.json) → None (JSON null)."""
-    return None if isinstance(value, float) and math.isnan(value) else value
+from shipyard.rollout.replay import missing_as_none
 
 
 def load_records(path: Path) -> list[dict[str, Any]]:
@@ -43,7 +39,7 @@ def load_records(path: Path) -> list[dict[str, Any]]:
         records = data
     else:
         raise ValueError(f"{path}: expected {{'columns', 'data'}} or a list of records")
-    return [{key: _missing_as_none(value) for key, value in record.items()} for record in records]
+    return [missing_as_none(record) for record in records]
 
 
 class LoadDriver:

@@ -28,10 +28,10 @@ class Target:
     revision: str = ""  # Knative revision, for the queue-proxy presets
     metrics_url: str = ""  # the predictor's /metrics, for the scrape provider
     # The local backend's load balancer, for the haproxy provider: its Prometheus exporter, the
-    # version's server there (`backend/server`), and its request log.
+    # version's server there (`backend/server`), and its runtime API socket (the request log).
     proxy_metrics_url: str = ""
     proxy_server: str = ""
-    request_log: str = ""
+    proxy_socket: str = ""
 
 
 class MetricsProvider(Protocol):
