@@ -15,7 +15,7 @@ TOOLS_PY := $(VENVS)/tools/bin/python
 export SHIPYARD_PIPELINE_PYTHON := $(abspath $(PIPELINE_PY))
 export SHIPYARD_SERVING_PYTHON := $(abspath $(SERVING_PY))
 
-.PHONY: help venvs lint format test test-pipeline test-serving test-airflow test-chart test-k8s envtest-bin kserve-manifests demo demo-canary-fault up bench-airflow bench-scale prometheus pushgateway haproxy browser bench-rollout bench-storage locks clean
+.PHONY: help venvs lint format test test-pipeline test-serving test-airflow test-chart test-k8s envtest-bin kserve-manifests dashboards demo demo-canary-fault up bench-airflow bench-scale prometheus pushgateway haproxy browser bench-rollout bench-storage locks clean
 
 help:  ## List the targets
 	@grep -E '^[a-z0-9-]+:.*##' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -121,6 +121,9 @@ $(VENVS)/tools/.done: $(UV) tools/requirements.txt
 $(HELM): $(VENVS)/tools/.done tools/install_binaries.py
 	$(TOOLS_PY) tools/install_binaries.py $(TOOLS_BIN)
 	touch $@
+
+dashboards: $(VENVS)/airflow/.done  ## Regenerate the chart's Grafana dashboard (files/dashboards/*.json) from tools/dashboards.py
+	$(AIRFLOW_PY) tools/dashboards.py
 
 kserve-manifests: $(HELM)  ## Regenerate kserve/*.yaml from charts/shipyard
 	$(TOOLS_PY) tools/render_kserve_manifests.py --helm $(HELM)

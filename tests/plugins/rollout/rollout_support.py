@@ -60,6 +60,7 @@ def run_canary(
     provider: MetricsProvider | None = None,
     load: bool = True,
     on_check: Any = None,
+    on_weight: Any = None,
     examples: Path | None = None,
     before_analysis: Callable[[], None] | None = None,
 ) -> CanaryRun:
@@ -78,7 +79,11 @@ def run_canary(
         if before_analysis is not None:
             before_analysis()
         controller = CanaryController(
-            rollout, backend, provider or build_provider(rollout.metrics), on_check=on_check
+            rollout,
+            backend,
+            provider or build_provider(rollout.metrics),
+            on_check=on_check,
+            on_weight=on_weight,
         )
         outcome = asyncio.run(controller.run())
         seconds = time.monotonic() - started
