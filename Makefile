@@ -15,7 +15,7 @@ TOOLS_PY := $(VENVS)/tools/bin/python
 export SHIPYARD_PIPELINE_PYTHON := $(abspath $(PIPELINE_PY))
 export SHIPYARD_SERVING_PYTHON := $(abspath $(SERVING_PY))
 
-.PHONY: help venvs lint format test test-pipeline test-serving test-airflow test-chart test-k8s envtest-bin kserve-manifests demo demo-canary-fault up bench-airflow bench-scale prometheus haproxy browser bench-rollout bench-storage locks clean
+.PHONY: help venvs lint format test test-pipeline test-serving test-airflow test-chart test-k8s envtest-bin kserve-manifests dashboards demo demo-canary-fault up bench-airflow bench-scale prometheus pushgateway haproxy browser bench-rollout bench-storage locks clean
 
 help:  ## List the targets
 	@grep -E '^[a-z0-9-]+:.*##' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -60,7 +60,7 @@ format: $(VENVS)/airflow/.done  ## Apply ruff fixes and formatting
 
 # The object-storage tests start moto's S3 server from the tools venv; the S3 chain serves its model
 # with the predictor of the serving venv.
-test-pipeline: $(VENVS)/pipeline/.done $(VENVS)/serving/.done $(VENVS)/tools/.done  ## Tests of the pipeline steps (pipeline venv)
+test-pipeline: $(VENVS)/pipeline/.done $(VENVS)/serving/.done $(VENVS)/tools/.done pushgateway  ## Tests of the pipeline steps (pipeline venv)
 	$(PIPELINE_PY) -m pytest tests/images/pipeline tests/spec
 
 test-serving: $(VENVS)/serving/.done $(VENVS)/pipeline/.done  ## Tests of the predictor (serving venv)
@@ -77,7 +77,7 @@ BENCH_SCALE_ARGS ?=
 bench-scale: $(VENVS)/pipeline/.done  ## Wall time and peak RSS per pipeline step at N = 10k, 100k, 1M rows (BENCH_SCALE_ARGS="--sizes 10000 100000" or "--large")
 	$(PIPELINE_PY) benchmarks/scale/run.py $(BENCH_SCALE_ARGS)
 
-test-airflow: venvs prometheus haproxy browser  ## Tests of DAGs and plugins (Airflow venv)
+test-airflow: venvs prometheus pushgateway haproxy browser  ## Tests of DAGs and plugins (Airflow venv)
 	$(AIRFLOW_PY) -m pytest tests/dags tests/plugins
 
 browser:  ## Headless Chromium and its driver for the Airflow UI test (Debian packages)
@@ -85,6 +85,9 @@ browser:  ## Headless Chromium and its driver for the Airflow UI test (Debian pa
 
 prometheus:  ## The Prometheus server binary the rollout's PromQL test starts (Debian package)
 	@command -v prometheus >/dev/null || apt-get install -y prometheus || { echo "install prometheus (Debian: apt-get install -y prometheus)" >&2; exit 1; }
+
+pushgateway:  ## The Prometheus Pushgateway the rollout, drift and dashboard tests start (Debian package)
+	@command -v prometheus-pushgateway >/dev/null || apt-get install -y prometheus-pushgateway || { echo "install prometheus-pushgateway (Debian: apt-get install -y prometheus-pushgateway)" >&2; exit 1; }
 
 haproxy:  ## The load balancer of the local rollout backend (Debian package haproxy 2.6, built with USE_PROMEX)
 	@command -v haproxy >/dev/null || apt-get install -y haproxy || { echo "install haproxy (Debian: apt-get install -y haproxy)" >&2; exit 1; }
@@ -119,6 +122,9 @@ $(VENVS)/tools/.done: $(UV) tools/requirements.txt
 $(HELM): $(VENVS)/tools/.done tools/install_binaries.py
 	$(TOOLS_PY) tools/install_binaries.py $(TOOLS_BIN)
 	touch $@
+
+dashboards: $(VENVS)/airflow/.done  ## Regenerate the chart's Grafana dashboard (files/dashboards/*.json) from tools/dashboards.py
+	$(AIRFLOW_PY) tools/dashboards.py
 
 kserve-manifests: $(HELM)  ## Regenerate kserve/*.yaml from charts/shipyard
 	$(TOOLS_PY) tools/render_kserve_manifests.py --helm $(HELM)

@@ -104,6 +104,9 @@ class Env(StrEnum):
     S3_ENDPOINT_URL = "AWS_ENDPOINT_URL_S3"
     # Largest request body the predictor reads, in bytes (its --max_request_bytes).
     MAX_REQUEST_BYTES = "SHIPYARD_MAX_REQUEST_BYTES"
+    # The Prometheus Pushgateway (http://host:9091) the rollout and the batch steps push their
+    # figures to (`PushJob`); unset: nothing is pushed.
+    PUSHGATEWAY_URL = "SHIPYARD_PUSHGATEWAY_URL"
 
 
 class Metric(StrEnum):
@@ -122,13 +125,45 @@ class Metric(StrEnum):
     PREDICTION_LOG_DELETED = "shipyard_prediction_log_deleted_total"
     # Figures of a rollout and of drift checks, for the dashboards (labelled by `model`, and by
     # `version`, `feature` or `statistic` where they say so). Exported by the component that
-    # knows them; docs/architecture.md says which and how.
+    # knows them; docs/architecture.md says which and how. `model` is the served name
+    # (`serving_name(pipeline)`), the value of the predictor's `model_name` label, so one
+    # dashboard variable selects both.
+    # {model, version}: traffic share of the version under rollout, 0-100.
     CANARY_WEIGHT = "shipyard_canary_weight_percent"
+    # {model, version}: share of shadow-scored requests whose decision flips at the threshold.
     SHADOW_DECISION_FLIP_RATIO = "shipyard_shadow_decision_flip_ratio"
+    # {model, version, statistic = mean | p99}: |challenger score - champion score|.
     SHADOW_SCORE_ABS_DIFF = "shipyard_shadow_score_abs_diff"
+    # {model, version}: PSI of the challenger's scores against the champion's on the same requests.
     SHADOW_SCORE_PSI = "shipyard_shadow_score_psi"
+    # {model, version}: requests scored by both versions.
     SHADOW_REQUESTS = "shipyard_shadow_requests_total"
+    # {model, version, feature}: PSI of the live feature values against the reference profile.
     DRIFT_PSI = "shipyard_drift_psi"
+
+
+class PushJob(StrEnum):
+    """The `job` label under which a component pushes its figures to the Pushgateway. The grouping
+    key adds `model` (`push_grouping_key`), so each push replaces the job's last push for that model."""
+
+    ROLLOUT = "shipyard_rollout"  # CANARY_WEIGHT, from the rollout (worker and triggerer)
+    SHADOW = "shipyard_shadow"  # SHADOW_*, from the shadow comparison of a rollout
+    DRIFT = "shipyard_drift"  # DRIFT_PSI, from the drift step
+
+
+def push_grouping_key(model: str) -> dict[str, str]:
+    """The Pushgateway grouping key (besides `job`) of the pushes about a model, by its served name
+    (`serving_name(pipeline)`): the same `model` label as the figures pushed."""
+    return {MetricLabel.MODEL.value: model}
+
+
+class MetricLabel(StrEnum):
+    """Labels of the figures pushed for the dashboards (`Metric.CANARY_WEIGHT`, `SHADOW_*`, `DRIFT_PSI`)."""
+
+    MODEL = "model"
+    VERSION = "version"
+    FEATURE = "feature"
+    STATISTIC = "statistic"
 
 
 class Outcome(StrEnum):

@@ -23,7 +23,9 @@ SPEC_CHECK = "shipyard_specs.py"  # the DAG file that reports bad specs; it defi
 DAG_FILES = sorted(f for f in (REPO / "dags").glob("*.py") if f.name != SPEC_CHECK)
 TELCO_SPEC = REPO / "dags" / "pipelines" / "telco_churn.yaml"
 TELCO_DAGS = {"shipyard_train_telco_churn", "shipyard_drift_telco_churn", "shipyard_rollback_telco_churn"}
-HEAVY_MODULES = ("pandas", "sklearn", "xgboost", "mlflow", "kserve", "great_expectations")
+HEAVY_MODULES = (
+    "pandas", "sklearn", "xgboost", "mlflow", "kserve", "great_expectations", "matplotlib", "numpy",
+)  # fmt: skip
 TRAINING_DAG = "shipyard_train_telco_churn"
 
 

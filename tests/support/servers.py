@@ -1,12 +1,14 @@
-"""Start real servers (MLflow, an S3-compatible object store) as subprocesses on free ports.
+"""Start real servers (MLflow, an S3-compatible object store, a Pushgateway) as subprocesses on free ports.
 
-Standard library only: these helpers are imported by test runs in all three virtualenvs.
+Standard library only (and prometheus_client, which every virtualenv locks, inside
+`pushed_samples`): these helpers are imported by test runs in all three virtualenvs.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -140,3 +142,46 @@ def s3_server(workdir: Path, buckets: tuple[str, ...] = ()) -> Iterator[str]:
     finally:
         stop_process(process)
         log.close()
+
+
+@contextlib.contextmanager
+def pushgateway_server(workdir: Path) -> Iterator[str]:
+    """A real Prometheus Pushgateway (Debian package `prometheus-pushgateway`, `make pushgateway`)
+    on a free loopback port, state in memory only; yields its URL."""
+    binary = shutil.which("prometheus-pushgateway") or shutil.which("pushgateway")
+    if binary is None:
+        raise RuntimeError(
+            "no Pushgateway installed: run `make pushgateway` (apt-get install prometheus-pushgateway)"
+        )
+    workdir.mkdir(parents=True, exist_ok=True)
+    port = free_port()
+    log = (workdir / "pushgateway.log").open("wb")
+    process = subprocess.Popen(
+        # Debian's build persists to /var/lib/prometheus/pushgateway.data by default: shared between
+        # runs. An empty persistence file keeps the state in memory only.
+        [binary, f"--web.listen-address=127.0.0.1:{port}", "--persistence.file="],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_http_ok(f"{url}/-/ready", timeout=30, process=process)
+        yield url
+    finally:
+        stop_process(process)
+        log.close()
+
+
+def pushed_samples(pushgateway_url: str, name: str) -> dict[frozenset, float]:
+    """The samples of metric `name` the Pushgateway holds: {frozenset of (label, value): value}
+    (prometheus_client's parser, which every test virtualenv has)."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    with urllib.request.urlopen(f"{pushgateway_url}/metrics", timeout=10) as response:
+        text = response.read().decode()
+    return {
+        frozenset(sample.labels.items()): sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+        if sample.name == name
+    }

@@ -74,6 +74,7 @@ class Check:
     stable_error_rate: float | None = None
     client_error_rate: float | None = None
     stable_client_error_rate: float | None = None
+    stable_p99_ms: float | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return {**asdict(self), "verdict": self.verdict.value}
@@ -105,6 +106,7 @@ def evaluate(
         "stable_error_rate": stable.error_rate if stable else None,
         "client_error_rate": canary.client_error_rate,
         "stable_client_error_rate": stable.client_error_rate if stable else None,
+        "stable_p99_ms": stable.p99_ms if stable else None,
     }
     if canary.requests < thresholds.min_requests:
         return Check(

@@ -21,7 +21,8 @@ One loop for every backend and provider (Flagger's scheduler, Argo's analysis ru
 An abort tag on the version rolls back at the next check, also while waiting for confirmation.
 A gate that cannot be read (the registry is unreachable) rolls back too: traffic goes back to
 stable before anything else, and the reason carries the cause.
-Every check is logged and handed to the audit sink as it happens.
+Every check is logged and handed to the audit sink as it happens, and every weight change
+(each step, 100 at promotion, 0 at rollback) to the weight sink (`weight.CanaryWeightPublisher`).
 """
 
 from __future__ import annotations
@@ -39,7 +40,7 @@ from shipyard.rollout.analysis import Check, Thresholds, Verdict, evaluate
 from shipyard.rollout.backends import TrafficBackend
 from shipyard.rollout.compatibility import replay_rejections
 from shipyard.rollout.errors import BackendError, ProviderError
-from shipyard.rollout.providers import MetricsProvider
+from shipyard.rollout.providers import MetricsProvider, Target
 from shipyard.rollout.registry import GateState
 from shipyard_spec.model import Rollout
 
@@ -74,6 +75,7 @@ class CanaryController:
         gate: Callable[[], GateState] | None = None,
         on_check: Callable[[dict[str, Any]], None] | None = None,
         replay_requests: list[dict[str, Any]] | None = None,
+        on_weight: Callable[[Target, int], None] | None = None,
     ) -> None:
         """`replay_requests`: `{"request": label, "inputs": row}` the champion accepts, replayed
         against both predictors once the canary is ready, before any traffic moves."""
@@ -83,6 +85,7 @@ class CanaryController:
         self.gate = gate
         self.on_check = on_check
         self.replay_requests = replay_requests or []
+        self.on_weight = on_weight
         self.thresholds = Thresholds.from_policy(policy)
         self.window = policy.metrics.window_seconds or policy.interval_seconds
         self.checks: list[dict[str, Any]] = []
@@ -91,13 +94,15 @@ class CanaryController:
 
     async def run(self) -> Outcome:
         """Analyse, then promote or roll back; never leaves the canary half-way."""
+        canary: Target | None = None
         try:
             await self._wait_ready()
             await asyncio.to_thread(self._replay)
-            await asyncio.to_thread(self._open_window)
+            canary = await asyncio.to_thread(self._open_window)
             for weight in self.policy.steps[:-1]:
                 await asyncio.to_thread(self.backend.set_canary_weight, weight)
                 log.info("canary weight %d%%", weight)
+                await self._weight_changed(canary, weight)
                 passed = 0
                 while passed < self.policy.checks_per_step:
                     passed += await self._judge(weight)
@@ -107,8 +112,10 @@ class CanaryController:
             reason = str(e) if isinstance(e, RolloutEnded) else f"backend failed: {e}"
             log.warning("rolling back: %s", reason)
             await asyncio.to_thread(self.backend.rollback)
+            await self._weight_changed(canary, 0)
             return Outcome(ROLLED_BACK, reason, self.checks)
         await asyncio.to_thread(self.backend.promote)
+        await self._weight_changed(canary, 100)
         log.info("promoted after %d checks", len(self.checks))
         return Outcome(PROMOTED, f"passed every step {self.policy.steps}", self.checks)
 
@@ -157,13 +164,22 @@ class CanaryController:
             return
         raise RolloutEnded(reason)
 
-    def _open_window(self) -> None:
-        """A first query of both versions: delta providers (scrape) take their baseline here."""
-        for target in self.backend.targets():
+    def _open_window(self) -> Target:
+        """A first query of both versions: delta providers (scrape) take their baseline here.
+        Returns the canary's target."""
+        targets = self.backend.targets()
+        for target in targets:
             try:
                 self.provider.query(target, self.window)
             except ProviderError as e:
                 log.info("opening the metrics window of %s: %s", target.role, e)
+        return targets[0]
+
+    async def _weight_changed(self, canary: Target | None, weight: int) -> None:
+        """Tell the weight sink (a push over the network: off the event loop). Before the canary
+        was ready no weight was ever set, so there is nothing to tell."""
+        if self.on_weight is not None and canary is not None:
+            await asyncio.to_thread(self.on_weight, canary, weight)
 
     def _measure(self) -> Check:
         readiness = self.backend.canary_readiness()

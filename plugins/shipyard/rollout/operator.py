@@ -9,7 +9,8 @@ any traffic moves (the champion's input example and its newest logged requests, 
 `execute_complete` moves the registry after the traffic: promotion → `champion` (old
 champion → `previous`); rollback → the version tagged with the reason and the task failed
 without retry (retrying would re-deploy the bad version). A trigger error rolls back too, but
-leaves the task to its retries. Then the decision log goes to MLflow (best effort).
+leaves the task to its retries. Then the decision log and the rollout's plot (`plot`: weight,
+error rates and p99 per check, thresholds, the decision) go to MLflow (best effort).
 
 Registry failures never leave traffic and aliases disagreeing for good:
 - a retry finds a decision that was recorded but not finished (status `promoted` or
@@ -37,7 +38,7 @@ from airflow.sdk import BaseOperator
 from airflow.sdk.exceptions import AirflowException, AirflowFailException
 
 from shipyard.hooks.mlflow import MlflowError
-from shipyard.rollout import replay
+from shipyard.rollout import plot, replay
 from shipyard.rollout.backends import Release, TrafficBackend, backend_for
 from shipyard.rollout.compatibility import example_rows, incompatibilities
 from shipyard.rollout.controller import PROMOTED, ROLLED_BACK
@@ -48,6 +49,8 @@ from shipyard_spec.contract import Alias, RolloutStatus, Tag
 from shipyard_spec.model import PipelineSpec
 
 log = logging.getLogger(__name__)
+
+PLOT_NAME = "rollout.png"  # beside decision_log.json in the version's run
 
 
 def release_of(
@@ -257,6 +260,7 @@ class CanaryRolloutOperator(BaseOperator):
         registry = MlflowRegistry.for_spec(spec)
         version = str(self._result()["version"])
         status, reason, checks = event["status"], event["reason"], event.get("checks", [])
+        pushed = event.get("metrics_push")
         name = spec.mlflow.registered_model
         if status == PROMOTED:
             try:
@@ -266,7 +270,7 @@ class CanaryRolloutOperator(BaseOperator):
                     f"{name} v{version} serves all traffic but the registry did not record the promotion "
                     f"({e}); a retry finishes it"
                 ) from e
-            self._record(spec, registry, version, status, reason, checks)
+            self._record(spec, registry, version, status, reason, checks, pushed)
             return self._promoted(spec, version, old, reason)
         if status != ROLLED_BACK:
             reason = f"rollout error: {reason}"
@@ -278,7 +282,7 @@ class CanaryRolloutOperator(BaseOperator):
                 f"rolled back {name} v{version}: {reason}; the registry did not record it ({e}): "
                 "the next rollout of the model records it"
             ) from e
-        self._record(spec, registry, version, status, reason, checks)
+        self._record(spec, registry, version, status, reason, checks, pushed)
         if status != ROLLED_BACK:  # the analysis itself failed: let the task's retries run it again
             raise AirflowException(f"canary analysis of v{version} failed ({reason}); the champion serves")
         raise AirflowFailException(f"rolled back {name} v{version}: {reason}")
@@ -302,11 +306,13 @@ class CanaryRolloutOperator(BaseOperator):
         status: str,
         reason: str,
         checks: list[dict[str, Any]],
+        metrics_push: dict[str, Any] | None = None,
     ) -> None:
-        """The checks as run metrics and the decision log as an artifact: the audit trail, best effort."""
+        """The checks as run metrics, the decision log and the plot as artifacts: the audit trail,
+        best effort. `metrics_push`: the canary weight's pushes to the Pushgateway (failures counted)."""
         decision_log = {"model": spec.mlflow.registered_model, "version": version, "status": status,
                         "reason": reason, "policy": spec.rollout.model_dump(mode="json"), "checks": checks,
-                        "decided_at": time.time()}  # fmt: skip
+                        "metrics_push": metrics_push, "decided_at": time.time()}  # fmt: skip
         try:
             registry.log_checks(version, checks)
             uri = registry.upload_decision_log(version, decision_log)
@@ -315,3 +321,11 @@ class CanaryRolloutOperator(BaseOperator):
                         json.dumps(decision_log, indent=2))  # fmt: skip
             return
         log.info("decision log of v%s: %s", version, uri or "not uploaded (artifacts not proxied)")
+        data = plot.series(checks, spec.rollout, model=spec.mlflow.registered_model, version=version,
+                           status=status, reason=reason)  # fmt: skip
+        try:
+            uri = registry.upload_figure(version, plot.figure(data), PLOT_NAME)
+        except MlflowError as e:
+            log.warning("the rollout plot of v%s was not uploaded: %s", version, e)
+            return
+        log.info("rollout plot of v%s: %s", version, uri or "not uploaded (artifacts not proxied)")

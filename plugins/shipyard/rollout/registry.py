@@ -214,20 +214,44 @@ class MlflowRegistry:
             batch = metrics[start : start + MAX_METRICS_PER_BATCH]
             self._run(f"logging checks of v{version}", lambda c, b=batch: c.log_batch(run_id, metrics=b))
 
-    def upload_decision_log(self, version: str, decision_log: dict[str, Any]) -> str | None:
-        """The decision log as a JSON artifact of the version's run; its URI (None if not possible)."""
+    def _proxied_run(self, version: str) -> tuple[str, str] | None:
+        """(run id, artifact URI) of the version's run when the server proxies its artifacts."""
         run_id = self.version(version).run_id
         if not run_id:
             return None
         artifact_uri = self._run(f"reading run {run_id}", lambda c: c.get_run(run_id)).info.artifact_uri
         if not artifact_uri.startswith(PROXIED_ARTIFACTS):
             log.warning(
-                "run %s stores artifacts at %s (not proxied by the server): decision log kept in tags "
-                "and metrics only",
+                "run %s stores artifacts at %s (not proxied by the server): decision log and plot kept "
+                "out of it (tags and metrics only)",
                 run_id,
                 artifact_uri,
             )
             return None
-        path = f"rollout/v{version}/decision_log.json"
+        return run_id, artifact_uri.rstrip("/")
+
+    def upload_decision_log(self, version: str, decision_log: dict[str, Any]) -> str | None:
+        """The decision log as a JSON artifact of the version's run; its URI (None if not possible)."""
+        run = self._proxied_run(version)
+        if run is None:
+            return None
+        run_id, artifact_uri = run
+        path = f"{rollout_artifact_dir(version)}/decision_log.json"
         self._run(f"uploading {path}", lambda c: c.log_dict(run_id, decision_log, path))
-        return f"{artifact_uri.rstrip('/')}/{path}"
+        return f"{artifact_uri}/{path}"
+
+    def upload_figure(self, version: str, figure: Any, name: str) -> str | None:
+        """A matplotlib figure as a PNG artifact of the version's run, beside the decision log;
+        its URI (None if not possible)."""
+        run = self._proxied_run(version)
+        if run is None:
+            return None
+        run_id, artifact_uri = run
+        path = f"{rollout_artifact_dir(version)}/{name}"
+        self._run(f"uploading {path}", lambda c: c.log_figure(run_id, figure, path))
+        return f"{artifact_uri}/{path}"
+
+
+def rollout_artifact_dir(version: str) -> str:
+    """Where a rollout's audit trail goes in the version's run."""
+    return f"rollout/v{version}"

@@ -3,12 +3,15 @@
 `serialize()` returns JSON-safe kwargs only (the policy as a dict, the backend's `config()`,
 names); `run()` rebuilds the backend and provider from them, runs the controller to the end
 (promotion or rollback) and yields exactly one event. It never raises: an unexpected error
-becomes a `status: error` event, and the operator then rolls back.
+becomes a `status: error` event, and the operator then rolls back. The canary weight goes to
+the Pushgateway of the triggerer's `SHIPYARD_PUSHGATEWAY_URL` as it changes; the event carries
+what was pushed (`metrics_push`).
 """
 
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import AsyncIterator
 from functools import partial
 from typing import Any
@@ -20,6 +23,8 @@ from shipyard.rollout.backends import build_backend
 from shipyard.rollout.controller import CanaryController
 from shipyard.rollout.providers import build_provider
 from shipyard.rollout.registry import MlflowRegistry
+from shipyard.rollout.weight import CanaryWeightPublisher
+from shipyard_spec.contract import Env
 from shipyard_spec.model import Rollout
 
 log = logging.getLogger(__name__)
@@ -58,7 +63,7 @@ class CanaryAnalysisTrigger(BaseTrigger):
             },
         )
 
-    def build_controller(self) -> CanaryController:
+    def build_controller(self, weights: CanaryWeightPublisher | None = None) -> CanaryController:
         policy = Rollout.model_validate(self.policy)
         gate = None
         if self.mlflow_conn_id:
@@ -70,13 +75,22 @@ class CanaryAnalysisTrigger(BaseTrigger):
             build_provider(policy.metrics),
             gate=gate,
             replay_requests=self.replay_requests,
+            on_weight=weights,
         )
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
+        weights = CanaryWeightPublisher(os.environ.get(Env.PUSHGATEWAY_URL))
         try:
-            outcome = await self.build_controller().run()
+            outcome = await self.build_controller(weights).run()
         except Exception as e:  # the event carries it; the operator rolls back and fails the task
             log.exception("canary analysis of %s v%s failed", self.model_name, self.version)
-            yield TriggerEvent({"status": ERROR, "reason": f"{type(e).__name__}: {e}", "checks": []})
+            yield TriggerEvent(
+                {
+                    "status": ERROR,
+                    "reason": f"{type(e).__name__}: {e}",
+                    "checks": [],
+                    "metrics_push": weights.status(),
+                }
+            )
             return
-        yield TriggerEvent(outcome.as_dict())
+        yield TriggerEvent({**outcome.as_dict(), "metrics_push": weights.status()})

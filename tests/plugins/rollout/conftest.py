@@ -16,6 +16,7 @@ from support.servers import REPO, venv_python
 sys.path.insert(0, str(REPO / "plugins"))  # what Airflow does with plugins_folder
 
 from rollout_support import LOCAL_SERVING, MODEL_NAME
+from rollout_task import PIPELINE, write_spec
 
 from shipyard.rollout.backends import Release
 from shipyard.rollout.backends.local import LocalBackend
@@ -77,3 +78,15 @@ def local_stack(tmp_path_factory: pytest.TempPathFactory, model_dir: Path) -> It
         yield backend
     finally:
         backend.stop_all()
+
+
+@pytest.fixture
+def pipeline(tmp_path, monkeypatch, mlflow_tracking_uri) -> Path:
+    """A spec with the test policy, the embedded environment, and a local stack stopped afterwards."""
+    monkeypatch.setenv("SHIPYARD_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("SHIPYARD_SERVING_PYTHON", venv_python("serving"))
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", mlflow_tracking_uri)  # no connection: the steps' variable
+    try:
+        yield write_spec(tmp_path)
+    finally:
+        LocalBackend.for_pipeline(PIPELINE).stop_all()

@@ -12,8 +12,12 @@ from support.servers import free_port, stop_process, wait_http_ok
 
 
 @contextlib.contextmanager
-def prometheus_server(workdir: Path, targets: list[str], scrape_interval: str = "1s") -> Iterator[str]:
-    """Prometheus scraping `targets` (host:port) every `scrape_interval`; yields its URL."""
+def prometheus_server(
+    workdir: Path, targets: list[str], scrape_interval: str = "1s", pushgateway: str | None = None
+) -> Iterator[str]:
+    """Prometheus scraping `targets` (host:port) every `scrape_interval`, and the Pushgateway
+    `pushgateway` (host:port) with `honor_labels` as its documentation asks (the pushed `job` and
+    grouping labels are kept); yields its URL."""
     binary = shutil.which("prometheus")
     if binary is None:
         raise RuntimeError(
@@ -24,6 +28,12 @@ def prometheus_server(workdir: Path, targets: list[str], scrape_interval: str = 
     config.write_text(
         f"global: {{scrape_interval: {scrape_interval}, evaluation_interval: {scrape_interval}}}\n"
         f"scrape_configs:\n  - job_name: predictors\n    static_configs:\n      - targets: {targets}\n"
+        + (
+            "  - job_name: pushgateway\n    honor_labels: true\n"
+            f"    static_configs:\n      - targets: ['{pushgateway}']\n"
+            if pushgateway
+            else ""
+        )
     )
     port = free_port()
     log = (workdir / "prometheus.log").open("wb")

@@ -60,6 +60,7 @@ def run_canary(
     provider: MetricsProvider | None = None,
     load: bool = True,
     on_check: Any = None,
+    on_weight: Any = None,
     examples: Path | None = None,
     before_analysis: Callable[[], None] | None = None,
     replay_requests: list[dict[str, Any]] | None = None,
@@ -84,6 +85,7 @@ def run_canary(
             provider or build_provider(rollout.metrics),
             on_check=on_check,
             replay_requests=replay_requests,
+            on_weight=on_weight,
         )
         outcome = asyncio.run(controller.run())
         seconds = time.monotonic() - started

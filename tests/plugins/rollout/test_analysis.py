@@ -61,6 +61,7 @@ def test_check_record_carries_the_measurements():
         "stable_error_rate": 0.0,
         "client_error_rate": 0.0,
         "stable_client_error_rate": 0.0,
+        "stable_p99_ms": 20.0,  # drawn beside the canary's in the rollout plot
     }
 
 

@@ -6,14 +6,12 @@ from __future__ import annotations
 
 import asyncio
 import json
-from pathlib import Path
 
 import pytest
 from airflow.sdk.exceptions import AirflowFailException
 from mlflow_rest import register_version
 from rollout_support import RPS, TEST_POLICY
-from rollout_task import PIPELINE, collect, rollout, write_spec
-from support.servers import venv_python
+from rollout_task import PIPELINE, collect, rollout
 
 from shipyard.rollout import manual
 from shipyard.rollout.backends.local import LocalBackend
@@ -46,18 +44,6 @@ def test_trigger_turns_a_failure_into_one_error_event_instead_of_raising():
     assert len(events) == 1
     assert events[0].payload["status"] == "error"
     assert "does not match the spec's rollout.backend 'local'" in events[0].payload["reason"]
-
-
-@pytest.fixture
-def pipeline(tmp_path, monkeypatch, mlflow_tracking_uri) -> Path:
-    """A spec with the test policy, the embedded environment, and a local stack stopped afterwards."""
-    monkeypatch.setenv("SHIPYARD_HOME", str(tmp_path / "home"))
-    monkeypatch.setenv("SHIPYARD_SERVING_PYTHON", venv_python("serving"))
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", mlflow_tracking_uri)  # no connection: the steps' variable
-    try:
-        yield write_spec(tmp_path)
-    finally:
-        LocalBackend.for_pipeline(PIPELINE).stop_all()
 
 
 @pytest.mark.slow

@@ -33,6 +33,7 @@ from shipyard_pipeline.drift.compare import compare, verdict
 from shipyard_pipeline.drift.labels import live_auc, read_labels
 from shipyard_pipeline.drift.prediction_logs import read_window
 from shipyard_pipeline.drift.profile import PROFILE_ARTIFACT, ReferenceProfile
+from shipyard_pipeline.drift.push import push_psi
 from shipyard_pipeline.drift.report import html_report, text_table
 from shipyard_pipeline.errors import StepError
 from shipyard_spec.contract import Alias, Env, Step, default_prediction_log_root
@@ -124,6 +125,7 @@ def run_drift_check(context: RunContext, log_root: str, client: MlflowClient) ->
     log.info("verdict: %s %s", "DRIFT" if result["drift_detected"] else "no drift", result["reasons"])
     result.update(publish(context, champion, result, html_report(result, drifts), client))
     result.pop("features")
+    result["metrics_push"] = push_psi(result)  # best effort: a Pushgateway outage never fails the step
     return result
 
 

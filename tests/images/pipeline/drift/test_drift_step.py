@@ -17,6 +17,7 @@ import pytest
 import yaml
 from mlflow import MlflowClient
 from mlflow.entities.model_registry import ModelVersion
+from support.servers import free_port, pushed_samples, pushgateway_server
 
 from shipyard_pipeline.cli import main
 from shipyard_pipeline.drift.prediction_logs import write_parts
@@ -207,3 +208,53 @@ def test_the_log_root_comes_from_the_environment_the_chart_sets(
     write_parts(elsewhere, "churn", make_records(make_traffic(400, seed=2), START, champion.version, "churn"))
     result = run_step()
     assert (result["log_root"], result["counts"]["rows_read"]) == (elsewhere, 400)
+
+
+def test_the_psi_per_feature_is_pushed_for_the_dashboards(
+    champion: ModelVersion,
+    run_step: Callable[[], dict],
+    tmp_path: Path,
+    make_traffic: Callable[..., pd.DataFrame],
+    make_records: Callable,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    shifted = make_traffic(400, seed=3, shift=frozenset({"contract"}))
+    log_traffic(tmp_path, champion.name, shifted, champion.version, make_records)
+    with pushgateway_server(tmp_path / "pushgateway") as url:
+        monkeypatch.setenv("SHIPYARD_PUSHGATEWAY_URL", url)
+        result = run_step()
+        pushed = pushed_samples(url, "shipyard_drift_psi")
+    # job and model: the grouping key; instance: the Pushgateway's empty default.
+    group = {
+        ("job", "shipyard_drift"),
+        ("model", "churn"),
+        ("version", str(champion.version)),
+        ("instance", ""),
+    }
+    assert pushed == {
+        frozenset({*group, ("feature", feature)}): pytest.approx(psi)
+        for feature, psi in result["psi"].items()
+    }
+    assert pushed[frozenset({*group, ("feature", "contract")})] > 0.2  # the shifted one
+    assert result["metrics_push"] == {"url": url, "job": "shipyard_drift", "pushed": 1, "failed": 0}
+
+
+def test_an_unreachable_pushgateway_never_fails_the_check(
+    champion: ModelVersion,
+    run_step: Callable[[], dict],
+    tmp_path: Path,
+    make_traffic: Callable[..., pd.DataFrame],
+    make_records: Callable,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    log_traffic(tmp_path, champion.name, make_traffic(400, seed=3, shift=frozenset({"contract"})),
+                champion.version, make_records)  # fmt: skip
+    nobody = f"http://127.0.0.1:{free_port()}"
+    monkeypatch.setenv("SHIPYARD_PUSHGATEWAY_URL", nobody)
+    caplog.set_level(logging.WARNING)
+    result = run_step()  # exit code 0 asserted inside
+    assert (result["status"], result["drift_detected"]) == ("checked", True)
+    assert Path(result["report_uri"]).exists()
+    assert result["metrics_push"] == {"url": nobody, "job": "shipyard_drift", "pushed": 0, "failed": 1}
+    assert f"could not push shipyard_drift figures of churn to the Pushgateway at {nobody}" in caplog.text
