@@ -5,6 +5,9 @@ One loop for every backend and provider (Flagger's scheduler, Argo's analysis ru
 1. wait until the canary is ready (`progress_deadline_seconds`, else roll back; a canary that
    can never become ready — its process exited, its predictor reports a terminal failure —
    ends the wait at once, with the cause in the reason);
+1b. with a `shadow` policy, still at 0 %: the challenger's predictions compared with the
+   champion's (`shadow_stage`: replay of logged requests, then optionally live mirroring); a
+   failed comparison rolls back, inconclusive and error ones wait like checks do;
 2. for each step below 100 %: move the weight, then every `interval_seconds` judge the window
    before with `analysis.evaluate()` until `checks_per_step` checks passed. A failed check
    (or a canary that stopped being ready) counts toward `failure_limit`; inconclusive and
@@ -28,6 +31,7 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 from shipyard.hooks.mlflow import MlflowError
@@ -36,6 +40,8 @@ from shipyard.rollout.backends import TrafficBackend
 from shipyard.rollout.errors import BackendError, ProviderError
 from shipyard.rollout.providers import MetricsProvider
 from shipyard.rollout.registry import GateState
+from shipyard.rollout.shadow import ShadowCheck
+from shipyard.rollout.shadow_stage import ShadowStage
 from shipyard_spec.model import Rollout
 
 log = logging.getLogger(__name__)
@@ -67,12 +73,14 @@ class CanaryController:
         *,
         gate: Callable[[], GateState] | None = None,
         on_check: Callable[[dict[str, Any]], None] | None = None,
+        shadow: ShadowStage | None = None,
     ) -> None:
         self.policy = policy
         self.backend = backend
         self.provider = provider
         self.gate = gate
         self.on_check = on_check
+        self.shadow = shadow
         self.thresholds = Thresholds.from_policy(policy)
         self.window = policy.metrics.window_seconds or policy.interval_seconds
         self.checks: list[dict[str, Any]] = []
@@ -83,6 +91,8 @@ class CanaryController:
         """Analyse, then promote or roll back; never leaves the canary half-way."""
         try:
             await self._wait_ready()
+            if self.shadow is not None:
+                await self._shadow(self.shadow)
             await asyncio.to_thread(self._open_window)
             for weight in self.policy.steps[:-1]:
                 await asyncio.to_thread(self.backend.set_canary_weight, weight)
@@ -117,6 +127,51 @@ class CanaryController:
                     f"{self.policy.progress_deadline_seconds:g}: {readiness.reason}"
                 )
             await asyncio.sleep(READINESS_POLL_SECONDS)
+
+    async def _shadow(self, stage: ShadowStage) -> None:
+        """The shadow comparison at 0 %: replay, then live when the policy asks for it."""
+        await self._until_conclusive(stage.replay, stage.policy.skip_without_logs)
+        if not stage.policy.live_seconds:
+            return
+        since = datetime.now(UTC)
+        await asyncio.to_thread(stage.start_live)
+        try:
+            log.info("live shadow: stable mirrors to the canary for %gs", stage.policy.live_seconds)
+            await asyncio.sleep(stage.policy.live_seconds)
+            await self._until_conclusive(lambda: stage.live(since), skip_inconclusive=False)
+        finally:
+            await asyncio.to_thread(self.backend.stop_mirroring)
+
+    async def _until_conclusive(self, measure: Callable[[], ShadowCheck], skip_inconclusive: bool) -> None:
+        """Judge a shadow comparison until it passes (return) or fails (RolloutEnded), every interval;
+        inconclusive and error wait up to the no-data deadline (or, with `skip_inconclusive`, an
+        inconclusive comparison lets the canary go on, recorded as such)."""
+        started = time.monotonic()
+        while True:
+            check = await asyncio.to_thread(measure)
+            self._record_shadow(check)
+            if check.verdict is Verdict.PASS:
+                return
+            if check.verdict is Verdict.FAIL:
+                raise RolloutEnded(check.reason)
+            if check.verdict is Verdict.INCONCLUSIVE and skip_inconclusive:
+                log.warning("shadow %s inconclusive, skipped: %s", check.mode.value, check.reason)
+                return
+            waited = time.monotonic() - started
+            if waited >= self.policy.no_data_deadline_seconds:
+                raise RolloutEnded(
+                    f"no conclusive shadow {check.mode.value} comparison for {waited:.0f}s "
+                    f"(no_data_deadline_seconds {self.policy.no_data_deadline_seconds:g}); last "
+                    f"{check.verdict.value}: {check.reason}"
+                )
+            await asyncio.sleep(self.policy.interval_seconds)
+
+    def _record_shadow(self, check: ShadowCheck) -> None:
+        entry = {"index": len(self.checks), "at": time.time(), "weight": 0, **check.as_dict()}
+        self.checks.append(entry)
+        log.info("shadow %s: %s %s", check.mode.value, check.verdict.value.upper(), check.reason)
+        if self.on_check is not None:
+            self.on_check(entry)
 
     def _open_window(self) -> None:
         """A first query of both versions: delta providers (scrape) take their baseline here."""

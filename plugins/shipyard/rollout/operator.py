@@ -41,6 +41,7 @@ from shipyard.rollout.compatibility import incompatibilities
 from shipyard.rollout.controller import PROMOTED, ROLLED_BACK
 from shipyard.rollout.errors import BackendError
 from shipyard.rollout.registry import MlflowRegistry
+from shipyard.rollout.shadow_stage import ShadowContext
 from shipyard.rollout.trigger import CanaryAnalysisTrigger
 from shipyard_spec.contract import Alias, RolloutStatus, Tag
 from shipyard_spec.model import PipelineSpec
@@ -142,6 +143,7 @@ class CanaryRolloutOperator(BaseOperator):
         log.info("canary %s v%s against champion v%s on %s", canary.model_name, version, champion,
                  spec.rollout.backend)  # fmt: skip
         backend.deploy_canary(stable, canary)
+        shadow = ShadowContext.for_spec(spec, champion, version)
         self.defer(
             trigger=CanaryAnalysisTrigger(
                 policy=spec.rollout.model_dump(mode="json"),
@@ -149,6 +151,7 @@ class CanaryRolloutOperator(BaseOperator):
                 model_name=spec.mlflow.registered_model,
                 version=version,
                 mlflow_conn_id=spec.mlflow.conn_id,
+                shadow=shadow.as_dict() if shadow else None,
             ),
             method_name="execute_complete",
         )

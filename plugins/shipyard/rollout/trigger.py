@@ -20,6 +20,7 @@ from shipyard.rollout.backends import build_backend
 from shipyard.rollout.controller import CanaryController
 from shipyard.rollout.providers import build_provider
 from shipyard.rollout.registry import MlflowRegistry
+from shipyard.rollout.shadow_stage import ShadowContext, ShadowStage
 from shipyard_spec.model import Rollout
 
 log = logging.getLogger(__name__)
@@ -35,8 +36,10 @@ class CanaryAnalysisTrigger(BaseTrigger):
         model_name: str,
         version: str,
         mlflow_conn_id: str | None = None,
+        shadow: dict[str, Any] | None = None,
     ) -> None:
         super().__init__()
+        self.shadow = shadow
         self.policy = policy
         self.backend = backend
         self.model_name = model_name
@@ -52,6 +55,7 @@ class CanaryAnalysisTrigger(BaseTrigger):
                 "model_name": self.model_name,
                 "version": self.version,
                 "mlflow_conn_id": self.mlflow_conn_id,
+                "shadow": self.shadow,
             },
         )
 
@@ -61,9 +65,9 @@ class CanaryAnalysisTrigger(BaseTrigger):
         if self.mlflow_conn_id:
             registry = MlflowRegistry(MlflowHook(self.mlflow_conn_id), self.model_name)
             gate = partial(registry.gate, self.version)
-        return CanaryController(
-            policy, build_backend(policy, self.backend), build_provider(policy.metrics), gate=gate
-        )
+        backend = build_backend(policy, self.backend)
+        shadow = ShadowStage(ShadowContext(**self.shadow), backend) if self.shadow else None
+        return CanaryController(policy, backend, build_provider(policy.metrics), gate=gate, shadow=shadow)
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
         try:

@@ -35,6 +35,15 @@ class Release:
 
 
 @dataclass(frozen=True)
+class Mirror:
+    """How the stable predictor mirrors for a live shadow (contract.Env.SHADOW_MIRROR_* values)."""
+
+    sample_rate: float
+    queue_size: int
+    threshold: float
+
+
+@dataclass(frozen=True)
 class Readiness:
     ready: bool
     reason: str
@@ -64,6 +73,15 @@ class TrafficBackend(Protocol):
 
     def targets(self) -> tuple[Target, Target]:
         """(canary, stable) as the metrics provider names them."""
+
+    def canary_url(self) -> str:
+        """The canary predictor's own base URL, bypassing the traffic split (the replay shadow)."""
+
+    def start_mirroring(self, mirror: Mirror) -> None:
+        """Make the stable predictor mirror a copy of its requests to the canary (the live shadow)."""
+
+    def stop_mirroring(self) -> None:
+        """The stable predictor without mirroring again; a no-op when it does not mirror."""
 
     def config(self) -> dict[str, Any]:
         """JSON-safe arguments of `build_backend` that rebuild this backend elsewhere (the trigger)."""

@@ -24,7 +24,7 @@ import logging
 import time
 from typing import Any, Protocol
 
-from shipyard.rollout.backends import Readiness, Release
+from shipyard.rollout.backends import Mirror, Readiness, Release
 from shipyard.rollout.errors import BackendError
 from shipyard.rollout.providers import Target
 from shipyard_spec.model import KServeTarget
@@ -478,3 +478,24 @@ class KServeBackend:
                 stable_rev,
             ),
         )
+
+    def canary_url(self) -> str:
+        """The canary's in-cluster Service, bypassing the split: Knative names one Service after each
+        revision, KServe's Standard mode one after each predictor (`<isvc>-v<N>`, as `revisions` names
+        it). Not checked against a running KServe controller (none runs here)."""
+        canary_rev, _ = self.mode.revisions(self.get() or {}, self.name, self.stable, self.canary)
+        if not canary_rev:
+            raise BackendError(f"InferenceService {self.target.namespace}/{self.name} has no canary yet")
+        return f"http://{canary_rev}.{self.target.namespace}.svc.cluster.local"
+
+    def start_mirroring(self, mirror: Mirror) -> None:
+        """Refused (the spec schema already refuses `shadow.live_seconds` with this backend): the
+        stable predictor reads its mirror variables at start, and while a canary is declared a new
+        stable revision cannot be made without replacing the canary. Gateway API `RequestMirror` on
+        the Standard mode's HTTPRoute would be the mechanism; see docs/architecture.md."""
+        raise BackendError(
+            "live shadow (mirroring) is not available on the kserve backend; use the replay shadow"
+        )
+
+    def stop_mirroring(self) -> None:
+        """Nothing mirrors on this backend."""

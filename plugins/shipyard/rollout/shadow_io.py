@@ -1,0 +1,159 @@
+"""What the shadow comparison reads: the champion's logged requests, the live shadow's paired log,
+late labels, and the challenger's answers. Standard library, fsspec, httpx and SQLAlchemy only
+(Airflow side: no pandas, no numpy).
+
+Logs follow the contract (`shipyard_spec.contract`): part files `part-*.jsonl` under `date=`
+partitions, renamed into place when complete, so a half-written file is never matched. A part
+that does not parse is skipped and counted (a disk that filled up), never fatal.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import httpx
+
+from shipyard.rollout.shadow import ShadowError, ShadowRejected
+from shipyard_spec.contract import PREDICTION_LOG_PART_GLOB, PredictionRecord, ShadowRecord, join
+from shipyard_spec.model import LabelsSource
+from shipyard_spec.shadow import Pair
+
+log = logging.getLogger(__name__)
+
+LABEL_QUERY_CHUNK = 500
+
+
+@dataclass(frozen=True)
+class LoggedRequest:
+    """One logged row of the champion: what the client sent and what the champion answered."""
+
+    inputs: dict[str, Any]
+    score: float
+    id: str | None = None
+
+
+def _parts_newest_first(log_dir: str, since: datetime) -> Iterator[tuple[Any, str]]:
+    """(filesystem, path) of every part under `log_dir`'s `date=` partitions from `since`'s day on,
+    newest first (part names start with their unix milliseconds)."""
+    import fsspec
+
+    try:
+        fs, root = fsspec.core.url_to_fs(log_dir)
+        paths = fs.glob(join(root, "date=*", PREDICTION_LOG_PART_GLOB))
+    except (OSError, ImportError, ValueError) as e:
+        raise ShadowError(f"cannot list the prediction log {log_dir}: {e}") from e
+    first_day = f"date={since.date().isoformat()}"
+    kept = [p for p in paths if p.rsplit("/", 2)[-2] >= first_day]
+    for path in sorted(kept, key=lambda p: (p.rsplit("/", 2)[-2], p.rsplit("/", 1)[-1]), reverse=True):
+        yield fs, path
+
+
+def _records(fs: Any, path: str) -> list[dict[str, Any]]:
+    """The records of one part file; [] (logged) when it does not parse."""
+    try:
+        with fs.open(path, "r") as handle:
+            return [json.loads(line) for line in handle if line.strip()]
+    except (ValueError, UnicodeDecodeError, OSError) as e:
+        log.warning("skipping unreadable log part %s: %s", path, e)
+        return []
+
+
+def read_logged_requests(log_dir: str, version: str, since: datetime, limit: int) -> list[LoggedRequest]:
+    """The newest `limit` rows the champion (`version`) logged under `log_dir` since `since`: the
+    sample the replay shadow sends to the challenger. Rows of other versions are left out."""
+    rows: list[LoggedRequest] = []
+    since_text = since.isoformat()
+    for fs, path in _parts_newest_first(log_dir, since):
+        for record in _records(fs, path):
+            if str(record.get(PredictionRecord.MODEL_VERSION)) != version:
+                continue
+            if str(record.get(PredictionRecord.TS, "")) < since_text:
+                continue
+            record_id = record.get(PredictionRecord.ID)
+            rows.append(
+                LoggedRequest(
+                    record[PredictionRecord.INPUTS],
+                    float(record[PredictionRecord.SCORE]),
+                    None if record_id is None else str(record_id),
+                )
+            )
+            if len(rows) >= limit:
+                return rows
+    return rows
+
+
+def read_paired_log(shadow_dir: str, since: datetime) -> list[tuple[Pair, str | None]]:
+    """The live shadow's pairs written under `shadow_dir` since `since`, each with its client row id."""
+    pairs = []
+    since_text = since.isoformat()
+    for fs, path in _parts_newest_first(shadow_dir, since):
+        for record in _records(fs, path):
+            if str(record.get(ShadowRecord.TS, "")) < since_text:
+                continue
+            record_id = record.get(ShadowRecord.ID)
+            pair = Pair(
+                float(record[ShadowRecord.CHAMPION_SCORE]), float(record[ShadowRecord.CHALLENGER_SCORE])
+            )
+            pairs.append((pair, None if record_id is None else str(record_id)))
+    return pairs
+
+
+def read_labels(source: LabelsSource, positive_label: object, ids: list[str]) -> dict[str, bool]:
+    """{id: label is positive} for the ids that have a label in the spec's labels table
+    (`${VAR}` in its URL expanded, as the drift step does)."""
+    import sqlalchemy as sa
+
+    wanted = sorted(set(ids))
+    if not wanted:
+        return {}
+    engine = sa.create_engine(os.path.expandvars(source.url))
+    table = sa.table(source.table, sa.column(source.id_column), sa.column(source.label_column))
+    labels: dict[str, bool] = {}
+    try:
+        with engine.connect() as connection:
+            for start in range(0, len(wanted), LABEL_QUERY_CHUNK):
+                chunk = wanted[start : start + LABEL_QUERY_CHUNK]
+                query = sa.select(table.c[source.id_column], table.c[source.label_column]).where(
+                    sa.cast(table.c[source.id_column], sa.String).in_(chunk)
+                )
+                for row_id, label in connection.execute(query):
+                    labels[str(row_id)] = str(label) == str(positive_label)
+    except sa.exc.SQLAlchemyError as e:
+        raise ShadowError(f"cannot read labels from {source.table}: {e.__class__.__name__}: {e}") from e
+    finally:
+        engine.dispose()
+    return labels
+
+
+def score_rows(
+    base_url: str, model_name: str, rows: list[dict[str, Any]], batch_size: int, timeout: float
+) -> list[float]:
+    """The challenger's scores of `rows` (V1 `:predict`, `batch_size` rows a request). A 4xx means
+    the challenger refuses requests the champion answered (`ShadowRejected`); a 5xx or no answer
+    is an error of the comparison (`ShadowError`)."""
+    url = f"{base_url.rstrip('/')}/v1/models/{model_name}:predict"
+    scores: list[float] = []
+    with httpx.Client(timeout=timeout) as client:
+        for start in range(0, len(rows), batch_size):
+            batch = rows[start : start + batch_size]
+            try:
+                response = client.post(url, json={"instances": batch})
+            except httpx.HTTPError as e:
+                raise ShadowError(f"challenger at {url} did not answer: {e.__class__.__name__}: {e}") from e
+            if 400 <= response.status_code < 500:
+                raise ShadowRejected(
+                    f"the challenger refused logged requests the champion answered: HTTP "
+                    f"{response.status_code} {response.text[:300]}"
+                )
+            if response.status_code != 200:
+                raise ShadowError(
+                    f"challenger at {url} answered HTTP {response.status_code}: {response.text[:300]}"
+                )
+            scores.extend(float(p) for p in response.json()["predictions"])
+    return scores
