@@ -67,6 +67,9 @@ class Tag(StrEnum):
     ROLLOUT_REASON = "shipyard.rollout.reason"
     ROLLOUT_CONFIRM = "shipyard.rollout.confirm"
     ROLLOUT_ABORT = "shipyard.rollout.abort"
+    # The last shadow comparison of a rollout, per mode: "<verdict>: <reason with the figures>".
+    SHADOW_REPLAY = "shipyard.shadow.replay"
+    SHADOW_LIVE = "shipyard.shadow.live"
 
 
 class RolloutStatus(StrEnum):

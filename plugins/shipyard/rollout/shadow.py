@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from shipyard.rollout.analysis import Verdict
+from shipyard_spec.contract import Tag
 from shipyard_spec.model import Shadow
 from shipyard_spec.shadow import Figures, Pair, compare
 
@@ -21,6 +22,20 @@ from shipyard_spec.shadow import Figures, Pair, compare
 class ShadowMode(enum.StrEnum):
     REPLAY = "replay"  # the challenger scores the champion's logged requests
     LIVE = "live"  # the stable predictor mirrors live requests to the challenger
+
+    @property
+    def tag(self) -> Tag:
+        """The version tag that records this mode's last verdict and reason."""
+        return Tag.SHADOW_REPLAY if self is ShadowMode.REPLAY else Tag.SHADOW_LIVE
+
+
+# A shadow comparison's entry in the decision log is `stage: shadow-<mode>` with these figures,
+# logged as run metrics `shadow.<mode>.<figure>`.
+SHADOW_STAGE_PREFIX = "shadow-"
+SHADOW_FIGURES = (
+    "rows", "decision_flip_ratio", "mean_abs_diff", "p99_abs_diff", "score_psi",
+    "champion_auc", "challenger_auc",
+)  # fmt: skip
 
 
 class ShadowError(Exception):
@@ -42,7 +57,7 @@ class ShadowCheck:
 
     def as_dict(self) -> dict[str, Any]:
         return {
-            "stage": f"shadow-{self.mode.value}",
+            "stage": f"{SHADOW_STAGE_PREFIX}{self.mode.value}",
             "verdict": self.verdict.value,
             "reason": self.reason,
             **(self.figures.as_dict() if self.figures else {}),
