@@ -121,12 +121,13 @@ def main() -> None:
                 )
                 cpu_us = (serving_bench.cpu_seconds(group) - cpu) / max(1, rate * args.seconds) * 1e6
                 results[name].append((rate, p50, p99, errors, cpu_us))
+                load = serving_bench.load_average()
                 print(f"{name}: {rate:.0f} req/s, p50 {p50:.1f} ms, p99 {p99:.1f} ms, {errors} errors, "
-                      f"{cpu_us:.0f} CPU us/request ({serving_bench.load_average()})", flush=True)  # fmt: skip
+                      f"{cpu_us:.0f} CPU us/request ({load})", flush=True)  # fmt: skip
         counters = mirror_counters(mirroring[0])
     offered = args.concurrency * args.qps
-    print(f"\nhey -z {args.seconds}s -c {args.concurrency} -q {args.qps} (offered {offered} req/s), one row a "
-          f"request, {args.rounds} alternating rounds; medians over rounds:")  # fmt: skip
+    print(f"\nhey -z {args.seconds}s -c {args.concurrency} -q {args.qps} (offered {offered} req/s), "
+          f"one row a request, {args.rounds} alternating rounds; medians over rounds:")  # fmt: skip
     print("| variant | req/s | p50 ms | p99 ms | errors | stable CPU us/request |")
     print("|---|---|---|---|---|---|")
     for name, rows in results.items():
