@@ -39,7 +39,7 @@ from support.servers import free_port, venv_python, wait_http_ok  # noqa: E402
 from shipyard_spec.contract import Env, Metric  # noqa: E402
 
 _spec = importlib.util.spec_from_file_location("serving_bench", REPO / "benchmarks/serving/run.py")
-serving_bench = importlib.util.module_from_spec(_spec)
+serving_bench = sys.modules["serving_bench"] = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(serving_bench)
 
 MODEL = "telco"
