@@ -29,6 +29,7 @@ TRIGGER_KWARGS = {
     "model_name": PIPELINE,
     "version": "3",
     "mlflow_conn_id": None,
+    "shadow": None,
 }
 
 
