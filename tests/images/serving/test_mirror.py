@@ -75,7 +75,7 @@ def test_a_hung_challenger_drops_copies_and_never_delays_a_client(
             counters = mirror_counters(predictor)
     assert statuses == [200] * 40
     assert elapsed < 30  # 40 requests; one mirrored copy alone waits 5 s for the hung challenger
-    assert counters[ShadowOutcome.DROPPED] >= 30
+    assert counters[ShadowOutcome.DROPPED] >= 20  # the queue holds 2; the sender waits on the hung call
     assert counters[ShadowOutcome.PAIRED] == 0
 
 
