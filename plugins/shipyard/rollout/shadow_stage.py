@@ -112,8 +112,11 @@ class ShadowStage:
                     f"no request of champion v{ctx.champion_version} logged under {log_dir} "
                     f"since {since:%Y-%m-%d}"
                 )
+            urls = self.backend.direct_urls()
+            if urls is None:
+                raise ShadowError("no direct route to the canary predictor (no canary deployed)")
             scores = score_rows(
-                self.backend.canary_url(),
+                urls[0],
                 ctx.served_name,
                 [row.inputs for row in logged],
                 self.policy.batch_size,

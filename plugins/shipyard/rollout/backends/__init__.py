@@ -74,8 +74,10 @@ class TrafficBackend(Protocol):
     def targets(self) -> tuple[Target, Target]:
         """(canary, stable) as the metrics provider names them."""
 
-    def canary_url(self) -> str:
-        """The canary predictor's own base URL, bypassing the traffic split (the replay shadow)."""
+    def direct_urls(self) -> tuple[str, str] | None:
+        """(canary, stable) base URLs of the predictors themselves, past the traffic split (the
+        replay shadow sends the champion's logged requests to the canary there before any traffic
+        moves); None when there is no canary."""
 
     def start_mirroring(self, mirror: Mirror) -> None:
         """Make the stable predictor mirror a copy of its requests to the canary (the live shadow)."""

@@ -479,14 +479,17 @@ class KServeBackend:
             ),
         )
 
-    def canary_url(self) -> str:
-        """The canary's in-cluster Service, bypassing the split: Knative names one Service after each
-        revision, KServe's Standard mode one after each predictor (`<isvc>-v<N>`, as `revisions` names
-        it). Not checked against a running KServe controller (none runs here)."""
-        canary_rev, _ = self.mode.revisions(self.get() or {}, self.name, self.stable, self.canary)
-        if not canary_rev:
-            raise BackendError(f"InferenceService {self.target.namespace}/{self.name} has no canary yet")
-        return f"http://{canary_rev}.{self.target.namespace}.svc.cluster.local"
+    def direct_urls(self) -> tuple[str, str] | None:
+        """The two versions' in-cluster Services, past the split: Knative names one Service after
+        each revision, KServe's Standard mode one after each predictor (`<isvc>-v<N>`, as
+        `revisions` names them). Reachable from the triggerer when the chart's predictor
+        NetworkPolicy admits it (same namespace, or `networkPolicy.predictorIngressFrom`). Not
+        checked against a running KServe controller (none runs here)."""
+        canary_rev, stable_rev = self.mode.revisions(self.get() or {}, self.name, self.stable, self.canary)
+        if not (canary_rev and stable_rev):
+            return None
+        namespace = self.target.namespace
+        return tuple(f"http://{rev}.{namespace}.svc.cluster.local" for rev in (canary_rev, stable_rev))  # type: ignore[return-value]
 
     def start_mirroring(self, mirror: Mirror) -> None:
         """Refused (the spec schema already refuses `shadow.live_seconds` with this backend): the

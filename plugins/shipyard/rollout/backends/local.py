@@ -453,11 +453,11 @@ class LocalBackend:
             for role in (CANARY, STABLE)
         )
 
-    def canary_url(self) -> str:
-        canary = self.state()[CANARY]
-        if canary is None:
-            raise BackendError("no canary deployed")
-        return f"http://127.0.0.1:{canary['port']}"
+    def direct_urls(self) -> tuple[str, str] | None:
+        state = self.state()
+        if not (state[CANARY] and state[STABLE]):
+            return None
+        return f"http://127.0.0.1:{state[CANARY]['port']}", f"http://127.0.0.1:{state[STABLE]['port']}"
 
     def start_mirroring(self, mirror: Mirror) -> None:
         """A stable predictor of the same version started with the mirror variables takes over the
@@ -468,7 +468,7 @@ class LocalBackend:
         if canary is None:
             raise BackendError("no canary to mirror to")
         env = {
-            Env.SHADOW_MIRROR_URL: self.canary_url(),
+            Env.SHADOW_MIRROR_URL: f"http://127.0.0.1:{canary['port']}",
             Env.SHADOW_MIRROR_VERSION: canary["release"]["version"],
             Env.SHADOW_MIRROR_SAMPLE_RATE: str(mirror.sample_rate),
             Env.SHADOW_MIRROR_QUEUE_SIZE: str(mirror.queue_size),
