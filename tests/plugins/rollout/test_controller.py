@@ -94,17 +94,35 @@ def test_a_failure_while_waiting_for_confirmation_still_rolls_back():
 class ScriptedShadow:
     """A shadow stage whose replay comparisons follow a script (the real one: test_shadow.py)."""
 
-    def __init__(self, verdicts: list[Verdict], **policy) -> None:
+    def __init__(self, verdicts: list[Verdict], live: list[Verdict] = (), **policy) -> None:
         self.policy = Shadow(**policy)
         self.script = iter(verdicts)
+        self.live_script = iter(live)
+        self.live_started = 0
 
     def replay(self) -> ShadowCheck:
         verdict = next(self.script)
         return ShadowCheck(ShadowMode.REPLAY, verdict, f"scripted {verdict.value}")
 
+    def start_live(self) -> None:
+        self.live_started += 1
 
-def run_with_shadow(shadow: ScriptedShadow, **overrides):
-    backend = KServeBackend(
+    def live(self, since) -> ShadowCheck:
+        verdict = next(self.live_script)
+        return ShadowCheck(ShadowMode.LIVE, verdict, f"scripted live {verdict.value}")
+
+
+class CountingBackend(KServeBackend):
+    """The emulated KServe backend, counting the requests to stop mirroring."""
+
+    stopped_mirroring = 0
+
+    def stop_mirroring(self) -> None:
+        self.stopped_mirroring += 1
+
+
+def run_with_shadow(shadow: ScriptedShadow, backend: KServeBackend | None = None, **overrides):
+    backend = backend or KServeBackend(
         KServeTarget(), "churn", "churn", FakeKServe(), verify_timeout=0.5, poll_seconds=0.01
     )
     backend.deploy_canary(
@@ -141,3 +159,14 @@ def test_skip_without_logs_lets_an_inconclusive_shadow_go_on_recorded_as_such():
     outcome = run_with_shadow(ScriptedShadow([Verdict.INCONCLUSIVE], skip_without_logs=True))
     assert outcome.status == PROMOTED
     assert outcome.checks[0]["verdict"] == "inconclusive"
+
+
+def test_a_failed_live_shadow_stops_the_mirroring_then_rolls_back():
+    backend = CountingBackend(
+        KServeTarget(), "churn", "churn", FakeKServe(), verify_timeout=0.5, poll_seconds=0.01
+    )
+    shadow = ScriptedShadow([Verdict.PASS], live=[Verdict.FAIL], live_seconds=0.01)
+    outcome = run_with_shadow(shadow, backend)
+    assert (outcome.status, outcome.reason) == (ROLLED_BACK, "scripted live fail")
+    assert (shadow.live_started, backend.stopped_mirroring) == (1, 1)
+    assert [c["stage"] for c in outcome.checks] == ["shadow-replay", "shadow-live"]
