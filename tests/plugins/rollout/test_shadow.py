@@ -159,15 +159,21 @@ def test_constant_and_flipped_challengers_fail_the_shadow_and_a_retrained_one_pa
     assert "challenger 0.500" in reasons["constant"]  # a constant ranks nobody
     assert "AUC drop 0." in reasons["flipped"]
 
+    # The retrained one with a live shadow too: the stable predictor mirrors live traffic to it for
+    # 4 s (a mirroring stable process swapped in under load, and out again) before the first step.
+    spec = yaml.safe_load(pipeline.read_text())
+    spec["rollout"]["shadow"]["live_seconds"] = 4
+    pipeline.write_text(yaml.safe_dump(spec))
     version = register_version(mlflow_tracking_uri, PIPELINE, challengers["retrained"])
     records = load_records(model_dir / "input_example.json")
     with LoadDriver(backend.url, backend.served_name, records, RPS) as load:
         promoted = rollout(pipeline, version, challengers["retrained"])
     assert promoted["status"] == "promoted"
-    assert set(load.outcomes) == {"200"}
-    passed = registry.tags(version)[Tag.SHADOW_REPLAY]
-    print(f"retrained: {passed}")
-    assert passed.startswith("pass: shadow replay within thresholds: 600 rows:")
+    assert set(load.outcomes) == {"200"}  # swapping the mirroring stable in and out failed no client
+    tags = registry.tags(version)
+    print(f"retrained: {tags[Tag.SHADOW_REPLAY]}\nretrained, live: {tags[Tag.SHADOW_LIVE]}")
+    assert tags[Tag.SHADOW_REPLAY].startswith("pass: shadow replay within thresholds: 600 rows:")
+    assert tags[Tag.SHADOW_LIVE].startswith("pass: shadow live within thresholds:")
     history = registry.hook.get_conn().get_metric_history(
         registry.version(version).run_id, "shadow.replay.decision_flip_ratio"
     )
