@@ -207,11 +207,15 @@ class ShadowMirror:
     ) -> list[dict[str, Any]]:
         """Send copies in one call; the paired records of their rows ([] when it was not answered)."""
         rows = [[batch.row(i) for i in range(batch.rows)] for batch, _ in copies]
+        instances = [row for request in rows for row in request]
         try:
-            response = client.post(url, json={"instances": [row for request in rows for row in request]})
+            response = client.post(url, json={"instances": instances})
             response.raise_for_status()
-            challenger = iter([float(p) for p in response.json()["predictions"]])
-        except (httpx.HTTPError, ValueError, KeyError) as e:
+            predictions = [float(p) for p in response.json()["predictions"]]
+            if len(predictions) != len(instances):
+                raise ValueError(f"{len(predictions)} predictions for {len(instances)} rows")
+            challenger = iter(predictions)
+        except (httpx.HTTPError, ValueError, KeyError, TypeError) as e:
             self._counter(ShadowOutcome.FAILED).inc(len(copies))
             log.debug("mirrored requests not answered by the challenger: %s", e)
             return []

@@ -75,17 +75,30 @@ def read_logged_requests(log_dir: str, version: str, since: datetime, limit: int
                 continue
             if str(record.get(PredictionRecord.TS, "")) < since_text:
                 continue
-            record_id = record.get(PredictionRecord.ID)
-            rows.append(
-                LoggedRequest(
-                    record[PredictionRecord.INPUTS],
-                    float(record[PredictionRecord.SCORE]),
-                    None if record_id is None else str(record_id),
-                )
-            )
+            try:
+                rows.append(_logged_request(record))
+            except (KeyError, TypeError, ValueError) as e:
+                log.warning("skipping a malformed record of %s: %s", path, e)
+                continue
             if len(rows) >= limit:
                 return rows
     return rows
+
+
+def _logged_request(record: dict[str, Any]) -> LoggedRequest:
+    record_id = record.get(PredictionRecord.ID)
+    inputs = record[PredictionRecord.INPUTS]
+    if not isinstance(inputs, dict):
+        raise TypeError(f"inputs is {type(inputs).__name__}, not an object")
+    return LoggedRequest(
+        inputs, float(record[PredictionRecord.SCORE]), None if record_id is None else str(record_id)
+    )
+
+
+def _paired(record: dict[str, Any]) -> tuple[Pair, str | None]:
+    record_id = record.get(ShadowRecord.ID)
+    champion, challenger = record[ShadowRecord.CHAMPION_SCORE], record[ShadowRecord.CHALLENGER_SCORE]
+    return Pair(float(champion), float(challenger)), None if record_id is None else str(record_id)
 
 
 def read_paired_log(shadow_dir: str, since: datetime) -> list[tuple[Pair, str | None]]:
@@ -96,11 +109,10 @@ def read_paired_log(shadow_dir: str, since: datetime) -> list[tuple[Pair, str | 
         for record in _records(fs, path):
             if str(record.get(ShadowRecord.TS, "")) < since_text:
                 continue
-            record_id = record.get(ShadowRecord.ID)
-            pair = Pair(
-                float(record[ShadowRecord.CHAMPION_SCORE]), float(record[ShadowRecord.CHALLENGER_SCORE])
-            )
-            pairs.append((pair, None if record_id is None else str(record_id)))
+            try:
+                pairs.append(_paired(record))
+            except (KeyError, TypeError, ValueError) as e:
+                log.warning("skipping a malformed record of %s: %s", path, e)
     return pairs
 
 
@@ -155,5 +167,15 @@ def score_rows(
                 raise ShadowError(
                     f"challenger at {url} answered HTTP {response.status_code}: {response.text[:300]}"
                 )
-            scores.extend(float(p) for p in response.json()["predictions"])
+            try:
+                predictions = [float(p) for p in response.json()["predictions"]]
+            except (ValueError, KeyError, TypeError) as e:
+                raise ShadowError(
+                    f"challenger at {url} answered no predictions: {response.text[:300]}"
+                ) from e
+            if len(predictions) != len(batch):
+                raise ShadowError(
+                    f"challenger at {url} answered {len(predictions)} predictions for {len(batch)} rows"
+                )
+            scores.extend(predictions)
     return scores

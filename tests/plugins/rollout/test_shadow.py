@@ -37,6 +37,7 @@ from shipyard.rollout.backends import Release
 from shipyard.rollout.backends.local import LocalBackend
 from shipyard.rollout.local.load import LoadDriver, load_records
 from shipyard.rollout.registry import MlflowRegistry
+from shipyard.rollout.shadow_io import LoggedRequest, read_logged_requests
 from shipyard.rollout.shadow_stage import ShadowContext, ShadowStage
 from shipyard_spec import load_spec
 from shipyard_spec.contract import Alias, Metric, ShadowOutcome, Tag, serving_name
@@ -255,3 +256,22 @@ def test_live_mirroring_under_steady_load_fails_no_client_request(mirrored_stack
     print(f"live shadow: {check.reason}; mirror counters {counters}; clients {dict(load.outcomes)}")
     assert check.verdict is Verdict.PASS, check.reason
     assert check.figures.rows >= 50
+
+
+def test_unreadable_parts_and_malformed_records_are_skipped_not_fatal(tmp_path):
+    log_dir = tmp_path / "logs" / serving_name(MODEL_NAME)
+    day = datetime.now(UTC).date().isoformat()
+    part = log_dir / f"date={day}"
+    part.mkdir(parents=True)
+    now = datetime.now(UTC).isoformat()
+    good = {"ts": now, "model_version": "1", "inputs": {"tenure": 3.0}, "score": 0.25, "id": 7}
+    records = [
+        good,
+        {**good, "score": "not a number"},
+        {**good, "inputs": None},
+        {**good, "model_version": "2"},
+    ]
+    (part / "part-1000-1.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+    (part / "part-2000-1.jsonl").write_bytes(b"\xff\xfe not json\n")  # a disk that filled up
+    rows = read_logged_requests(str(log_dir), "1", datetime(2000, 1, 1, tzinfo=UTC), 10)
+    assert rows == [LoggedRequest({"tenure": 3.0}, 0.25, "7")]
