@@ -165,6 +165,14 @@ class CanaryController:
                     f"{check.verdict.value}: {check.reason}"
                 )
             await asyncio.sleep(self.policy.interval_seconds)
+            await self._check_abort()
+
+    async def _check_abort(self) -> None:
+        """The abort tag ends the rollout at the next check (an unreadable registry too)."""
+        if self.gate is not None:
+            state = await self._gate_state()
+            if state.abort_reason:
+                raise RolloutEnded(f"aborted by hand: {state.abort_reason}")
 
     def _record_shadow(self, check: ShadowCheck) -> None:
         entry = {"index": len(self.checks), "at": time.time(), "weight": 0, **check.as_dict()}
@@ -197,10 +205,7 @@ class CanaryController:
     async def _judge(self, weight: int) -> bool:
         """Wait one interval, judge it, record it; True on a pass. Raises RolloutEnded to roll back."""
         await asyncio.sleep(self.policy.interval_seconds)
-        if self.gate is not None:
-            state = await self._gate_state()
-            if state.abort_reason:
-                raise RolloutEnded(f"aborted by hand: {state.abort_reason}")
+        await self._check_abort()
         check = await asyncio.to_thread(self._measure)
         self._record(weight, check)
         now = time.monotonic()

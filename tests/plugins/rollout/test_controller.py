@@ -170,3 +170,20 @@ def test_a_failed_live_shadow_stops_the_mirroring_then_rolls_back():
     assert (outcome.status, outcome.reason) == (ROLLED_BACK, "scripted live fail")
     assert (shadow.live_started, backend.stopped_mirroring) == (1, 1)
     assert [c["stage"] for c in outcome.checks] == ["shadow-replay", "shadow-live"]
+
+
+def test_an_abort_ends_a_shadow_that_keeps_waiting():
+    backend = KServeBackend(
+        KServeTarget(), "churn", "churn", FakeKServe(), verify_timeout=0.5, poll_seconds=0.01
+    )
+    backend.deploy_canary(
+        Release("churn", "1", storage_uri="s3://m/1"), Release("churn", "2", storage_uri="s3://m/2")
+    )
+    gate = ScriptedGate([GateState(False, None), GateState(False, "wrong data")])
+    shadow = ScriptedShadow([Verdict.INCONCLUSIVE] * 10)
+    controller = CanaryController(
+        policy(interval_seconds=0.01), backend, ScriptedProvider([GOOD]), gate=gate, shadow=shadow
+    )
+    outcome = asyncio.run(controller.run())
+    assert (outcome.status, outcome.reason) == (ROLLED_BACK, "aborted by hand: wrong data")
+    assert len(outcome.checks) == 2
