@@ -15,7 +15,7 @@ TOOLS_PY := $(VENVS)/tools/bin/python
 export SHIPYARD_PIPELINE_PYTHON := $(abspath $(PIPELINE_PY))
 export SHIPYARD_SERVING_PYTHON := $(abspath $(SERVING_PY))
 
-.PHONY: help venvs lint format test test-pipeline test-serving test-airflow test-chart test-k8s envtest-bin kserve-manifests dashboards demo demo-canary-fault up bench-airflow bench-scale prometheus pushgateway haproxy browser bench-rollout bench-storage locks clean
+.PHONY: help venvs lint format test test-pipeline test-serving test-airflow test-chart test-k8s envtest-bin kserve-manifests dashboards demo demo-canary-fault up bench-airflow bench-scale bench-shadow prometheus pushgateway haproxy browser bench-rollout bench-storage locks clean
 
 help:  ## List the targets
 	@grep -E '^[a-z0-9-]+:.*##' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -72,6 +72,10 @@ bench-storage: $(VENVS)/pipeline/.done $(VENVS)/tools/.done  ## Pipeline step wa
 bench-serving: $(VENVS)/serving/.done $(VENVS)/pipeline/.done  ## Benchmark the predictor vs its kserve ceiling, mlflow serve and naive kserve (needs hey)
 	@command -v hey >/dev/null || apt-get install -y hey || { echo "install hey (Debian: apt-get install -y hey)" >&2; exit 1; }
 	$(SERVING_PY) benchmarks/serving/run.py
+
+bench-shadow: $(VENVS)/serving/.done $(VENVS)/pipeline/.done  ## Stable-path latency with and without live shadow mirroring (needs hey)
+	@command -v hey >/dev/null || apt-get install -y hey || { echo "install hey (Debian: apt-get install -y hey)" >&2; exit 1; }
+	$(SERVING_PY) benchmarks/shadow/run.py
 
 BENCH_SCALE_ARGS ?=
 bench-scale: $(VENVS)/pipeline/.done  ## Wall time and peak RSS per pipeline step at N = 10k, 100k, 1M rows (BENCH_SCALE_ARGS="--sizes 10000 100000" or "--large")

@@ -139,9 +139,13 @@ def cpu_seconds(group: int) -> float:
     return total / os.sysconf("SC_CLK_TCK")
 
 
-def hey(url: str, body: Path, seconds: int, concurrency: int) -> tuple[float, float, float, int]:
-    """req/s, p50 ms, p99 ms, error count (non-200 answers and connection errors)."""
+def hey(
+    url: str, body: Path, seconds: int, concurrency: int, qps: int | None = None
+) -> tuple[float, float, float, int]:
+    """req/s, p50 ms, p99 ms, error count (non-200 answers and connection errors); `qps` caps each
+    of the `concurrency` workers' request rate (a fixed offered load), unset = as fast as possible."""
     command = ["hey", "-z", f"{seconds}s", "-c", str(concurrency), "-m", "POST", "-T", "application/json"]
+    command += ["-q", str(qps)] if qps else []
     output = subprocess.run(
         [*command, "-D", str(body), url], check=True, capture_output=True, text=True
     ).stdout

@@ -261,6 +261,48 @@ class LocalServing(StrictModel):
     request_log_bytes: Annotated[int, Field(ge=16_384, le=1 << 30)] = 4 << 20
 
 
+class Shadow(StrictModel):
+    """Prediction comparison of the challenger with the champion before any live traffic moves.
+
+    Replay (always, both backends): the challenger scores a sample of the champion's logged
+    production requests; live (optional, `live_seconds`): the stable predictor mirrors a copy
+    of its live requests to the challenger for that long (answers discarded). Both compare the
+    pairs: decisions flipped at `evaluation.threshold`, |score difference| (mean, p99), PSI of
+    the two score distributions and, where labels arrived (`drift.labels`), both AUCs. Fewer
+    than `min_rows` pairs is inconclusive, never a pass. Defaults are the safe ones.
+    """
+
+    # Logged requests of the champion replayed to the challenger (the newest first).
+    sample_rows: Annotated[int, Field(ge=1)] = 2000
+    # How far back the champion's prediction log is read, days.
+    lookback_days: Annotated[int, Field(ge=1)] = 7
+    # Fewer pairs than this: inconclusive (no logs yet is inconclusive, never a pass).
+    min_rows: Annotated[int, Field(ge=1)] = 200
+    # Largest share of rows whose decision (score >= evaluation.threshold) flips.
+    max_decision_flip_ratio: Annotated[float, Field(ge=0, le=1)] = 0.05
+    # Largest mean and 99th-percentile |challenger score - champion score|.
+    max_mean_abs_diff: Annotated[float, Field(ge=0, le=1)] = 0.05
+    max_p99_abs_diff: Annotated[float, Field(ge=0, le=1)] = 0.25
+    # Largest PSI between the two score distributions (10 bins on the champion's quantiles).
+    max_score_psi: Annotated[float, Field(gt=0)] = 0.2
+    # With labels: largest drop of the challenger's AUC below the champion's on the same rows.
+    max_auc_drop: Annotated[float, Field(ge=0, le=1)] = 0.02
+    min_labelled_rows: Annotated[int, Field(ge=1)] = 100
+    # True: while the champion has no logged request yet (its first days), the canary goes on
+    # to live traffic with the shadow verdict recorded as inconclusive. False: it waits for logs
+    # up to `no_data_deadline_seconds` and is then rolled back.
+    skip_without_logs: bool = False
+    # Rows per replay request, and how long the challenger may take to answer one.
+    batch_size: Annotated[int, Field(ge=1, le=1000)] = 100
+    request_timeout_seconds: Annotated[float, Field(gt=0)] = 10
+    # Live shadow (local backend): seconds the stable predictor mirrors its requests to the
+    # challenger before the first traffic step; None = replay only.
+    live_seconds: Annotated[float, Field(gt=0)] | None = None
+    # Share of live requests mirrored, and the mirror queue (a full queue drops the copy).
+    live_sample_rate: Annotated[float, Field(gt=0, le=1)] = 1.0
+    live_queue_size: Annotated[int, Field(ge=1)] = 256
+
+
 class Rollout(StrictModel):
     """Canary policy in Flagger / Argo Rollouts terms. Defaults are the safe ones.
 
@@ -302,6 +344,8 @@ class Rollout(StrictModel):
     # Logged requests (the champion's newest prediction-log rows) replayed against the challenger,
     # with the champion's input example, before any traffic moves; 0 replays the example only.
     replay_logged_requests: Annotated[int, Field(ge=0, le=10_000)] = 100
+    # Shadow comparison before the first traffic step (None: no shadow step).
+    shadow: Shadow | None = None
     metrics: Metrics = Metrics()
     kserve: KServeTarget = KServeTarget()
     local: LocalServing = LocalServing()
@@ -312,6 +356,11 @@ class Rollout(StrictModel):
             raise ValueError(f"steps must strictly increase, got {self.steps}")
         if not self.steps or self.steps[-1] != 100:
             raise ValueError(f"the last step must be 100, got {self.steps}")
+        if self.backend == "kserve" and self.shadow and self.shadow.live_seconds:
+            raise ValueError(
+                "shadow.live_seconds needs the local backend: on KServe the stable predictor's mirroring "
+                "would need a new stable revision (use the replay shadow; see docs/architecture.md)"
+            )
         return self
 
 

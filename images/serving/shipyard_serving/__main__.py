@@ -117,6 +117,7 @@ def main(argv: list[str] | None = None) -> None:
     from shipyard_serving.dataplane import ShipyardDataPlane
     from shipyard_serving.faults import Faults
     from shipyard_serving.metrics import ServedModel
+    from shipyard_serving.mirror import MirrorSettings, ShadowMirror
     from shipyard_serving.prediction_log import PredictionLog, Retention
     from shipyard_serving.predictor import Settings, ShipyardModel
     from shipyard_serving.server import FrontDoor, ShipyardModelServer
@@ -131,11 +132,18 @@ def main(argv: list[str] | None = None) -> None:
             Retention(args.prediction_log_max_bytes, args.prediction_log_retention_days),
             flush_seconds=args.prediction_log_flush_seconds,
         )
+    mirror_settings = MirrorSettings.from_env()
+    mirror = (
+        ShadowMirror(mirror_settings, args.model_name, args.model_version, args.prediction_log_uri)
+        if mirror_settings
+        else None
+    )
     model = ShipyardModel(
         args.model_name,
         Settings(args.model_dir, args.model_version, args.max_batch_size, args.nthread, args.fast_path),
         prediction_log=prediction_log,
         faults=Faults(args.fault_error_rate, args.fault_latency_ms, args.fault_never_ready),
+        mirror=mirror,
     )
     model.load()
     server = ShipyardModelServer(

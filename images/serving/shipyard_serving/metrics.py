@@ -65,29 +65,29 @@ class _WorkersSum:
 
 # In multiprocess mode the families are kept out of the default registry (which would show
 # this worker's share only) and exported through _WorkersSum instead.
-_registry = None if MULTIPROCESS_DIR else REGISTRY
+FAMILY_REGISTRY = None if MULTIPROCESS_DIR else REGISTRY
 REQUESTS = Counter(
-    Metric.REQUESTS, "Prediction requests by outcome", [*LABELS, "outcome"], registry=_registry
+    Metric.REQUESTS, "Prediction requests by outcome", [*LABELS, "outcome"], registry=FAMILY_REGISTRY
 )
 HTTP_DURATION = Histogram(
     Metric.HTTP_REQUEST_DURATION,
     "Whole prediction request at the predictor's HTTP server: body read to response sent, every status",
     LABELS,
     buckets=BUCKETS,
-    registry=_registry,
+    registry=FAMILY_REGISTRY,
 )
 DURATION = Histogram(
     Metric.REQUEST_DURATION,
     "Time from request decoded to response built, inside the model",
     LABELS,
     buckets=BUCKETS,
-    registry=_registry,
+    registry=FAMILY_REGISTRY,
 )
 OUT_OF_RANGE = Counter(
     Metric.FEATURE_OUT_OF_RANGE,
     "Feature values outside the range seen in training (scored, not rejected)",
     [*LABELS, "feature"],
-    registry=_registry,
+    registry=FAMILY_REGISTRY,
 )
 if MULTIPROCESS_DIR:
     REGISTRY.register(_WorkersSum(MULTIPROCESS_DIR))

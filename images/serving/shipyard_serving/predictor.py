@@ -25,6 +25,7 @@ from kserve import Model
 from shipyard_serving import metrics
 from shipyard_serving.fast_path import FastPath, UnsupportedPipeline
 from shipyard_serving.faults import Faults
+from shipyard_serving.mirror import ShadowMirror
 from shipyard_serving.model_dir import ModelDirectory, read_model_dir
 from shipyard_serving.prediction_log import PredictionLog
 from shipyard_serving.requests import Batch, RequestDecoder
@@ -52,12 +53,14 @@ class ShipyardModel(Model):
         settings: Settings,
         prediction_log: PredictionLog | None = None,
         faults: Faults | None = None,
+        mirror: ShadowMirror | None = None,
     ):
         super().__init__(name)
         self.settings = settings
         self.model_version = settings.model_version
         self.prediction_log = prediction_log
         self.faults = faults or Faults()
+        self.mirror = mirror
         self.pipeline: Any = None
         self.decoder: RequestDecoder | None = None
         self.fast: FastPath | None = None
@@ -153,6 +156,8 @@ class ShipyardModel(Model):
         scores = self.score(payload)
         if self.prediction_log is not None:
             self.prediction_log.record(payload, scores)
+        if self.mirror is not None:
+            self.mirror.submit(payload, scores)
         if not payload.is_v2:
             return {"predictions": scores.tolist()}
         output = InferOutput(OUTPUT_NAME, [payload.rows], "FP64", data=scores.tolist())
@@ -166,4 +171,6 @@ class ShipyardModel(Model):
     def stop(self) -> None:
         if self.prediction_log is not None:
             self.prediction_log.close()
+        if self.mirror is not None:
+            self.mirror.close()
         super().stop()

@@ -8,6 +8,9 @@ One loop for every backend and provider (Flagger's scheduler, Argo's analysis ru
    requests the champion accepted (its input example, a sample of its prediction log) against
    both predictors: any the challenger rejects (4xx) rolls back with the requests and the
    challenger's messages named, unless the policy allows a breaking schema;
+1b. with a `shadow` policy, still at 0 %: the challenger's predictions compared with the
+   champion's (`shadow_stage`: replay of logged requests, then optionally live mirroring); a
+   failed comparison rolls back, inconclusive and error ones wait like checks do;
 2. for each step below 100 %: move the weight, then every `interval_seconds` judge the window
    before with `analysis.evaluate()` until `checks_per_step` checks passed. A failed check
    (or a canary that stopped being ready) counts toward `failure_limit`; inconclusive and
@@ -32,6 +35,7 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 from shipyard.hooks.mlflow import MlflowError
@@ -42,6 +46,8 @@ from shipyard.rollout.compatibility import replay_rejections
 from shipyard.rollout.errors import BackendError, ProviderError
 from shipyard.rollout.providers import MetricsProvider, Target
 from shipyard.rollout.registry import GateState
+from shipyard.rollout.shadow import ShadowCheck
+from shipyard.rollout.shadow_stage import ShadowStage
 from shipyard_spec.model import Rollout
 
 log = logging.getLogger(__name__)
@@ -76,6 +82,7 @@ class CanaryController:
         on_check: Callable[[dict[str, Any]], None] | None = None,
         replay_requests: list[dict[str, Any]] | None = None,
         on_weight: Callable[[Target, int], None] | None = None,
+        shadow: ShadowStage | None = None,
     ) -> None:
         """`replay_requests`: `{"request": label, "inputs": row}` the champion accepts, replayed
         against both predictors once the canary is ready, before any traffic moves."""
@@ -86,6 +93,7 @@ class CanaryController:
         self.on_check = on_check
         self.replay_requests = replay_requests or []
         self.on_weight = on_weight
+        self.shadow = shadow
         self.thresholds = Thresholds.from_policy(policy)
         self.window = policy.metrics.window_seconds or policy.interval_seconds
         self.checks: list[dict[str, Any]] = []
@@ -98,6 +106,8 @@ class CanaryController:
         try:
             await self._wait_ready()
             await asyncio.to_thread(self._replay)
+            if self.shadow is not None:
+                await self._shadow(self.shadow)
             canary = await asyncio.to_thread(self._open_window)
             for weight in self.policy.steps[:-1]:
                 await asyncio.to_thread(self.backend.set_canary_weight, weight)
@@ -164,6 +174,59 @@ class CanaryController:
             return
         raise RolloutEnded(reason)
 
+    async def _shadow(self, stage: ShadowStage) -> None:
+        """The shadow comparison at 0 %: replay, then live when the policy asks for it."""
+        await self._until_conclusive(stage.replay, stage.policy.skip_without_logs)
+        if not stage.policy.live_seconds:
+            return
+        since = datetime.now(UTC)
+        await asyncio.to_thread(stage.start_live)
+        try:
+            log.info("live shadow: stable mirrors to the canary for %gs", stage.policy.live_seconds)
+            await asyncio.sleep(stage.policy.live_seconds)
+            await self._until_conclusive(lambda: stage.live(since), skip_inconclusive=False)
+        finally:
+            await asyncio.to_thread(self.backend.stop_mirroring)
+
+    async def _until_conclusive(self, measure: Callable[[], ShadowCheck], skip_inconclusive: bool) -> None:
+        """Judge a shadow comparison until it passes (return) or fails (RolloutEnded), every interval;
+        inconclusive and error wait up to the no-data deadline (or, with `skip_inconclusive`, an
+        inconclusive comparison lets the canary go on, recorded as such)."""
+        started = time.monotonic()
+        while True:
+            check = await asyncio.to_thread(measure)
+            self._record_shadow(check)
+            if check.verdict is Verdict.PASS:
+                return
+            if check.verdict is Verdict.FAIL:
+                raise RolloutEnded(check.reason)
+            if check.verdict is Verdict.INCONCLUSIVE and skip_inconclusive:
+                log.warning("shadow %s inconclusive, skipped: %s", check.mode.value, check.reason)
+                return
+            waited = time.monotonic() - started
+            if waited >= self.policy.no_data_deadline_seconds:
+                raise RolloutEnded(
+                    f"no conclusive shadow {check.mode.value} comparison for {waited:.0f}s "
+                    f"(no_data_deadline_seconds {self.policy.no_data_deadline_seconds:g}); last "
+                    f"{check.verdict.value}: {check.reason}"
+                )
+            await asyncio.sleep(self.policy.interval_seconds)
+            await self._check_abort()
+
+    async def _check_abort(self) -> None:
+        """The abort tag ends the rollout at the next check (an unreadable registry too)."""
+        if self.gate is not None:
+            state = await self._gate_state()
+            if state.abort_reason:
+                raise RolloutEnded(f"aborted by hand: {state.abort_reason}")
+
+    def _record_shadow(self, check: ShadowCheck) -> None:
+        entry = {"index": len(self.checks), "at": time.time(), "weight": 0, **check.as_dict()}
+        self.checks.append(entry)
+        log.info("shadow %s: %s %s", check.mode.value, check.verdict.value.upper(), check.reason)
+        if self.on_check is not None:
+            self.on_check(entry)
+
     def _open_window(self) -> Target:
         """A first query of both versions: delta providers (scrape) take their baseline here.
         Returns the canary's target."""
@@ -197,10 +260,7 @@ class CanaryController:
     async def _judge(self, weight: int) -> bool:
         """Wait one interval, judge it, record it; True on a pass. Raises RolloutEnded to roll back."""
         await asyncio.sleep(self.policy.interval_seconds)
-        if self.gate is not None:
-            state = await self._gate_state()
-            if state.abort_reason:
-                raise RolloutEnded(f"aborted by hand: {state.abort_reason}")
+        await self._check_abort()
         check = await asyncio.to_thread(self._measure)
         self._record(weight, check)
         now = time.monotonic()

@@ -44,6 +44,7 @@ from shipyard.rollout.compatibility import example_rows, incompatibilities
 from shipyard.rollout.controller import PROMOTED, ROLLED_BACK
 from shipyard.rollout.errors import BackendError
 from shipyard.rollout.registry import MlflowRegistry
+from shipyard.rollout.shadow_stage import ShadowContext
 from shipyard.rollout.trigger import CanaryAnalysisTrigger
 from shipyard_spec.contract import Alias, RolloutStatus, Tag
 from shipyard_spec.model import PipelineSpec
@@ -148,6 +149,7 @@ class CanaryRolloutOperator(BaseOperator):
         log.info("canary %s v%s against champion v%s on %s", canary.model_name, version, champion,
                  spec.rollout.backend)  # fmt: skip
         backend.deploy_canary(stable, canary)
+        shadow = ShadowContext.for_spec(spec, champion, version)
         self.defer(
             trigger=CanaryAnalysisTrigger(
                 policy=spec.rollout.model_dump(mode="json"),
@@ -156,6 +158,7 @@ class CanaryRolloutOperator(BaseOperator):
                 version=version,
                 mlflow_conn_id=spec.mlflow.conn_id,
                 replay_requests=replay_requests,
+                shadow=shadow.as_dict() if shadow else None,
             ),
             method_name="execute_complete",
         )

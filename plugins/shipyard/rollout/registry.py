@@ -36,6 +36,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from shipyard.hooks.mlflow import MlflowError, MlflowHook
+from shipyard.rollout.shadow import SHADOW_FIGURES, SHADOW_STAGE_PREFIX, ShadowMode
 from shipyard_spec.contract import Alias, RolloutStatus, Tag
 from shipyard_spec.model import PipelineSpec
 
@@ -50,6 +51,16 @@ PROXIED_ARTIFACTS = "mlflow-artifacts:/"
 RESOURCE_DOES_NOT_EXIST = "RESOURCE_DOES_NOT_EXIST"
 MAX_METRICS_PER_BATCH = 1000  # MLflow's log-batch limit
 MAX_TAG_VALUE = 5000
+
+
+CHECK_METRICS = ("weight", "requests", "error_rate", "p99_ms")
+
+
+def _metric_keys(check: dict[str, Any]) -> list[tuple[str, tuple[str, ...]]]:
+    """(metric prefix, keys) logged for one decision-log entry: a canary check or a shadow comparison."""
+    if "stage" in check:
+        return [(check["stage"].replace("-", "."), SHADOW_FIGURES)]
+    return [("rollout", CHECK_METRICS)]
 
 
 @dataclass(frozen=True)
@@ -197,7 +208,9 @@ class MlflowRegistry:
     # --- audit trail -----------------------------------------------------------------------------
 
     def log_checks(self, version: str, checks: list[dict[str, Any]]) -> None:
-        """Each check as metrics `rollout.*` on the version's run, step = check index."""
+        """Each check as metrics `rollout.*` on the version's run, step = check index; the figures
+        of a shadow comparison as `shadow.<mode>.*`, and its verdict and reason as the version tag
+        `shipyard.shadow.<mode>`."""
         from mlflow.entities import Metric
 
         run_id = self.version(version).run_id
@@ -205,11 +218,16 @@ class MlflowRegistry:
             log.warning("%s v%s has no run: checks are not recorded as metrics", self.model_name, version)
             return
         metrics = [
-            Metric(f"rollout.{key}", float(check[key]), int(check["at"] * 1000), check["index"])
+            Metric(f"{prefix}.{key}", float(check[key]), int(check["at"] * 1000), check["index"])
             for check in checks
-            for key in ("weight", "requests", "error_rate", "p99_ms")
+            for prefix, keys in _metric_keys(check)
+            for key in keys
             if check.get(key) is not None
         ]
+        for check in checks:
+            if "stage" in check:
+                mode = ShadowMode(check["stage"].removeprefix(SHADOW_STAGE_PREFIX))
+                self.set_tag(version, mode.tag, f"{check['verdict']}: {check['reason']}")
         for start in range(0, len(metrics), MAX_METRICS_PER_BATCH):
             batch = metrics[start : start + MAX_METRICS_PER_BATCH]
             self._run(f"logging checks of v{version}", lambda c, b=batch: c.log_batch(run_id, metrics=b))

@@ -19,7 +19,6 @@ challenger rejects stops the rollout). Light on the Airflow side: stdlib, httpx,
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import os
@@ -28,13 +27,12 @@ from typing import Any
 
 import httpx
 
+from shipyard.rollout.prediction_log import newest_records
 from shipyard_spec.contract import (
-    PREDICTION_LOG_PART_GLOB,
     Env,
     PredictionRecord,
     default_prediction_log_root,
     prediction_log_dir,
-    prediction_log_partition,
     serving_name,
 )
 from shipyard_spec.model import PipelineSpec
@@ -64,33 +62,22 @@ def sample_logged_requests(
     """Up to `limit` request rows (`{feature: value}`, missing values as None) from the newest
     parts of the pipeline's prediction log; only rows answered by `version` when given.
     No log yet → []. A storage error is raised (OSError): the caller decides what it means."""
-    import fsspec
-
     directory = prediction_log_dir(root or log_root(), serving_name(spec.name))
-    fs, path = fsspec.core.url_to_fs(directory)
-    parts = sorted(fs.glob(f"{prediction_log_partition(path, '*')}/{PREDICTION_LOG_PART_GLOB}"), reverse=True)
     rows: list[dict[str, Any]] = []
-    skipped = read = 0
-    for part in parts[:MAX_PARTS_READ]:
+    for record in newest_records(directory, PredictionRecord.TS, max_parts=MAX_PARTS_READ):
         if len(rows) >= limit:
             break
-        read += 1
-        try:
-            records = [json.loads(line) for line in fs.cat_file(part).decode().splitlines() if line.strip()]
-        except (ValueError, UnicodeDecodeError) as e:
-            log.warning("skipping the prediction log part %s that does not parse: %s", part, e)
-            skipped += 1
+        inputs = record.get(PredictionRecord.INPUTS)
+        if not isinstance(inputs, dict):
             continue
-        for record in records:
-            inputs = record.get(PredictionRecord.INPUTS) if isinstance(record, dict) else None
-            if not isinstance(inputs, dict):
-                continue
-            if version is not None and str(record.get(PredictionRecord.MODEL_VERSION)) != version:
-                continue
+        if version is None or str(record.get(PredictionRecord.MODEL_VERSION)) == version:
             rows.append(missing_as_none(inputs))
-    rows = rows[:limit]
-    log.info("%d logged request(s) of %s from %s (%d of %d parts read, %d skipped)", len(rows),
-             f"v{version}" if version else "any version", directory, read, len(parts), skipped)  # fmt: skip
+    log.info(
+        "%d logged request(s) of %s from %s",
+        len(rows),
+        f"v{version}" if version else "any version",
+        directory,
+    )
     return rows
 
 

@@ -23,6 +23,7 @@ from shipyard.rollout.backends import build_backend
 from shipyard.rollout.controller import CanaryController
 from shipyard.rollout.providers import build_provider
 from shipyard.rollout.registry import MlflowRegistry
+from shipyard.rollout.shadow_stage import ShadowContext, ShadowStage
 from shipyard.rollout.weight import CanaryWeightPublisher
 from shipyard_spec.contract import Env
 from shipyard_spec.model import Rollout
@@ -41,8 +42,10 @@ class CanaryAnalysisTrigger(BaseTrigger):
         version: str,
         mlflow_conn_id: str | None = None,
         replay_requests: list[dict[str, Any]] | None = None,
+        shadow: dict[str, Any] | None = None,
     ) -> None:
         super().__init__()
+        self.shadow = shadow
         self.policy = policy
         self.backend = backend
         self.model_name = model_name
@@ -60,6 +63,7 @@ class CanaryAnalysisTrigger(BaseTrigger):
                 "version": self.version,
                 "mlflow_conn_id": self.mlflow_conn_id,
                 "replay_requests": self.replay_requests,
+                "shadow": self.shadow,
             },
         )
 
@@ -69,13 +73,16 @@ class CanaryAnalysisTrigger(BaseTrigger):
         if self.mlflow_conn_id:
             registry = MlflowRegistry(MlflowHook(self.mlflow_conn_id), self.model_name)
             gate = partial(registry.gate, self.version)
+        backend = build_backend(policy, self.backend)
+        shadow = ShadowStage(ShadowContext(**self.shadow), backend) if self.shadow else None
         return CanaryController(
             policy,
-            build_backend(policy, self.backend),
+            backend,
             build_provider(policy.metrics),
             gate=gate,
             replay_requests=self.replay_requests,
             on_weight=weights,
+            shadow=shadow,
         )
 
     async def run(self) -> AsyncIterator[TriggerEvent]:

@@ -28,6 +28,7 @@ TRIGGER_KWARGS = {
     "version": "3",
     "mlflow_conn_id": None,
     "replay_requests": [{"request": "logged request 0", "inputs": {"tenure": 3, "contract": None}}],
+    "shadow": None,
 }
 
 

@@ -35,6 +35,15 @@ class Release:
 
 
 @dataclass(frozen=True)
+class Mirror:
+    """How the stable predictor mirrors for a live shadow (contract.Env.SHADOW_MIRROR_* values)."""
+
+    sample_rate: float
+    queue_size: int
+    threshold: float
+
+
+@dataclass(frozen=True)
 class Readiness:
     ready: bool
     reason: str
@@ -67,8 +76,14 @@ class TrafficBackend(Protocol):
 
     def direct_urls(self) -> tuple[str, str] | None:
         """(canary, stable) base URLs of the predictors themselves, past the traffic split (the
-        compatibility replay sends requests there before any traffic moves); None when this
-        process cannot reach them."""
+        compatibility replay and the replay shadow send requests there before any traffic moves);
+        None when this process cannot reach them."""
+
+    def start_mirroring(self, mirror: Mirror) -> None:
+        """Make the stable predictor mirror a copy of its requests to the canary (the live shadow)."""
+
+    def stop_mirroring(self) -> None:
+        """The stable predictor without mirroring again; a no-op when it does not mirror."""
 
     def config(self) -> dict[str, Any]:
         """JSON-safe arguments of `build_backend` that rebuild this backend elsewhere (the trigger)."""

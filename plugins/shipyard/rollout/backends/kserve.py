@@ -24,7 +24,7 @@ import logging
 import time
 from typing import Any, Protocol
 
-from shipyard.rollout.backends import Readiness, Release
+from shipyard.rollout.backends import Mirror, Readiness, Release
 from shipyard.rollout.errors import BackendError
 from shipyard.rollout.providers import Target
 from shipyard_spec.model import KServeTarget
@@ -473,11 +473,6 @@ class KServeBackend:
         self._declare(None)
         self.wait_for(f"v{self.stable.version} serving 100%", self._serves_only_stable)
 
-    def direct_urls(self) -> tuple[str, str] | None:
-        """None: the predictors' revisions are cluster-internal and the canary has no route of its
-        own at 0 %; the 4xx rule of the analysis judges what the signature gate cannot replay."""
-        return None
-
     def targets(self) -> tuple[Target, Target]:
         isvc = self.get() or {}
         canary_rev, stable_rev = self.mode.revisions(isvc, self.name, self.stable, self.canary)
@@ -497,3 +492,27 @@ class KServeBackend:
                 stable_rev,
             ),
         )
+
+    def direct_urls(self) -> tuple[str, str] | None:
+        """The two versions' in-cluster Services, past the split: Knative names one Service after
+        each revision, KServe's Standard mode one after each predictor (`<isvc>-v<N>`, as
+        `revisions` names them). Reachable from the triggerer when the chart's predictor
+        NetworkPolicy admits it (same namespace, or `networkPolicy.predictorIngressFrom`). Not
+        checked against a running KServe controller (none runs here)."""
+        canary_rev, stable_rev = self.mode.revisions(self.get() or {}, self.name, self.stable, self.canary)
+        if not (canary_rev and stable_rev):
+            return None
+        namespace = self.target.namespace
+        return tuple(f"http://{rev}.{namespace}.svc.cluster.local" for rev in (canary_rev, stable_rev))  # type: ignore[return-value]
+
+    def start_mirroring(self, mirror: Mirror) -> None:
+        """Refused (the spec schema already refuses `shadow.live_seconds` with this backend): the
+        stable predictor reads its mirror variables at start, and while a canary is declared a new
+        stable revision cannot be made without replacing the canary. Gateway API `RequestMirror` on
+        the Standard mode's HTTPRoute would be the mechanism; see docs/architecture.md."""
+        raise BackendError(
+            "live shadow (mirroring) is not available on the kserve backend; use the replay shadow"
+        )
+
+    def stop_mirroring(self) -> None:
+        """Nothing mirrors on this backend."""

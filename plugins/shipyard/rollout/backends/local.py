@@ -32,7 +32,7 @@ from typing import Any
 
 import httpx
 
-from shipyard.rollout.backends import Readiness, Release
+from shipyard.rollout.backends import Mirror, Readiness, Release
 from shipyard.rollout.errors import BackendError
 from shipyard.rollout.local.haproxy import (
     BACKEND,
@@ -213,10 +213,16 @@ class LocalBackend:
         tmp.write_text(json.dumps(state, indent=2))
         tmp.replace(self._state_path)
 
-    def _spawn(self, command: list[str], log_path: Path) -> int:
+    def _spawn(self, command: list[str], log_path: Path, env: dict[str, str] | None = None) -> int:
         self.state_dir.mkdir(parents=True, exist_ok=True)
         with log_path.open("ab") as out:
-            process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+            process = subprocess.Popen(
+                command,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+                env={**os.environ, **(env or {})},
+            )
         return process.pid
 
     # --- the load balancer -------------------------------------------------------------------
@@ -300,9 +306,11 @@ class LocalBackend:
 
     # --- predictors --------------------------------------------------------------------------
 
-    def _start_predictor(self, release: Release, role: str) -> dict[str, Any]:
+    def _start_predictor(
+        self, release: Release, role: str, env: dict[str, str] | None = None
+    ) -> dict[str, Any]:
         port = free_port()
-        log_path = self.state_dir / f"predictor-v{release.version}-{role}.log"
+        log_path = self.state_dir / f"predictor-v{release.version}-{role}{'-mirroring' if env else ''}.log"
         command = [
             self.serving_python, "-m", "shipyard_serving",
             "--model_name", self.served_name, "--model_dir", release.model_dir,
@@ -310,7 +318,7 @@ class LocalBackend:
             *(["--prediction_log_uri", self.prediction_log_uri] if self.prediction_log_uri else []),
             *release.args,
         ]  # fmt: skip
-        pid = self._spawn(command, log_path)
+        pid = self._spawn(command, log_path, env=env)
         entry = {
             "pid": pid,
             "port": port,
@@ -318,6 +326,7 @@ class LocalBackend:
             "weight": 0,
             "log": str(log_path),
             "release": release.as_dict(),
+            "mirroring": bool(env),
         }
         self.runtime.add_server(Server(entry["server"], port, 0), self._server_settings())
         log.info(
@@ -446,6 +455,49 @@ class LocalBackend:
         if not (state[CANARY] and state[STABLE]):
             return None
         return f"http://127.0.0.1:{state[CANARY]['port']}", f"http://127.0.0.1:{state[STABLE]['port']}"
+
+    def start_mirroring(self, mirror: Mirror) -> None:
+        """A stable predictor of the same version started with the mirror variables takes over the
+        stable's traffic (started, ready, weight swapped, the old one drained and stopped): a
+        predictor reads its configuration at start, as a KServe revision would."""
+        state = self.state()
+        canary = state[CANARY]
+        if canary is None:
+            raise BackendError("no canary to mirror to")
+        env = {
+            Env.SHADOW_MIRROR_URL: f"http://127.0.0.1:{canary['port']}",
+            Env.SHADOW_MIRROR_VERSION: canary["release"]["version"],
+            Env.SHADOW_MIRROR_SAMPLE_RATE: str(mirror.sample_rate),
+            Env.SHADOW_MIRROR_QUEUE_SIZE: str(mirror.queue_size),
+            Env.SHADOW_DECISION_THRESHOLD: str(mirror.threshold),
+        }
+        self._replace_stable(state, env)
+
+    def stop_mirroring(self) -> None:
+        state = self.state()
+        if state[STABLE] and state[STABLE].get("mirroring"):
+            self._replace_stable(state, None)
+
+    def _replace_stable(self, state: dict[str, Any], env: dict[str, str] | None) -> None:
+        """The stable version again in a new process (with `env`), traffic moved to it without loss."""
+        old = state[STABLE]
+        release = Release.from_dict(old["release"])
+        entry = self._start_predictor(release, STABLE, env)
+        try:
+            self._wait_ready(entry, DRAIN_TIMEOUT_SECONDS)
+        except BackendError:
+            self._retire([entry])
+            raise
+        state[STABLE] = entry
+        canary_weight = state[CANARY]["weight"] if state[CANARY] else 0
+        self._route(state, [(entry, 100 - canary_weight), (old, 0)])
+        self.runtime.point_last_resort(entry["port"])
+        self._retire([old])
+        log.info(
+            "stable v%s %s",
+            release.version,
+            f"mirroring to {env[Env.SHADOW_MIRROR_URL]}" if env else "no longer mirroring",
+        )
 
     def stop_all(self) -> None:
         """Stop every process of this stack (tests, `make demo` teardown); the ports stay recorded."""
