@@ -2,7 +2,8 @@
 
 Signs in once as a user of the simple auth manager (POST /auth/token) and sends the bearer token
 with every call. Reads (GET) are retried when the server does not answer in time: on a busy
-2-core machine the API server sometimes takes longer than a request's timeout.
+2-core machine the API server sometimes takes longer than a request's timeout. Any request the
+server refused with 503 (a SQLite lock on the embedded metadata database) is sent again.
 """
 
 from __future__ import annotations
@@ -19,6 +20,12 @@ from typing import Any
 from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_exponential
 
 REQUEST_TIMEOUT = 60  # seconds
+
+
+def busy(error: BaseException) -> bool:
+    """503: the API server's answer to a SQLite lock (another component was writing), "try again";
+    Airflow rolls back what the refused request began (a backfill without runs is deleted)."""
+    return isinstance(error, urllib.error.HTTPError) and error.code == 503
 
 
 def unanswered(error: BaseException) -> bool:
@@ -55,11 +62,11 @@ class AirflowApi:
             headers=headers,
             method=method,
         )
-        attempts = 4 if method == "GET" else 1  # only reads are safe to repeat
+        # Reads are safe to repeat; a write only when the server refused it as a whole (busy).
         for attempt in Retrying(
-            stop=stop_after_attempt(attempts),
+            stop=stop_after_attempt(5),
             wait=wait_exponential(min=1, max=10),
-            retry=retry_if_exception(unanswered),
+            retry=retry_if_exception(lambda e: busy(e) or (method == "GET" and unanswered(e))),
             reraise=True,
         ):
             with attempt, urllib.request.urlopen(request, timeout=REQUEST_TIMEOUT) as response:
@@ -83,6 +90,15 @@ class AirflowApi:
         """Each task of the run and its state (None: not started)."""
         path = f"/api/v2/dags/{dag_id}/dagRuns/{urllib.parse.quote(run_id, safe='')}/taskInstances"
         return {ti["task_id"]: ti["state"] for ti in self._request("GET", path)["task_instances"]}
+
+    def task_instance(self, dag_id: str, run_id: str, task_id: str) -> dict[str, Any]:
+        """One task instance of a run, its rendered fields included."""
+        run = urllib.parse.quote(run_id, safe="")
+        return self._request("GET", f"/api/v2/dags/{dag_id}/dagRuns/{run}/taskInstances/{task_id}")
+
+    def create_backfill(self, body: dict[str, Any]) -> dict[str, Any]:
+        """`POST /api/v2/backfills` (what the UI's Backfill dialog sends); the backfill created."""
+        return self._request("POST", "/api/v2/backfills", body)
 
     def delete_dag_run(self, dag_id: str, run_id: str) -> None:
         self._request("DELETE", f"/api/v2/dags/{dag_id}/dagRuns/{urllib.parse.quote(run_id, safe='')}")

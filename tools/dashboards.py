@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from shipyard_spec.contract import Metric, MetricLabel, Outcome
+from shipyard_spec.contract import Metric, MetricLabel, Outcome, ShadowOutcome
 from shipyard_spec.model import Drift, Rollout
 
 REPO = Path(__file__).resolve().parents[1]
@@ -51,9 +51,11 @@ def latency_quantile(quantile: float) -> str:
     )
 
 
-def pushed(metric: Metric, *by: str) -> str:
+def pushed(metric: Metric, *by: str, matchers: tuple[str, ...] = ()) -> str:
+    """A figure labelled `model`/`version` (pushed, or exported by the mirroring predictor)."""
     labels = ", ".join([MetricLabel.MODEL, *by])
-    return f"max by ({labels}) ({metric}{{{PUSHED_MODEL}}})"
+    selector = ",".join([PUSHED_MODEL, *matchers])
+    return f"max by ({labels}) ({metric}{{{selector}}})"
 
 
 @dataclass(frozen=True)
@@ -179,7 +181,11 @@ ROWS = [
             Panel(
                 "Shadow requests",
                 "Requests scored by both versions in the comparison.",
-                pushed(Metric.SHADOW_REQUESTS, MetricLabel.VERSION),
+                pushed(
+                    Metric.SHADOW_REQUESTS,
+                    MetricLabel.VERSION,
+                    matchers=(f'{MetricLabel.OUTCOME}="{ShadowOutcome.PAIRED}"',),
+                ),
                 PUSHED_LEGEND,
                 "short",
                 width=6,

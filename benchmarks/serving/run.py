@@ -24,7 +24,6 @@ import math
 import os
 import re
 import shutil
-import signal
 import statistics
 import subprocess
 import sys
@@ -37,7 +36,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO / "tests"))
 
-from support.servers import free_port, venv_python, wait_http_ok  # noqa: E402
+from support.servers import free_port, stop_process_group, venv_python, wait_http_ok  # noqa: E402
 
 MODEL = "telco"
 SHIPYARD = "shipyard predictor"
@@ -115,12 +114,7 @@ def serving(stack: Stack, port: int, workdir: Path) -> Iterator[tuple[str, int]]
         wait_http_ok(url + stack.ready_path, timeout=180, process=process)
         yield url, process.pid
     finally:
-        os.killpg(process.pid, signal.SIGTERM)
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
+        stop_process_group(process, timeout=30)
         log.close()
 
 

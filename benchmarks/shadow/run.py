@@ -20,7 +20,6 @@ import importlib.util
 import json
 import os
 import shutil
-import signal
 import statistics
 import subprocess
 import sys
@@ -28,13 +27,16 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
-import httpx
-from prometheus_client.parser import text_string_to_metric_families
-
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO / "tests"))
 
-from support.servers import free_port, venv_python, wait_http_ok  # noqa: E402
+from support.servers import (  # noqa: E402
+    free_port,
+    metric_samples,
+    stop_process_group,
+    venv_python,
+    wait_http_ok,
+)
 
 from shipyard_spec.contract import Env, Metric  # noqa: E402
 
@@ -64,22 +66,15 @@ def predictor(model_dir: Path, version: str, workdir: Path, env: dict[str, str])
         wait_http_ok(f"{url}/v2/models/{MODEL}/ready", timeout=180, process=process)
         yield url, process.pid
     finally:
-        os.killpg(process.pid, signal.SIGTERM)
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
+        stop_process_group(process, timeout=30)
         log.close()
 
 
 def mirror_counters(url: str) -> dict[str, float]:
-    text = httpx.get(f"{url}/metrics", timeout=10).text
+    """`shipyard_shadow_requests_total` of the mirroring predictor at `url`, by outcome."""
     return {
-        sample.labels["outcome"]: sample.value
-        for family in text_string_to_metric_families(text)
-        for sample in family.samples
-        if sample.name == Metric.SHADOW_REQUESTS
+        dict(labels)["outcome"]: value
+        for labels, value in metric_samples(url, Metric.SHADOW_REQUESTS).items()
     }
 
 

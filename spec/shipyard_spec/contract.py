@@ -172,12 +172,14 @@ def push_grouping_key(model: str) -> dict[str, str]:
 
 
 class MetricLabel(StrEnum):
-    """Labels of the figures pushed for the dashboards (`Metric.CANARY_WEIGHT`, `SHADOW_*`, `DRIFT_PSI`)."""
+    """Labels of the figures for the dashboards (`Metric.CANARY_WEIGHT`, `SHADOW_*`, `DRIFT_PSI`),
+    pushed, or exported by the mirroring predictor (`SHADOW_*`)."""
 
     MODEL = "model"
     VERSION = "version"
     FEATURE = "feature"
     STATISTIC = "statistic"
+    OUTCOME = "outcome"  # of SHADOW_REQUESTS: a `ShadowOutcome`
 
 
 class ShadowOutcome(StrEnum):

@@ -37,6 +37,7 @@ from typing import Any
 
 import pytest
 import yaml
+from airflow_api import AirflowApi
 from airflow_env import (
     PIPELINE_PYTHON,
     REPO,
@@ -154,7 +155,7 @@ class Stack:
     home: Path  # AIRFLOW_HOME
     storage: Path
     mlflow_url: str
-    api_url: str
+    rest: AirflowApi  # the REST API the UI uses, as the signed-in admin
     log: Path  # the output of `airflow standalone`: every component, prefixed with its name
     observer: Observer
     weeks: list[datetime] = field(default_factory=list)  # the backfilled weeks' starts
@@ -206,20 +207,6 @@ class Stack:
         logs = sorted((self.home / "logs").glob(f"dag_id=*/run_id={run_id}/task_id={task_id}/attempt=*.log"))
         return "\n".join(path.read_text(errors="replace") for path in logs)
 
-    def api(self, path: str, body: dict | None = None) -> dict:
-        """The REST API the UI uses (`/api/v2/<path>`), as the signed-in admin."""
-        headers = {"Content-Type": "application/json"}
-        login = {"username": "admin", "password": admin_password(self.home)}
-        token_request = urllib.request.Request(
-            f"{self.api_url}/auth/token", data=json.dumps(login).encode(), headers=headers
-        )
-        with urllib.request.urlopen(token_request, timeout=30) as response:
-            headers["Authorization"] = f"Bearer {json.load(response)['access_token']}"
-        data = json.dumps(body).encode() if body is not None else None
-        request = urllib.request.Request(f"{self.api_url}/api/v2/{path}", data=data, headers=headers)
-        # 503: the API's answer to a SQLite lock, "try again".
-        return retry_on_lock(lambda e: getattr(e, "code", None) == 503)(read_json, request)
-
     def mlflow(self, path: str, **query: str) -> dict:
         url = f"{self.mlflow_url}/api/2.0/mlflow/{path}?{urllib.parse.urlencode(query)}"
         with urllib.request.urlopen(url, timeout=30) as response:
@@ -239,11 +226,6 @@ class Stack:
             p.parent.name: ((p.parent / "data.parquet").stat().st_mtime_ns, p.read_text())
             for p in sorted((self.storage / "telco_churn" / "snapshots").glob("*/_MANIFEST.json"))
         }
-
-
-def read_json(request: urllib.request.Request) -> dict:
-    with urllib.request.urlopen(request, timeout=60) as response:
-        return json.load(response)
 
 
 def tags(version: dict) -> dict[str, str]:
@@ -285,7 +267,8 @@ def stack(
                 api_url = f"http://localhost:{port}"
                 wait_http_ok(f"{api_url}/api/v2/monitor/health", timeout=240, process=standalone)
                 storage = Path(env[Env.STORAGE_ROOT])
-                stack = Stack(env, airflow_home, storage, mlflow_url, api_url, log, observer, weeks)
+                rest = AirflowApi(api_url, "admin", admin_password(airflow_home))
+                stack = Stack(env, airflow_home, storage, mlflow_url, rest, log, observer, weeks)
                 stack.wait(  # the DAG processor of the stack parses dags/ (no reserialize beforehand)
                     "the training DAG to be serialized",
                     lambda: stack.query("select 1 from serialized_dag where dag_id = ?", TRAINING_DAG),
@@ -393,7 +376,7 @@ def test_backfilling_again_creates_nothing_and_reprocessing_completed_runs_is_id
         "dag_id": TRAINING_DAG, "from_date": latest, "to_date": latest, "reprocess_behavior": "completed",
         "dag_run_conf": CONF, "max_active_runs": 1, "run_backwards": False,
     }  # fmt: skip
-    backfill_id = stack.api("backfills", body)["id"]
+    backfill_id = stack.rest.create_backfill(body)["id"]
     stack.wait(
         "the REST backfill to re-run the latest week", lambda: stack.runs(backfill_id).get(
             list(backfilled["runs"])[-1]
@@ -454,7 +437,6 @@ def test_drifted_traffic_retrains_and_rolls_out_through_the_asset_schedule(
     assert "deferred" in stack.observer.rollout_states[retrain]
     assert "queued by 1 asset event(s)" in stack.task_log(retrain, "pipeline.ingest")
     # The window is in the UI too, not only in the task log: the Rendered Template of every step.
-    quoted = urllib.parse.quote(retrain)
-    ingest = stack.api(f"dags/{TRAINING_DAG}/dagRuns/{quoted}/taskInstances/pipeline.ingest")
+    ingest = stack.rest.task_instance(TRAINING_DAG, retrain, "pipeline.ingest")
     rendered = json.dumps(ingest["rendered_fields"]["arguments"])  # a list, or its text
     assert re.search(rf"--interval-end\W+{re.escape(end.isoformat())}", rendered), rendered

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import logging
 
-from support.servers import pushed_samples, pushgateway_server
+from support.servers import metric_samples, pushgateway_server
 
 from shipyard_spec.contract import Metric, MetricLabel, PushJob
 from shipyard_spec.pushgateway import Pushgateway, gauge
@@ -26,7 +26,7 @@ def test_a_push_replaces_the_last_one_of_its_job_and_model(tmp_path):
         assert churn.push(weight("churn", "8", 50))
         pushed = {
             (dict(labels)["model"], dict(labels)["version"]): value
-            for labels, value in pushed_samples(url, Metric.CANARY_WEIGHT).items()
+            for labels, value in metric_samples(url, Metric.CANARY_WEIGHT).items()
         }
     assert pushed == {("churn", "8"): 50, ("fraud", "2"): 20}  # v7's series is gone
     assert churn.status() == {"url": url, "job": "shipyard_rollout", "pushed": 2, "failed": 0}

@@ -1,7 +1,7 @@
 """Start real servers (MLflow, an S3-compatible object store, a Pushgateway) as subprocesses on free ports.
 
 Standard library only (and prometheus_client, which every virtualenv locks, inside
-`pushed_samples`): these helpers are imported by test runs in all three virtualenvs.
+`metric_samples`): these helpers are imported by test runs in all three virtualenvs.
 """
 
 from __future__ import annotations
@@ -172,12 +172,13 @@ def pushgateway_server(workdir: Path) -> Iterator[str]:
         log.close()
 
 
-def pushed_samples(pushgateway_url: str, name: str) -> dict[frozenset, float]:
-    """The samples of metric `name` the Pushgateway holds: {frozenset of (label, value): value}
-    (prometheus_client's parser, which every test virtualenv has)."""
+def metric_samples(url: str, name: str) -> dict[frozenset, float]:
+    """The samples of metric `name` at `{url}/metrics` (a predictor, the Pushgateway):
+    {frozenset of (label, value): value} (prometheus_client's parser, which every test
+    virtualenv has)."""
     from prometheus_client.parser import text_string_to_metric_families
 
-    with urllib.request.urlopen(f"{pushgateway_url}/metrics", timeout=10) as response:
+    with urllib.request.urlopen(f"{url}/metrics", timeout=10) as response:
         text = response.read().decode()
     return {
         frozenset(sample.labels.items()): sample.value

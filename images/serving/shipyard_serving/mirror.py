@@ -46,12 +46,12 @@ from prometheus_client import Counter, Gauge
 from shipyard_serving.metrics import FAMILY_REGISTRY
 from shipyard_serving.prediction_log import PartWriter
 from shipyard_serving.requests import Batch
-from shipyard_spec.contract import Env, Metric, ShadowOutcome, ShadowRecord, shadow_log_dir
+from shipyard_spec.contract import Env, Metric, MetricLabel, ShadowOutcome, ShadowRecord, shadow_log_dir
 from shipyard_spec.shadow import Pair, compare
 
 log = logging.getLogger(__name__)
 
-LABELS = ["model", "version"]
+LABELS = [MetricLabel.MODEL, MetricLabel.VERSION]
 WINDOW_PAIRS = 2000
 FLUSH_SECONDS = 2.0
 LINGER_SECONDS = 0.1
@@ -63,7 +63,7 @@ DEFAULT_TIMEOUT_SECONDS = 5.0
 REQUESTS = Counter(
     Metric.SHADOW_REQUESTS,
     "Requests mirrored to the challenger, by outcome",
-    [*LABELS, "outcome"],
+    [*LABELS, MetricLabel.OUTCOME],
     registry=FAMILY_REGISTRY,
 )
 FLIP_RATIO = Gauge(
@@ -76,7 +76,7 @@ FLIP_RATIO = Gauge(
 ABS_DIFF = Gauge(
     Metric.SHADOW_SCORE_ABS_DIFF,
     "|challenger score - champion score| of mirrored rows (last pairs), by statistic",
-    [*LABELS, "statistic"],
+    [*LABELS, MetricLabel.STATISTIC],
     multiprocess_mode="max",
     registry=FAMILY_REGISTRY,
 )

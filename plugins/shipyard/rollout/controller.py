@@ -25,7 +25,8 @@ An abort tag on the version rolls back at the next check, also while waiting for
 A gate that cannot be read (the registry is unreachable) rolls back too: traffic goes back to
 stable before anything else, and the reason carries the cause.
 Every check is logged and handed to the audit sink as it happens, and every weight change
-(each step, 100 at promotion, 0 at rollback) to the weight sink (`weight.CanaryWeightPublisher`).
+(each step, 100 at promotion, 0 at rollback) to the weight sink, and each judged shadow comparison
+to the shadow sink (`dashboard_push.RolloutFigures` in the trigger).
 """
 
 from __future__ import annotations
@@ -82,6 +83,7 @@ class CanaryController:
         on_check: Callable[[dict[str, Any]], None] | None = None,
         replay_requests: list[dict[str, Any]] | None = None,
         on_weight: Callable[[Target, int], None] | None = None,
+        on_shadow: Callable[[Target, ShadowCheck], None] | None = None,
         shadow: ShadowStage | None = None,
     ) -> None:
         """`replay_requests`: `{"request": label, "inputs": row}` the champion accepts, replayed
@@ -93,6 +95,7 @@ class CanaryController:
         self.on_check = on_check
         self.replay_requests = replay_requests or []
         self.on_weight = on_weight
+        self.on_shadow = on_shadow
         self.shadow = shadow
         self.thresholds = Thresholds.from_policy(policy)
         self.window = policy.metrics.window_seconds or policy.interval_seconds
@@ -196,6 +199,7 @@ class CanaryController:
         while True:
             check = await asyncio.to_thread(measure)
             self._record_shadow(check)
+            await asyncio.to_thread(self._publish_shadow, check)  # a push over the network
             if check.verdict is Verdict.PASS:
                 return
             if check.verdict is Verdict.FAIL:
@@ -219,6 +223,10 @@ class CanaryController:
             state = await self._gate_state()
             if state.abort_reason:
                 raise RolloutEnded(f"aborted by hand: {state.abort_reason}")
+
+    def _publish_shadow(self, check: ShadowCheck) -> None:
+        if self.on_shadow is not None:
+            self.on_shadow(self.backend.targets()[0], check)
 
     def _record_shadow(self, check: ShadowCheck) -> None:
         entry = {"index": len(self.checks), "at": time.time(), "weight": 0, **check.as_dict()}

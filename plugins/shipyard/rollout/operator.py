@@ -309,10 +309,10 @@ class CanaryRolloutOperator(BaseOperator):
         status: str,
         reason: str,
         checks: list[dict[str, Any]],
-        metrics_push: dict[str, Any] | None = None,
+        metrics_push: list[dict[str, Any]] | None = None,
     ) -> None:
         """The checks as run metrics, the decision log and the plot as artifacts: the audit trail,
-        best effort. `metrics_push`: the canary weight's pushes to the Pushgateway (failures counted)."""
+        best effort. `metrics_push`: the pushes to the Pushgateway per job (failures counted)."""
         decision_log = {"model": spec.mlflow.registered_model, "version": version, "status": status,
                         "reason": reason, "policy": spec.rollout.model_dump(mode="json"), "checks": checks,
                         "metrics_push": metrics_push, "decided_at": time.time()}  # fmt: skip

@@ -250,23 +250,23 @@ class MlflowRegistry:
 
     def upload_decision_log(self, version: str, decision_log: dict[str, Any]) -> str | None:
         """The decision log as a JSON artifact of the version's run; its URI (None if not possible)."""
-        run = self._proxied_run(version)
-        if run is None:
-            return None
-        run_id, artifact_uri = run
-        path = f"{rollout_artifact_dir(version)}/decision_log.json"
-        self._run(f"uploading {path}", lambda c: c.log_dict(run_id, decision_log, path))
-        return f"{artifact_uri}/{path}"
+        return self._upload(
+            version, "decision_log.json", lambda c, run_id, path: c.log_dict(run_id, decision_log, path)
+        )
 
     def upload_figure(self, version: str, figure: Any, name: str) -> str | None:
         """A matplotlib figure as a PNG artifact of the version's run, beside the decision log;
         its URI (None if not possible)."""
+        return self._upload(version, name, lambda c, run_id, path: c.log_figure(run_id, figure, path))
+
+    def _upload(self, version: str, name: str, log_artifact: Callable[[Any, str, str], None]) -> str | None:
+        """`log_artifact(client, run_id, path)` under the version's rollout directory; the URI."""
         run = self._proxied_run(version)
         if run is None:
             return None
         run_id, artifact_uri = run
         path = f"{rollout_artifact_dir(version)}/{name}"
-        self._run(f"uploading {path}", lambda c: c.log_figure(run_id, figure, path))
+        self._run(f"uploading {path}", lambda c: log_artifact(c, run_id, path))
         return f"{artifact_uri}/{path}"
 
 

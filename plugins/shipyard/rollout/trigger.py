@@ -3,9 +3,9 @@
 `serialize()` returns JSON-safe kwargs only (the policy as a dict, the backend's `config()`,
 names); `run()` rebuilds the backend and provider from them, runs the controller to the end
 (promotion or rollback) and yields exactly one event. It never raises: an unexpected error
-becomes a `status: error` event, and the operator then rolls back. The canary weight goes to
-the Pushgateway of the triggerer's `SHIPYARD_PUSHGATEWAY_URL` as it changes; the event carries
-what was pushed (`metrics_push`).
+becomes a `status: error` event, and the operator then rolls back. The canary weight and the
+shadow comparison's figures go to the Pushgateway of the triggerer's `SHIPYARD_PUSHGATEWAY_URL`
+as they change (`dashboard_push`); the event carries what was pushed per job (`metrics_push`).
 """
 
 from __future__ import annotations
@@ -21,10 +21,10 @@ from airflow.triggers.base import BaseTrigger, TriggerEvent
 from shipyard.hooks.mlflow import MlflowHook
 from shipyard.rollout.backends import build_backend
 from shipyard.rollout.controller import CanaryController
+from shipyard.rollout.dashboard_push import RolloutFigures
 from shipyard.rollout.providers import build_provider
 from shipyard.rollout.registry import MlflowRegistry
 from shipyard.rollout.shadow_stage import ShadowContext, ShadowStage
-from shipyard.rollout.weight import CanaryWeightPublisher
 from shipyard_spec.contract import Env
 from shipyard_spec.model import Rollout
 
@@ -67,7 +67,7 @@ class CanaryAnalysisTrigger(BaseTrigger):
             },
         )
 
-    def build_controller(self, weights: CanaryWeightPublisher | None = None) -> CanaryController:
+    def build_controller(self, figures: RolloutFigures | None = None) -> CanaryController:
         policy = Rollout.model_validate(self.policy)
         gate = None
         if self.mlflow_conn_id:
@@ -81,14 +81,15 @@ class CanaryAnalysisTrigger(BaseTrigger):
             build_provider(policy.metrics),
             gate=gate,
             replay_requests=self.replay_requests,
-            on_weight=weights,
+            on_weight=figures.weight if figures else None,
+            on_shadow=figures.shadow if figures else None,
             shadow=shadow,
         )
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
-        weights = CanaryWeightPublisher(os.environ.get(Env.PUSHGATEWAY_URL))
+        figures = RolloutFigures(os.environ.get(Env.PUSHGATEWAY_URL))
         try:
-            outcome = await self.build_controller(weights).run()
+            outcome = await self.build_controller(figures).run()
         except Exception as e:  # the event carries it; the operator rolls back and fails the task
             log.exception("canary analysis of %s v%s failed", self.model_name, self.version)
             yield TriggerEvent(
@@ -96,8 +97,8 @@ class CanaryAnalysisTrigger(BaseTrigger):
                     "status": ERROR,
                     "reason": f"{type(e).__name__}: {e}",
                     "checks": [],
-                    "metrics_push": weights.status(),
+                    "metrics_push": figures.status(),
                 }
             )
             return
-        yield TriggerEvent({**outcome.as_dict(), "metrics_push": weights.status()})
+        yield TriggerEvent({**outcome.as_dict(), "metrics_push": figures.status()})

@@ -3,11 +3,11 @@
 Prometheus (Debian `prometheus`) scrapes the real stable and canary predictors of the local
 backend (serving venv) under steady load, plus a real Pushgateway (Debian
 `prometheus-pushgateway`) with `honor_labels`. What is pushed comes from the code that pushes in
-production: the canary weight from a real canary rollout (`CanaryWeightPublisher` as the trigger
-wires it), the drift PSI from the drift step's `push_psi` run in the pipeline venv. The shadow
-comparison's figures are pushed here by the test through `shipyard_spec.pushgateway` under the
-contract's names and labels: the shadow comparison that will export them is not on main yet.
-Each panel must return series, with the values pushed where the test knows them.
+production: the canary weight from a real canary rollout (`RolloutFigures` as the trigger wires
+it), a replay shadow comparison made as the shadow stage makes it (both predictors score the same
+logged-like rows with `score_rows`, `judge` decides) and pushed by the same `RolloutFigures`, the
+drift PSI from the drift step's `push_psi` run in the pipeline venv. Each panel must return
+series, with the values pushed where the test knows them.
 """
 
 from __future__ import annotations
@@ -26,14 +26,18 @@ from prometheus_server import prometheus_server
 from rollout_support import MODEL_NAME, RPS, policy, run_canary
 from support.servers import REPO, free_port, pushgateway_server, venv_python
 
+from shipyard.rollout.analysis import Verdict
 from shipyard.rollout.backends import Release
 from shipyard.rollout.controller import PROMOTED, CanaryController
+from shipyard.rollout.dashboard_push import RolloutFigures
 from shipyard.rollout.local.load import LoadDriver, load_records
 from shipyard.rollout.providers import build_provider
 from shipyard.rollout.registry import GateState
-from shipyard.rollout.weight import CanaryWeightPublisher
-from shipyard_spec.contract import Env, Metric, MetricLabel, PushJob, serving_name
-from shipyard_spec.pushgateway import Pushgateway, gauge
+from shipyard.rollout.shadow import ShadowCheck, ShadowMode, judge
+from shipyard.rollout.shadow_io import score_rows
+from shipyard_spec.contract import Env, PushJob, serving_name
+from shipyard_spec.model import Shadow
+from shipyard_spec.shadow import Pair
 
 pytestmark = pytest.mark.slow
 
@@ -43,12 +47,7 @@ PANELS = [
 ]
 RATE_INTERVAL = "10s"  # Grafana's $__rate_interval: 4 scrapes at least (1 s here)
 DRIFT_PSI = {"tenure": 0.031, "contract": 0.27, "monthly_charges": 0.004}
-SHADOW = {
-    Metric.SHADOW_DECISION_FLIP_RATIO: [((), 0.012)],
-    Metric.SHADOW_SCORE_ABS_DIFF: [(("mean",), 0.004), (("p99",), 0.031)],
-    Metric.SHADOW_SCORE_PSI: [((), 0.002)],
-    Metric.SHADOW_REQUESTS: [((), 500)],
-}
+SHADOW_ROWS = 200  # shadow.min_rows by default: fewer would be inconclusive
 
 
 def query(prometheus: str, expr: str) -> list[dict[str, Any]]:
@@ -57,6 +56,10 @@ def query(prometheus: str, expr: str) -> list[dict[str, Any]]:
     body = response.json()
     assert body["status"] == "success", body
     return body["data"]["result"]
+
+
+def pushes(figures: RolloutFigures, job: PushJob) -> int:
+    return sum(int(status["pushed"]) for status in figures.status() if status["job"] == job)
 
 
 def wait_for(condition, what: str, timeout: float = 120):
@@ -107,14 +110,16 @@ def push_drift_with_the_drift_step_code(pushgateway: str, pipeline: str, version
     assert json.loads(done.stdout)["pushed"] == 1, done.stderr
 
 
-def push_shadow_figures(pushgateway: str, model: str, version: str) -> None:
-    families = [
-        gauge(metric, metric.value, [MetricLabel.MODEL, MetricLabel.VERSION, *(
-            [MetricLabel.STATISTIC] if metric is Metric.SHADOW_SCORE_ABS_DIFF else [])],
-            [((model, version, *extra), value) for extra, value in samples])
-        for metric, samples in SHADOW.items()
-    ]  # fmt: skip
-    assert Pushgateway(pushgateway, PushJob.SHADOW, model).push(families)
+def push_shadow_comparison(figures: RolloutFigures, stack: Any, records: list[dict[str, Any]]) -> ShadowCheck:
+    """A replay comparison of the two serving versions on the same rows, pushed as the trigger does."""
+    canary_url, stable_url = stack.direct_urls()
+    rows = (records * SHADOW_ROWS)[:SHADOW_ROWS]
+    champion = score_rows(stable_url, stack.served_name, rows, batch_size=100, timeout=30)
+    challenger = score_rows(canary_url, stack.served_name, rows, batch_size=100, timeout=30)
+    pairs = [Pair(old, new) for old, new in zip(champion, challenger, strict=True)]
+    check = judge(ShadowMode.REPLAY, pairs, Shadow(), threshold=0.5)
+    figures.shadow(stack.targets()[0], check)
+    return check
 
 
 def test_every_panel_returns_series_from_real_predictors_and_pushes(local_stack, model_dir, tmp_path):
@@ -138,7 +143,7 @@ def test_every_panel_returns_series_from_real_predictors_and_pushes(local_stack,
         LoadDriver(local_stack.url, served, records, RPS),
         ThreadPoolExecutor(1) as analysis,
     ):
-        weights = CanaryWeightPublisher(pushgateway)
+        figures = RolloutFigures(pushgateway)
         rollout = policy(
             manual_confirmation=True,
             failure_limit=10,  # this test is about the panels: a slow moment on a busy machine may not end it
@@ -151,15 +156,17 @@ def test_every_panel_returns_series_from_real_predictors_and_pushes(local_stack,
             local_stack,
             build_provider(rollout.metrics),
             gate=lambda: GateState(confirmed.is_set(), None),
-            on_weight=weights,
+            on_weight=figures.weight,
         )
         running = analysis.submit(asyncio.run, controller.run())
         wait_for(
-            lambda: weights.status()["pushed"] == 2 or running.done(), "the canary at its last step (50 %)"
+            lambda: pushes(figures, PushJob.ROLLOUT) == 2 or running.done(),
+            "the canary at its last step (50 %)",
         )
         assert not running.done(), running.result()
         push_drift_with_the_drift_step_code(pushgateway, MODEL_NAME, canary.version)
-        push_shadow_figures(pushgateway, served, canary.version)
+        shadow = push_shadow_comparison(figures, local_stack, records)
+        assert shadow.verdict is Verdict.PASS, shadow.reason  # the same model on both sides
         # Requests the predictors refuse (4xx), so the client-error panel has more than zeros.
         for _ in range(20):
             refused = httpx.post(
@@ -189,19 +196,24 @@ def test_every_panel_returns_series_from_real_predictors_and_pushes(local_stack,
     [weight] = results["Canary weight"]
     assert (weight["metric"], float(weight["value"][1])) == ({"model": served, "version": canary.version}, 50)
     assert over_time >= {20.0, 50.0, 100.0}  # the weight over time, as the panel draws it
-    assert weights.status()["pushed"] == 3
+    assert (pushes(figures, PushJob.ROLLOUT), pushes(figures, PushJob.SHADOW)) == (3, 1)
     psi = {r["metric"]["feature"]: float(r["value"][1]) for r in results["Drift PSI per feature"]}
     assert psi == DRIFT_PSI
     abs_diff = {r["metric"]["statistic"]: float(r["value"][1]) for r in results["Score difference"]}
-    assert abs_diff == {"mean": 0.004, "p99": 0.031}
+    assert abs_diff == {"mean": 0.0, "p99": 0.0}
+    [paired] = results["Shadow requests"]
+    assert (paired["metric"], float(paired["value"][1])) == (
+        {"model": served, "version": canary.version},
+        200,
+    )
     assert served in names  # the dashboard's `model` variable offers the served name
 
 
 def test_an_unreachable_pushgateway_never_fails_the_rollout(local_stack, model_dir, caplog):
     nobody = f"http://127.0.0.1:{free_port()}"
-    weights = CanaryWeightPublisher(nobody)
-    run = run_canary(local_stack, model_dir, on_weight=weights)
+    figures = RolloutFigures(nobody)
+    run = run_canary(local_stack, model_dir, on_weight=figures.weight)
 
     assert run.outcome.status == PROMOTED, run.outcome.reason
-    assert weights.status() == {"url": nobody, "job": PushJob.ROLLOUT.value, "pushed": 0, "failed": 3}
+    assert figures.status() == [{"url": nobody, "job": PushJob.ROLLOUT.value, "pushed": 0, "failed": 3}]
     assert f"could not push shipyard_rollout figures of {local_stack.served_name}" in caplog.text

@@ -125,12 +125,9 @@ def test_a_real_rollout_logs_its_plot_to_the_versions_run(
             Path(client.download_artifacts(run_id, f"{folder}/decision_log.json", tmp)).read_text()
         )
         logged_png = Path(client.download_artifacts(run_id, f"{folder}/rollout.png", tmp)).read_bytes()
-    assert decision_log["metrics_push"] == {
-        "url": nobody,
-        "job": PushJob.ROLLOUT.value,
-        "pushed": 0,
-        "failed": 3,
-    }
+    assert decision_log["metrics_push"] == [
+        {"url": nobody, "job": PushJob.ROLLOUT.value, "pushed": 0, "failed": 3}
+    ]
 
     data = plot.series(decision_log["checks"], load_spec(pipeline).rollout, model=PIPELINE, version=v2,
                        status=decision_log["status"], reason=decision_log["reason"])  # fmt: skip

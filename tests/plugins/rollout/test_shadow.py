@@ -27,10 +27,9 @@ import pytest
 import yaml
 from airflow.sdk.exceptions import AirflowFailException
 from mlflow_rest import register_version
-from prometheus_client.parser import text_string_to_metric_families
 from rollout_support import LOCAL_SERVING, MODEL_NAME, RPS
 from rollout_task import PIPELINE, rollout, write_spec
-from support.servers import venv_python
+from support.servers import metric_samples, venv_python
 
 from shipyard.rollout.analysis import Verdict
 from shipyard.rollout.backends import Release
@@ -225,12 +224,10 @@ def mirrored_stack(tmp_path, model_dir, challengers) -> Iterator[tuple[LocalBack
 
 
 def shadow_counters(url: str) -> dict[str, float]:
-    text = httpx.get(f"{url}/metrics", timeout=5).text
+    """`shipyard_shadow_requests_total` of the mirroring predictor at `url`, by outcome."""
     return {
-        sample.labels["outcome"]: sample.value
-        for family in text_string_to_metric_families(text)
-        for sample in family.samples
-        if sample.name == Metric.SHADOW_REQUESTS
+        dict(labels)["outcome"]: value
+        for labels, value in metric_samples(url, Metric.SHADOW_REQUESTS).items()
     }
 
 

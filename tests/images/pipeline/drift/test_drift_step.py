@@ -17,7 +17,7 @@ import pytest
 import yaml
 from mlflow import MlflowClient
 from mlflow.entities.model_registry import ModelVersion
-from support.servers import free_port, pushed_samples, pushgateway_server
+from support.servers import free_port, metric_samples, pushgateway_server
 
 from shipyard_pipeline.cli import main
 from shipyard_pipeline.drift.prediction_logs import write_parts
@@ -223,7 +223,7 @@ def test_the_psi_per_feature_is_pushed_for_the_dashboards(
     with pushgateway_server(tmp_path / "pushgateway") as url:
         monkeypatch.setenv("SHIPYARD_PUSHGATEWAY_URL", url)
         result = run_step()
-        pushed = pushed_samples(url, "shipyard_drift_psi")
+        pushed = metric_samples(url, "shipyard_drift_psi")
     # job and model: the grouping key; instance: the Pushgateway's empty default.
     group = {
         ("job", "shipyard_drift"),
