@@ -36,7 +36,7 @@ class Pair:
 @dataclass(frozen=True)
 class Figures:
     rows: int
-    decision_flips: int
+    decision_flips: int  # flips_to_positive + flips_to_negative
     decision_flip_ratio: float
     mean_abs_diff: float
     p99_abs_diff: float
@@ -44,6 +44,18 @@ class Figures:
     labelled_rows: int = 0
     champion_auc: float | None = None
     challenger_auc: float | None = None
+    # The decision table: rows the champion calls positive, and the flips each way.
+    champion_positives: int = 0
+    flips_to_positive: int = 0  # champion negative, challenger positive
+    flips_to_negative: int = 0  # champion positive, challenger negative
+
+    def decision_table(self) -> list[list[int]]:
+        """[[both positive, champion only], [challenger only, both negative]]: rows by the
+        champion's decision (positive, negative), columns by the challenger's."""
+        return [
+            [self.champion_positives - self.flips_to_negative, self.flips_to_negative],
+            [self.flips_to_positive, self.rows - self.champion_positives - self.flips_to_positive],
+        ]
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -93,7 +105,10 @@ def compare(pairs: Sequence[Pair], threshold: float) -> Figures:
     champion = [float(p.champion) for p in pairs]
     challenger = [float(p.challenger) for p in pairs]
     diffs = [abs(a - b) for a, b in zip(champion, challenger, strict=True)]
-    flips = sum((a >= threshold) != (b >= threshold) for a, b in zip(champion, challenger, strict=True))
+    decisions = [(a >= threshold, b >= threshold) for a, b in zip(champion, challenger, strict=True)]
+    to_positive = sum(not old and new for old, new in decisions)
+    to_negative = sum(old and not new for old, new in decisions)
+    flips = to_positive + to_negative
     labelled = [p for p in pairs if p.label is not None]
     labels = [bool(p.label) for p in labelled]
     return Figures(
@@ -106,4 +121,7 @@ def compare(pairs: Sequence[Pair], threshold: float) -> Figures:
         labelled_rows=len(labelled),
         champion_auc=roc_auc([p.champion for p in labelled], labels) if labelled else None,
         challenger_auc=roc_auc([p.challenger for p in labelled], labels) if labelled else None,
+        champion_positives=sum(old for old, _ in decisions),
+        flips_to_positive=to_positive,
+        flips_to_negative=to_negative,
     )

@@ -326,9 +326,15 @@ class CanaryRolloutOperator(BaseOperator):
         log.info("decision log of v%s: %s", version, uri or "not uploaded (artifacts not proxied)")
         data = plot.series(checks, spec.rollout, model=spec.mlflow.registered_model, version=version,
                            status=status, reason=reason)  # fmt: skip
-        try:
-            uri = registry.upload_figure(version, plot.figure(data), PLOT_NAME)
-        except MlflowError as e:
-            log.warning("the rollout plot of v%s was not uploaded: %s", version, e)
-            return
-        log.info("rollout plot of v%s: %s", version, uri or "not uploaded (artifacts not proxied)")
+        pictures = [(PLOT_NAME, plot.figure(data))] + [
+            (picture.name, plot.shadow_figure(picture))
+            for picture in plot.shadow_pictures(checks, spec.evaluation.threshold,
+                                                model=spec.mlflow.registered_model, version=version)
+        ]  # fmt: skip
+        for name, figure in pictures:
+            try:
+                uri = registry.upload_figure(version, figure, name)
+            except MlflowError as e:
+                log.warning("the plot %s of v%s was not uploaded: %s", name, version, e)
+                return
+            log.info("plot %s of v%s: %s", name, version, uri or "not uploaded (artifacts not proxied)")

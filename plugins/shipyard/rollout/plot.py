@@ -7,10 +7,13 @@ p99 latency with `max_p99_latency_ms`. Each check's verdict is a coloured marker
 vertical line labelled with its status, and the reason is the title.
 
 `series()` turns the checks of the decision log into the data the figure is drawn from (what the
-tests check); `figure()` draws it. matplotlib is imported inside `figure()` only (the operator
-calls it after the decision, on a worker; never while a DAG file parses), and draws on a bare
-`Figure` (Agg canvas), without pyplot's global state. The operator uploads the figure
-(`MlflowRegistry.upload_figure`).
+tests check); `figure()` draws it. A rollout with a shadow comparison gets one more picture per
+mode (`shadow_pictures()`, `shadow_figure()`): the challenger's score against the champion's on
+the same requests (flipped decisions in red, the decision threshold drawn) beside the decision
+table (the champion's decisions by the challenger's) and the verdict. matplotlib is imported
+inside the figure functions only (the operator calls them after the decision, on a worker;
+never while a DAG file parses), and draws on a bare `Figure` (Agg canvas), without pyplot's
+global state. The operator uploads the figures (`MlflowRegistry.upload_figure`).
 """
 
 from __future__ import annotations
@@ -21,7 +24,9 @@ from typing import TYPE_CHECKING, Any
 
 from shipyard.rollout.analysis import Verdict
 from shipyard.rollout.controller import PROMOTED
+from shipyard.rollout.shadow import SHADOW_STAGE_PREFIX, summary
 from shipyard_spec.model import Rollout
+from shipyard_spec.shadow import Figures
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -157,4 +162,91 @@ def figure(data: RolloutSeries) -> Figure:
         ax.legend(loc="upper left", fontsize=7, ncol=2)
     if not data.seconds:
         weight_ax.text(0.5, 0.5, "no check ran", transform=weight_ax.transAxes, ha="center")
+    return fig
+
+
+@dataclass(frozen=True)
+class ShadowPicture:
+    """One shadow comparison as its plot shows it."""
+
+    model: str
+    version: str
+    mode: str  # shadow.ShadowMode value
+    verdict: str
+    reason: str
+    threshold: float
+    figures: Figures
+    champion: list[float]  # the plotted sample of pairs
+    challenger: list[float]
+
+    @property
+    def name(self) -> str:
+        """The artifact's file name beside the rollout plot."""
+        return f"shadow_{self.mode}.png"
+
+
+def shadow_pictures(
+    checks: list[dict[str, Any]], threshold: float, *, model: str, version: str
+) -> list[ShadowPicture]:
+    """The last comparison with figures of each shadow mode in the decision log's checks."""
+    fields = set(Figures.__dataclass_fields__)
+    last: dict[str, dict[str, Any]] = {}
+    for check in checks:
+        if str(check.get("stage", "")).startswith(SHADOW_STAGE_PREFIX) and check.get("pairs"):
+            last[check["stage"].removeprefix(SHADOW_STAGE_PREFIX)] = check
+    return [
+        ShadowPicture(
+            model=model,
+            version=version,
+            mode=mode,
+            verdict=entry["verdict"],
+            reason=entry["reason"],
+            threshold=threshold,
+            figures=Figures(**{k: v for k, v in entry.items() if k in fields}),
+            champion=[pair[0] for pair in entry["pairs"]],
+            challenger=[pair[1] for pair in entry["pairs"]],
+        )
+        for mode, entry in last.items()
+    ]
+
+
+def shadow_figure(picture: ShadowPicture) -> Figure:
+    """The scatter of challenger vs champion scores and the decision table (matplotlib, Agg)."""
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(10, 4.8), layout="constrained")
+    scatter_ax, table_ax = fig.subplots(1, 2, width_ratios=[3, 2])
+    fig.suptitle(
+        textwrap.fill(f"{picture.model} v{picture.version}: shadow {picture.mode} {picture.verdict}", 100),
+        fontsize=10,
+    )
+    t = picture.threshold
+    flipped = [(a >= t) != (b >= t) for a, b in zip(picture.champion, picture.challenger, strict=True)]
+    for is_flip, colour, label in (
+        (False, STABLE_COLOUR, "same decision"),
+        (True, "tab:red", "decision flips"),
+    ):
+        xs = [a for a, f in zip(picture.champion, flipped, strict=True) if f is is_flip]
+        ys = [b for b, f in zip(picture.challenger, flipped, strict=True) if f is is_flip]
+        scatter_ax.scatter(xs, ys, s=8, alpha=0.6, color=colour, label=f"{label} ({len(xs)})")
+    scatter_ax.plot([0, 1], [0, 1], color="gray", linewidth=1, label="same score")
+    scatter_ax.axvline(t, color="black", linestyle="--", linewidth=1, label=f"threshold {t:g}")
+    scatter_ax.axhline(t, color="black", linestyle="--", linewidth=1)
+    scatter_ax.set(xlim=(-0.02, 1.02), ylim=(-0.02, 1.02), xlabel="champion score", ylabel="challenger score")
+    scatter_ax.set_title(f"{len(picture.champion)} of {picture.figures.rows} pairs", fontsize=9)
+    scatter_ax.legend(loc="upper left", fontsize=7)
+    scatter_ax.grid(alpha=0.3)
+
+    table_ax.axis("off")
+    table = table_ax.table(
+        cellText=[[str(n) for n in row] for row in picture.figures.decision_table()],
+        rowLabels=[f"champion ≥ {t:g}", f"champion < {t:g}"],
+        colLabels=[f"challenger ≥ {t:g}", f"challenger < {t:g}"],
+        cellColours=[["white", "mistyrose"], ["mistyrose", "white"]],
+        loc="upper center",
+    )
+    table.scale(1, 1.6)
+    table_ax.text(0.5, 0.45, textwrap.fill(summary(picture.figures, t), 48), transform=table_ax.transAxes,
+                  ha="center", va="top", fontsize=8)  # fmt: skip
+    table_ax.set_title("decisions (flips shaded)", fontsize=9)
     return fig

@@ -32,6 +32,8 @@ class ShadowMode(enum.StrEnum):
 # A shadow comparison's entry in the decision log is `stage: shadow-<mode>` with these figures,
 # logged as run metrics `shadow.<mode>.<figure>`.
 SHADOW_STAGE_PREFIX = "shadow-"
+# Pairs kept in a comparison's entry for its plot (evenly spaced over all pairs).
+PLOT_SAMPLE = 500
 SHADOW_FIGURES = (
     "rows", "decision_flip_ratio", "mean_abs_diff", "p99_abs_diff", "score_psi",
     "champion_auc", "challenger_auc",
@@ -54,14 +56,24 @@ class ShadowCheck:
     verdict: Verdict
     reason: str
     figures: Figures | None = None
+    sample: tuple[Pair, ...] = ()  # up to PLOT_SAMPLE of the pairs judged, for the plot
 
     def as_dict(self) -> dict[str, Any]:
-        return {
+        entry = {
             "stage": f"{SHADOW_STAGE_PREFIX}{self.mode.value}",
             "verdict": self.verdict.value,
             "reason": self.reason,
             **(self.figures.as_dict() if self.figures else {}),
         }
+        if self.sample:
+            entry["pairs"] = [[round(p.champion, 6), round(p.challenger, 6)] for p in self.sample]
+        return entry
+
+
+def plot_sample(pairs: list[Pair]) -> tuple[Pair, ...]:
+    """At most PLOT_SAMPLE pairs, evenly spaced over `pairs`."""
+    step = max(1, -(-len(pairs) // PLOT_SAMPLE))
+    return tuple(pairs[::step])
 
 
 def summary(figures: Figures, threshold: float) -> str:
@@ -127,7 +139,12 @@ def judge(
             Verdict.FAIL,
             f"shadow {mode.value}: {'; '.join(broken)} ({summary(figures, threshold)})",
             figures,
+            plot_sample(pairs),
         )
     return ShadowCheck(
-        mode, Verdict.PASS, f"shadow {mode.value} within thresholds: {summary(figures, threshold)}", figures
+        mode,
+        Verdict.PASS,
+        f"shadow {mode.value} within thresholds: {summary(figures, threshold)}",
+        figures,
+        plot_sample(pairs),
     )

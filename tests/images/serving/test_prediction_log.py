@@ -64,6 +64,9 @@ def _log_rows(root: Path, sample_rate: float, cap: int, uri: str | None = None) 
         Retention(cap, 14),
         flush_seconds=0.05,
         retention_check_seconds=0.0,
+        # Parts of at most ~11 KB whatever the writer's pace (a loaded machine batches more rows
+        # a flush): each part fits in the smallest cap below, so the newest ones are kept.
+        max_records_per_part=100,
     )
     for _ in range(20):
         log.record(batch, np.full(1000, 0.5))

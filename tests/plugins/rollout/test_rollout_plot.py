@@ -19,8 +19,11 @@ from shipyard.rollout import plot
 from shipyard.rollout.backends.local import LocalBackend
 from shipyard.rollout.controller import PROMOTED, ROLLED_BACK
 from shipyard.rollout.local.load import LoadDriver, load_records
+from shipyard.rollout.shadow import PLOT_SAMPLE, ShadowMode, judge
 from shipyard_spec import load_spec
 from shipyard_spec.contract import Env, PushJob
+from shipyard_spec.model import Shadow
+from shipyard_spec.shadow import Pair
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 REASON = "1 failed check(s) reached failure_limit 1: canary error rate 30.00% above max_error_rate 1.00%"
@@ -93,6 +96,28 @@ def test_a_rollout_that_ended_before_any_check_is_still_drawn():
     figure = plot.figure(data)
     assert list(lines_by_label(figure)["canary weight"].get_ydata()) == [0]
     assert "no check ran" in [text.get_text() for text in figure.axes[0].texts]
+
+
+def test_a_shadow_comparison_is_drawn_as_a_score_scatter_beside_its_decision_table():
+    """A challenger that flips every decision: every point red, the table's flips off the diagonal."""
+    pairs = [Pair(0.1 + 0.8 * i / 999, 0.9 - 0.8 * i / 999) for i in range(1000)]
+    check = judge(ShadowMode.REPLAY, pairs, Shadow(), threshold=0.5)
+    entry = {"index": 0, "at": 0.0, "weight": 0, **check.as_dict()}
+    [picture] = plot.shadow_pictures([entry, *CHECKS], 0.5, model="churn", version="9")
+
+    assert (picture.mode, picture.verdict, picture.name) == ("replay", "fail", "shadow_replay.png")
+    assert len(picture.champion) == PLOT_SAMPLE  # a sample: the decision log stays small
+    assert picture.figures.decision_table() == [[0, 500], [500, 0]]
+    figure = plot.shadow_figure(picture)
+    scatter, table = figure.axes
+    points = {c.get_label(): len(c.get_offsets()) for c in scatter.collections}
+    assert points == {"same decision (0)": 0, "decision flips (500)": PLOT_SAMPLE}
+    cells = {(r, c): cell.get_text().get_text() for (r, c), cell in table.tables[0].get_celld().items()}
+    assert (cells[(1, 0)], cells[(1, 1)], cells[(2, 0)], cells[(2, 1)]) == ("0", "500", "500", "0")
+    assert "decisions flipped 100.0%" in " ".join(t.get_text() for t in table.texts)
+    png = io.BytesIO()
+    figure.savefig(png, format="png")
+    assert png.getvalue().startswith(PNG_SIGNATURE)
 
 
 @pytest.mark.slow

@@ -149,6 +149,12 @@ def test_constant_and_flipped_challengers_fail_the_shadow_and_a_retrained_one_pa
         assert tags[Tag.ROLLOUT_STATUS] == "rolled_back"
         assert tags[Tag.SHADOW_REPLAY].startswith("fail: shadow replay: decision flips 100.0%")
         assert registry.alias(Alias.CHAMPION) == champion
+        # The comparison as a picture in the version's run, beside the rollout plot.
+        client = registry.hook.get_conn()
+        artifacts = {
+            a.path for a in client.list_artifacts(registry.version(version).run_id, f"rollout/v{version}")
+        }
+        assert f"rollout/v{version}/shadow_replay.png" in artifacts
     print("\n".join(f"{kind}: {reason}" for kind, reason in reasons.items()))
     for reason in reasons.values():
         assert f"rolled back {PIPELINE} v" in reason
