@@ -14,6 +14,8 @@ and no client sees a failed request.
 from __future__ import annotations
 
 import json
+import os
+import shutil
 import sqlite3
 import subprocess
 import sys
@@ -130,7 +132,7 @@ def pipeline(tmp_path, monkeypatch, mlflow_tracking_uri, labels_db) -> Iterator[
 
 @pytest.mark.slow
 def test_constant_and_flipped_challengers_fail_the_shadow_and_a_retrained_one_passes(
-    pipeline, model_dir, challengers, telco_rows, mlflow_tracking_uri
+    pipeline, model_dir, challengers, telco_rows, mlflow_tracking_uri, tmp_path
 ):
     spec = load_spec(pipeline)
     registry = MlflowRegistry.for_spec(spec)
@@ -150,11 +152,16 @@ def test_constant_and_flipped_challengers_fail_the_shadow_and_a_retrained_one_pa
         assert tags[Tag.SHADOW_REPLAY].startswith("fail: shadow replay: decision flips 100.0%")
         assert registry.alias(Alias.CHAMPION) == champion
         # The comparison as a picture in the version's run, beside the rollout plot.
-        client = registry.hook.get_conn()
-        artifacts = {
-            a.path for a in client.list_artifacts(registry.version(version).run_id, f"rollout/v{version}")
-        }
-        assert f"rollout/v{version}/shadow_replay.png" in artifacts
+        client, run_id, folder = (
+            registry.hook.get_conn(),
+            registry.version(version).run_id,
+            f"rollout/v{version}",
+        )
+        assert f"{folder}/shadow_replay.png" in {a.path for a in client.list_artifacts(run_id, folder)}
+        picture = Path(client.download_artifacts(run_id, f"{folder}/shadow_replay.png", str(tmp_path)))
+        assert picture.read_bytes().startswith(b"\x89PNG")
+        if keep := os.environ.get("SHIPYARD_UI_SCREENSHOTS"):  # the docs' copy
+            shutil.copy(picture, Path(keep) / f"shadow-replay-{kind}.png")
     print("\n".join(f"{kind}: {reason}" for kind, reason in reasons.items()))
     for reason in reasons.values():
         assert f"rolled back {PIPELINE} v" in reason
