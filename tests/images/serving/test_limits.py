@@ -122,5 +122,6 @@ def test_the_whole_request_time_includes_what_happens_before_the_model(
         sock.sendall(body[10:])
         assert _response(sock)[0] == 200
     after = (limited.sample(whole), limited.sample(model))
-    assert after[0] - before[0] >= 0.6
+    # The server's clock starts when the head has arrived, a moment after the client's sleep began.
+    assert after[0] - before[0] >= 0.5
     assert after[1] - before[1] < 0.3
