@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from airflow.exceptions import TaskDeferred
+from airflow.sdk.exceptions import TaskDeferred
 from rollout_support import TEST_POLICY
 
 from shipyard.rollout.operator import CanaryRolloutOperator

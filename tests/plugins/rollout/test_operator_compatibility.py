@@ -7,8 +7,7 @@ from __future__ import annotations
 import subprocess
 
 import pytest
-from airflow.exceptions import TaskDeferred
-from airflow.sdk.exceptions import AirflowFailException
+from airflow.sdk.exceptions import AirflowFailException, TaskDeferred
 from mlflow_rest import register_version
 from rollout_task import operator, rollout, write_spec
 from support.servers import REPO, venv_python
