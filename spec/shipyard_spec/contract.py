@@ -199,6 +199,10 @@ class Outcome(StrEnum):
 
 
 PREDICTOR_PORT = 8080
+# Request header of a copy of what clients already sent (the rollout's compatibility replay and
+# replay shadow, the live shadow's mirror): the predictor answers it but neither logs nor
+# mirrors it, so the prediction log (drift, the next rollout's replays) holds client traffic only.
+REPLAY_HEADER = "x-shipyard-replay"
 
 # The spec a step runs is the one the DAG parsed: the Airflow side passes its text in the
 # environment (`Env.SPEC_YAML`) and its hash as this `shipyard-step` argument; the step refuses

@@ -46,7 +46,15 @@ from prometheus_client import Counter, Gauge
 from shipyard_serving.metrics import FAMILY_REGISTRY
 from shipyard_serving.prediction_log import PartWriter
 from shipyard_serving.requests import Batch
-from shipyard_spec.contract import Env, Metric, MetricLabel, ShadowOutcome, ShadowRecord, shadow_log_dir
+from shipyard_spec.contract import (
+    REPLAY_HEADER,
+    Env,
+    Metric,
+    MetricLabel,
+    ShadowOutcome,
+    ShadowRecord,
+    shadow_log_dir,
+)
 from shipyard_spec.shadow import Pair, compare
 
 log = logging.getLogger(__name__)
@@ -174,7 +182,7 @@ class ShadowMirror:
         pending: list[dict[str, Any]] = []
         deadline = time.monotonic() + FLUSH_SECONDS
         stop = False
-        with httpx.Client(timeout=self.settings.timeout_seconds) as client:
+        with httpx.Client(timeout=self.settings.timeout_seconds, headers={REPLAY_HEADER: "1"}) as client:
             while not stop:
                 copies, stop = self._next_copies(deadline)
                 if copies:

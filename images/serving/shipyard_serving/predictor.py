@@ -30,11 +30,18 @@ from shipyard_serving.model_dir import ModelDirectory, read_model_dir
 from shipyard_serving.prediction_log import PredictionLog
 from shipyard_serving.requests import Batch, RequestDecoder
 from shipyard_serving.training_range import OutOfRangeMonitor, TrainingRange
+from shipyard_spec.contract import REPLAY_HEADER
 
 log = logging.getLogger(__name__)
 
 PARITY_TOLERANCE = 1e-6
 OUTPUT_NAME = "probability"
+
+
+def is_replay(headers: dict[str, str] | None) -> bool:
+    """The request carries `contract.REPLAY_HEADER` (kserve hands the predictor the request's
+    headers with lower-case names)."""
+    return headers is not None and REPLAY_HEADER in headers
 
 
 @dataclass(frozen=True)
@@ -154,10 +161,11 @@ class ShipyardModel(Model):
 
     def predict(self, payload: Batch, headers: dict[str, str] | None = None) -> dict | InferResponse:
         scores = self.score(payload)
-        if self.prediction_log is not None:
-            self.prediction_log.record(payload, scores)
-        if self.mirror is not None:
-            self.mirror.submit(payload, scores)
+        if not is_replay(headers):  # a copy of client traffic is answered, never logged or mirrored
+            if self.prediction_log is not None:
+                self.prediction_log.record(payload, scores)
+            if self.mirror is not None:
+                self.mirror.submit(payload, scores)
         if not payload.is_v2:
             return {"predictions": scores.tolist()}
         output = InferOutput(OUTPUT_NAME, [payload.rows], "FP64", data=scores.tolist())

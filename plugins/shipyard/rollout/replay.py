@@ -29,6 +29,7 @@ import httpx
 
 from shipyard.rollout.prediction_log import newest_records
 from shipyard_spec.contract import (
+    REPLAY_HEADER,
     Env,
     PredictionRecord,
     default_prediction_log_root,
@@ -114,7 +115,7 @@ def send(
     """Each row as one V1 predict request to the predictor at `url`; the answers in row order."""
     endpoint = predict_url(url, model_name)
     answers = []
-    with httpx.Client(timeout=timeout) as client:
+    with httpx.Client(timeout=timeout, headers={REPLAY_HEADER: "1"}) as client:
         for row in rows:
             try:
                 response = client.post(endpoint, json={"instances": [row]})

@@ -17,7 +17,7 @@ import httpx
 
 from shipyard.rollout.prediction_log import newest_records
 from shipyard.rollout.shadow import ShadowError, ShadowRejected
-from shipyard_spec.contract import PredictionRecord, ShadowRecord
+from shipyard_spec.contract import REPLAY_HEADER, PredictionRecord, ShadowRecord
 from shipyard_spec.model import LabelsSource
 from shipyard_spec.shadow import Pair
 
@@ -119,7 +119,7 @@ def score_rows(
     is an error of the comparison (`ShadowError`)."""
     url = f"{base_url.rstrip('/')}/v1/models/{model_name}:predict"
     scores: list[float] = []
-    with httpx.Client(timeout=timeout) as client:
+    with httpx.Client(timeout=timeout, headers={REPLAY_HEADER: "1"}) as client:
         for start in range(0, len(rows), batch_size):
             batch = rows[start : start + batch_size]
             try:

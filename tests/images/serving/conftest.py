@@ -43,10 +43,16 @@ class Predictor:
     log_root: Path
     output: Path
 
-    def post(self, path: str, body: Any, content_type: str = "application/json") -> tuple[int, Any]:
+    def post(
+        self,
+        path: str,
+        body: Any,
+        content_type: str = "application/json",
+        headers: dict[str, str] | None = None,
+    ) -> tuple[int, Any]:
         data = body if isinstance(body, bytes) else json.dumps(body).encode()
         request = urllib.request.Request(
-            f"{self.url}{path}", data=data, headers={"content-type": content_type}
+            f"{self.url}{path}", data=data, headers={"content-type": content_type, **(headers or {})}
         )
         try:
             with urllib.request.urlopen(request, timeout=60) as response:

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from conftest import MODEL_NAME, MODEL_VERSION, Predictor, Trained, predictor_process
 
-from shipyard_spec.contract import Metric, Outcome
+from shipyard_spec.contract import REPLAY_HEADER, Metric, Outcome
 
 V1 = f"/v1/models/{MODEL_NAME}:predict"
 V2 = f"/v2/models/{MODEL_NAME}/infer"
@@ -187,6 +187,23 @@ def test_prediction_log_records_inputs_score_version_and_id(
         (MODEL_NAME, f"date={logged[0]['ts'][:10]}")
     }
     assert not list(predictor.log_root.glob("**/*.tmp"))
+
+
+def test_a_replayed_request_is_answered_but_never_logged(
+    predictor: Predictor, trained: Trained, rows: Callable[[int, int], list[dict[str, Any]]]
+) -> None:
+    """The rollout's replays carry REPLAY_HEADER: copies of client traffic must not become traffic
+    the drift step and the next rollout read as production."""
+    sent = rows(0, 2)
+    replayed = predictor.post(V1, {"instances": sent, "ids": ["r1", "r2"]}, headers={REPLAY_HEADER: "1"})
+    assert replayed == (200, {"predictions": trained.probabilities[:2]})
+    status, _ = predictor.post(V1, {"instances": sent, "ids": ["c1", "c2"]})  # then a client's
+    assert status == 200
+    deadline = time.monotonic() + 10
+    while not (ids := {r.get("id") for _, r in _read_log(predictor.log_root)}) >= {"c1", "c2"}:
+        assert time.monotonic() < deadline, f"no prediction log under {predictor.log_root}"
+        time.sleep(0.1)
+    assert not ids & {"r1", "r2"}
 
 
 def test_fault_never_ready_is_live_but_not_ready(trained: Trained, tmp_path: Path) -> None:

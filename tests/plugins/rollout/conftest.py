@@ -15,6 +15,7 @@ from support.servers import REPO, venv_python
 
 sys.path.insert(0, str(REPO / "plugins"))  # what Airflow does with plugins_folder
 
+from mlflow_rest import forget_model
 from rollout_support import LOCAL_SERVING, MODEL_NAME
 from rollout_task import PIPELINE, write_spec
 
@@ -86,6 +87,7 @@ def pipeline(tmp_path, monkeypatch, mlflow_tracking_uri) -> Path:
     monkeypatch.setenv("SHIPYARD_HOME", str(tmp_path / "home"))
     monkeypatch.setenv("SHIPYARD_SERVING_PYTHON", venv_python("serving"))
     monkeypatch.setenv("MLFLOW_TRACKING_URI", mlflow_tracking_uri)  # no connection: the steps' variable
+    forget_model(mlflow_tracking_uri, PIPELINE)
     try:
         yield write_spec(tmp_path)
     finally:

@@ -19,6 +19,16 @@ def call(url: str, endpoint: str, body: dict) -> dict:
     return response.json()
 
 
+def forget_model(url: str, name: str) -> None:
+    """Delete registered model `name` and its versions, so a test starts with no champion whatever
+    the session's earlier tests registered under the same name (the server is shared)."""
+    response = httpx.request(
+        "DELETE", f"{url}/api/2.0/mlflow/registered-models/delete", json={"name": name}, timeout=TIMEOUT
+    )
+    if response.status_code != 404:  # RESOURCE_DOES_NOT_EXIST: nothing to forget
+        response.raise_for_status()
+
+
 def register_version(url: str, name: str, model_dir: Path | None = None) -> str:
     """A new version of `name` backed by a new run (whose artifacts the server proxies); the files
     of `model_dir`, when given, uploaded as the run's `model` directory, the version's source."""

@@ -13,10 +13,12 @@ series, with the values pushed where the test knows them.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import subprocess
 import threading
 import time
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -56,6 +58,25 @@ def query(prometheus: str, expr: str) -> list[dict[str, Any]]:
     body = response.json()
     assert body["status"] == "success", body
     return body["data"]["result"]
+
+
+@contextlib.contextmanager
+def refusing(url: str) -> Iterator[list[int]]:
+    """A thread sending a request the predictor refuses (no feature) every 0.2 s; the statuses."""
+    statuses: list[int] = []
+    stop = threading.Event()
+
+    def send() -> None:
+        while not stop.wait(0.2):
+            statuses.append(httpx.post(url, json={"instances": [{}]}, timeout=10).status_code)
+
+    sender = threading.Thread(target=send, name="refused-requests")
+    sender.start()
+    try:
+        yield statuses
+    finally:
+        stop.set()
+        sender.join()
 
 
 def pushes(figures: RolloutFigures, job: PushJob) -> int:
@@ -167,14 +188,11 @@ def test_every_panel_returns_series_from_real_predictors_and_pushes(local_stack,
         push_drift_with_the_drift_step_code(pushgateway, MODEL_NAME, canary.version)
         shadow = push_shadow_comparison(figures, local_stack, records)
         assert shadow.verdict is Verdict.PASS, shadow.reason  # the same model on both sides
-        # Requests the predictors refuse (4xx), so the client-error panel has more than zeros.
-        for _ in range(20):
-            refused = httpx.post(
-                f"{local_stack.url}/v1/models/{served}:predict", json={"instances": [{}]}, timeout=10
-            )
-            assert refused.status_code == 400
-
-        results = {title: wait_for_series(prometheus, concrete(expr, served)) for title, expr in PANELS}
+        # Requests the predictors refuse (4xx) while the panels are queried, so the client-error
+        # panel's rate over the last seconds has more than zeros however long the queries take.
+        with refusing(f"{local_stack.url}/v1/models/{served}:predict") as refused:
+            results = {title: wait_for_series(prometheus, concrete(expr, served)) for title, expr in PANELS}
+        assert set(refused) == {400}  # sent, and refused as a client error
         names = httpx.get(f"{prometheus}/api/v1/label/model_name/values", timeout=10).json()["data"]
 
         confirmed.set()

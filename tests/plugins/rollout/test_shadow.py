@@ -28,7 +28,7 @@ import httpx
 import pytest
 import yaml
 from airflow.sdk.exceptions import AirflowFailException
-from mlflow_rest import register_version
+from mlflow_rest import forget_model, register_version
 from rollout_support import LOCAL_SERVING, MODEL_NAME, RPS
 from rollout_task import PIPELINE, rollout, write_spec
 from support.servers import metric_samples, venv_python
@@ -117,6 +117,7 @@ def pipeline(tmp_path, monkeypatch, mlflow_tracking_uri, labels_db) -> Iterator[
     monkeypatch.setenv("SHIPYARD_SERVING_PYTHON", venv_python("serving"))
     monkeypatch.setenv("SHIPYARD_PREDICTION_LOG_URI", str(tmp_path / "prediction_logs"))
     monkeypatch.setenv("MLFLOW_TRACKING_URI", mlflow_tracking_uri)
+    forget_model(mlflow_tracking_uri, PIPELINE)
     path = write_spec(tmp_path, shadow=SHADOW)
     spec = yaml.safe_load(path.read_text())
     spec["columns"]["positive_label"] = "Yes"
