@@ -61,6 +61,14 @@ def query(prometheus: str, expr: str) -> list[dict[str, Any]]:
 
 
 @contextlib.contextmanager
+def setting_on_exit(event: threading.Event) -> Iterator[None]:
+    try:
+        yield
+    finally:
+        event.set()
+
+
+@contextlib.contextmanager
 def refusing(url: str) -> Iterator[list[int]]:
     """A thread sending a request the predictor refuses (no feature) every 0.2 s; the statuses."""
     statuses: list[int] = []
@@ -163,6 +171,7 @@ def test_every_panel_returns_series_from_real_predictors_and_pushes(local_stack,
         ) as prometheus,
         LoadDriver(local_stack.url, served, records, RPS),
         ThreadPoolExecutor(1) as analysis,
+        setting_on_exit(confirmed),  # a failure below still lets the held canary finish
     ):
         figures = RolloutFigures(pushgateway)
         rollout = policy(
