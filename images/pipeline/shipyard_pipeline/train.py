@@ -32,10 +32,10 @@ import xgboost
 from mlflow import MlflowClient
 from mlflow.entities import RunStatus
 
-from shipyard_pipeline import dataset, snapshot, storage, tracking
+from shipyard_pipeline import dataset, engines, snapshot, storage, tracking
 from shipyard_pipeline.context import RunContext
 from shipyard_pipeline.drift.profile import PROFILE_ARTIFACT, build_reference_profile
-from shipyard_pipeline.fitting import Data, fit_model
+from shipyard_pipeline.fitting import Data
 from shipyard_pipeline.model_artifact import bounded_sample, model_kwargs
 from shipyard_spec.contract import Step, Tag
 
@@ -130,7 +130,7 @@ def run(
         dataset.target_vector(spec, parts.validation[target]),
     )
     started = time.monotonic()
-    fit = fit_model(features, spec.model, data, tune=tune, seed=spec.split.seed)
+    fit = engines.engine(spec.engine).fit(features, spec.model, data, tune=tune, seed=spec.split.seed)
     fit_seconds = time.monotonic() - started
 
     for name, part in parts.parts().items():
