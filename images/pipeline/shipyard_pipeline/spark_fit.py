@@ -2,12 +2,12 @@
 and the artifact the pandas engine makes (`modeling.build_pipeline`'s Pipeline), so the
 predictor, its fast path and its parity check serve it unchanged.
 
-- Preprocessing: the fitted values of `modeling.build_preprocessor` are computed by one
-  aggregation over the training split: each numeric column's median (exact `percentile`, as
-  `SimpleImputer(strategy="median")`), then the mean and population variance of the column with
-  its missing values imputed (as `StandardScaler` sees it after the imputer), and each
-  categorical column's sorted distinct values with missing ones as `MISSING_CATEGORY` (as the
-  `OneHotEncoder` after its imputer). The scikit-learn objects are fitted on a few surrogate rows
+- Preprocessing: the fitted values of `modeling.build_preprocessor` are computed by two
+  aggregations over the training split: each numeric column's median (exact `percentile`, as
+  `SimpleImputer(strategy="median")`) and each categorical column's distinct values with
+  missing ones as `MISSING_CATEGORY` (as the `OneHotEncoder` after its imputer sees them); then
+  the mean and population variance of each numeric column with its missing values imputed (as
+  `StandardScaler` sees it after the imputer). The scikit-learn objects are fitted on a few surrogate rows
   holding every category, then given those values: the Pipeline transforms exactly as if it
   had been fitted on the whole split.
 - That transform runs on the partitions (`mapInPandas`), and `SparkXGBClassifier` trains on its
@@ -15,8 +15,9 @@ predictor, its fast path and its parity check serve it unchanged.
   booster is cut at the best iteration (the first trees of a fit are those a refit with that
   many trees grows) and loaded into the Pipeline's `XGBClassifier`.
 
-The driver still holds the window (loaded and split by `dataset`, as on pandas); reading the
-snapshots into Spark directly is the next step (docs/architecture.md, "The Spark engine").
+The driver still holds the window (loaded and split by `dataset`, as on pandas, then handed to
+Spark): the fit, not the load, is distributed; reading the snapshots into Spark directly is the
+next step (docs/architecture.md, "Engines").
 """
 
 from __future__ import annotations
@@ -75,43 +76,35 @@ def fitted_preprocessor(train: DataFrame, features: FeatureSet) -> ColumnTransfo
         column = F.col(name).cast("double")
         return F.when(F.isnan(column), None).otherwise(column)
 
-    medians = train.agg(*(F.percentile(present(c), 0.5).alias(c) for c in features.numeric)).first()
+    def category(name: str) -> Any:  # missing is MISSING_CATEGORY, as after the categorical imputer
+        return F.coalesce(F.col(name).cast("string"), F.lit(MISSING_CATEGORY))
+
+    first = train.agg(
+        *(F.percentile(present(c), 0.5).alias(c) for c in features.numeric),
+        *(F.collect_set(category(c)).alias(c) for c in features.categorical),
+    ).first()
+    medians = {c: float(first[c]) for c in features.numeric}
+    categories = {c: sorted(first[c]) for c in features.categorical}
+
+    def imputed(name: str) -> Any:
+        return F.coalesce(present(name), F.lit(medians[name]))
+
     moments = train.agg(
         F.count(F.lit(1)).alias("rows"),
-        *(
-            aggregate
-            for c in features.numeric
-            for aggregate in (
-                F.sum(F.coalesce(present(c), F.lit(medians[c]))).alias(f"{c}.sum"),
-                F.sum(F.pow(F.coalesce(present(c), F.lit(medians[c])), 2)).alias(f"{c}.squares"),
-            )
-        ),
+        *(F.avg(imputed(c)).alias(f"{c}.mean") for c in features.numeric),
+        *(F.var_pop(imputed(c)).alias(f"{c}.variance") for c in features.numeric),
     ).first()
-    categories = {
-        c: sorted(
-            row[0]
-            for row in train.select(F.coalesce(F.col(c).cast("string"), F.lit(MISSING_CATEGORY)))
-            .distinct()
-            .collect()
-        )
-        for c in features.categorical
-    }
     preprocess = build_pipeline(features.numeric, features.categorical).named_steps["preprocess"]
     preprocess.fit(_surrogate(features, categories))
-    rows = moments["rows"]
     numeric = preprocess.named_transformers_["numeric"]
-    means = np.array([moments[f"{c}.sum"] / rows for c in features.numeric])
-    variances = np.array(
-        [
-            max(moments[f"{c}.squares"] / rows - m * m, 0.0)
-            for c, m in zip(features.numeric, means, strict=True)
-        ]
-    )
-    numeric.named_steps["impute"].statistics_ = np.array([medians[c] for c in features.numeric], dtype=float)
+    numeric.named_steps["impute"].statistics_ = np.array([medians[c] for c in features.numeric])
+    means = np.array([moments[f"{c}.mean"] for c in features.numeric], dtype=float)
+    variances = np.array([moments[f"{c}.variance"] for c in features.numeric], dtype=float)
     scaler = numeric.named_steps["scale"]
     scaler.mean_, scaler.var_ = means, variances
+    # A constant column is left unscaled, as StandardScaler does.
     scaler.scale_ = np.where(variances > 10 * np.finfo(float).eps, np.sqrt(variances), 1.0)
-    scaler.n_samples_seen_ = rows
+    scaler.n_samples_seen_ = moments["rows"]
     return preprocess
 
 

@@ -158,6 +158,7 @@ def run(
             {
                 "window_intervals": intervals,
                 "snapshots": len(snapshots),
+                "engine": spec.engine,
                 "features.numeric": ",".join(features.numeric),
                 "features.categorical": ",".join(features.categorical),
                 "split.policy": dataset.applied_split_policy(spec),
@@ -215,6 +216,7 @@ def run(
         "window": [snapshots[0].manifest["interval_start"], snapshots[-1].manifest["interval_end"]],
         "dataset_fingerprint": fingerprint,
         "window_intervals": intervals,
+        "engine": spec.engine,
         "params": fit.params,
         "trees": fit.params.get("n_estimators"),
         "validation_roc_auc": fit.validation_roc_auc,

@@ -1,95 +1,127 @@
-"""The Spark engine's fit (`engine: spark`) on the Telco demo data, `local[2]`, against the pandas fit.
+"""The Spark engine's training (`engine: spark`) on the Telco demo data, `local[2]`, against pandas.
 
-Same data, split and params on both engines: the preprocessing fitted from Spark aggregates
-transforms like scikit-learn's fit, the AUCs agree within AUC_TOLERANCE (XGBoost's distributed
-histogram sketch and row order differ from the single-process fit, so the boosters are not
-identical), and the Spark-trained Pipeline is served by the real predictor.
+The same weeks are ingested into two storage roots and the steps run as subprocesses (as the local
+runner runs them) for one spec with `engine: pandas` and the same spec with `engine: spark`; only the
+engine differs. The preprocessing fitted from Spark aggregates transforms like scikit-learn's fit on
+the same rows; the test ROC AUCs agree within AUC_TOLERANCE (XGBoost's distributed histogram sketch
+and the workers' row order differ from the single-process fit, so the boosters are not identical);
+the Spark-trained version, registered as the pandas one is, is served by the real predictor (its
+fast path passing its parity check) and scores its logged input example as the logged Pipeline does.
 """
 
 from __future__ import annotations
 
+import os
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+import mlflow.sklearn
 import numpy as np
 import pandas as pd
 import pytest
-import sqlalchemy as sa
+import yaml
+from mlflow.models import Model
 from predictor_process import predictor
-from sklearn.metrics import roc_auc_score
+from step_process import run_cli
 
-from shipyard_pipeline import dataset, demo
-from shipyard_pipeline.fitting import Data, fit_model
-from shipyard_pipeline.model_artifact import save_model_dir
-from shipyard_spec import load_spec
-from shipyard_spec.contract import Env
+from shipyard_pipeline import demo
+from shipyard_spec.contract import Env, Step, serving_name
 
-pytest.importorskip("pyspark")  # make spark (make test-pipeline installs it)
+pytestmark = pytest.mark.spark
 
-AUC_TOLERANCE = 0.01
-TREES = 150
+WEEKS = 8
+AUC_TOLERANCE = 0.02
+ENGINES = ("pandas", "spark")
 
 
 @pytest.fixture(scope="module")
-def fits(shipyard_home: Path, telco_spec: Path) -> dict[str, Any]:
-    from shipyard_pipeline.spark_fit import fit_model_on_spark
-
-    spec = load_spec(telco_spec)
-    engine = sa.create_engine(f"sqlite:///{shipyard_home / demo.DATABASE}")
-    frame = pd.read_sql_table(demo.TABLE, engine)
-    engine.dispose()
-    frame["event_time"] = pd.to_datetime(frame["event_time"], utc=True)
-    features = dataset.resolve_features(spec, frame)
-    parts = dataset.split(spec, frame)
-    target = spec.columns.target
-    data = Data(
-        parts.train[features.columns],
-        dataset.target_vector(spec, parts.train[target]),
-        parts.validation[features.columns],
-        dataset.target_vector(spec, parts.validation[target]),
-    )
-    config = spec.model.model_copy(update={"params": {**spec.model.params, "n_estimators": TREES}})
-    pandas_fit = fit_model(features, config, data, tune=False, seed=spec.split.seed)
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv(Env.SPARK_MASTER, "local[2]")
-        spark_fit = fit_model_on_spark(features, config, data, seed=spec.split.seed)
-    return {
-        "pandas": pandas_fit,
-        "spark": spark_fit,
-        "data": data,
-        "x_test": parts.test[features.columns],
-        "y_test": dataset.target_vector(spec, parts.test[target]),
+def chains(
+    tmp_path_factory: pytest.TempPathFactory,
+    shipyard_home: Path,
+    telco_spec: Path,
+    mlflow_tracking_uri: str,
+    last_week: tuple[datetime, datetime],
+) -> dict[str, dict[str, Any]]:
+    start, end = last_week
+    env = {
+        **os.environ,
+        "MLFLOW_TRACKING_URI": mlflow_tracking_uri,
+        "SHIPYARD_HOME": str(shipyard_home),
+        Env.SPARK_MASTER: "local[2]",
     }
+    chains: dict[str, dict[str, Any]] = {}
+    for engine in ENGINES:
+        workdir = tmp_path_factory.mktemp(f"engine-{engine}")
+        spec = yaml.safe_load(telco_spec.read_text())
+        spec.update(name="telco_engines", engine=engine)
+        spec["training"]["window_intervals"] = WEEKS
+        spec["model"] = {"params": {"n_estimators": 150, "max_depth": 3}, "tuning": {"enabled": False}}
+        spec["gates"] = {"min_roc_auc": 0.5, "max_baseline_shortfall": 1.0}
+        registry = f"telco_engines_{engine}"
+        spec["mlflow"] = {"experiment": registry, "registered_model": registry}
+        spec_path = workdir / "telco_engines.yaml"
+        spec_path.write_text(yaml.safe_dump(spec))
+        storage_root = workdir / "storage"
+        demo.ingest_history(spec_path, str(storage_root), WEEKS - 1, end=end)
+        common = [
+            "--spec", str(spec_path), "--interval-start", start.isoformat(),
+            "--interval-end", end.isoformat(), "--run-id", "scheduled__engines",
+            "--storage-root", str(storage_root),
+        ]  # fmt: skip
+        results: dict[str, Any] = {}
+        for step in (Step.INGEST, Step.VALIDATE, Step.TRAIN, Step.EVALUATE, Step.REGISTER):
+            results[step], results[f"{step}_seconds"] = run_cli(step, common, workdir, env)
+        split = Path(results[Step.TRAIN]["split_uri"])
+        chains[engine] = {
+            "results": results,
+            "workdir": workdir,
+            # The registered version as the predictor gets it.
+            "pipeline": mlflow.sklearn.load_model(results[Step.REGISTER]["serving_uri"]),
+            "train": pd.read_parquet(split / "train.parquet"),
+            "test": pd.read_parquet(split / "test.parquet"),
+        }
+    return chains
 
 
-def test_preprocessing_fitted_from_spark_aggregates_transforms_like_scikit_learns_fit(fits) -> None:
-    data = fits["data"]
-    from_spark = fits["spark"].pipeline.named_steps["preprocess"]
-    from_pandas = fits["pandas"].pipeline.named_steps["preprocess"]
-    for rows in (data.x_train, fits["x_test"]):
+def test_both_engines_train_on_the_same_rows(chains) -> None:
+    pandas, spark = chains["pandas"]["results"], chains["spark"]["results"]
+    assert (pandas[Step.TRAIN]["engine"], spark[Step.TRAIN]["engine"]) == ENGINES
+    assert spark[Step.TRAIN]["dataset_fingerprint"] == pandas[Step.TRAIN]["dataset_fingerprint"]
+    assert spark[Step.TRAIN]["rows"] == pandas[Step.TRAIN]["rows"]
+    pd.testing.assert_frame_equal(chains["spark"]["test"], chains["pandas"]["test"])
+
+
+def test_preprocessing_fitted_from_spark_aggregates_transforms_like_scikit_learns_fit(chains) -> None:
+    from_spark = chains["spark"]["pipeline"].named_steps["preprocess"]
+    from_pandas = chains["pandas"]["pipeline"].named_steps["preprocess"]
+    for rows in (chains["pandas"]["train"], chains["pandas"]["test"]):
         np.testing.assert_allclose(from_spark.transform(rows), from_pandas.transform(rows), rtol=0, atol=1e-9)
 
 
-def test_spark_and_pandas_fits_agree_on_auc(fits) -> None:
-    def test_auc(fit) -> float:
-        return roc_auc_score(fits["y_test"], fit.pipeline.predict_proba(fits["x_test"])[:, 1])
+def test_spark_and_pandas_fits_agree_on_roc_auc(chains) -> None:
+    pandas, spark = chains["pandas"]["results"], chains["spark"]["results"]
+    for step, metric in ((Step.TRAIN, "validation_roc_auc"), (Step.EVALUATE, "metrics")):
+        pandas_auc, spark_auc = pandas[step][metric], spark[step][metric]
+        if step == Step.EVALUATE:
+            pandas_auc, spark_auc = pandas_auc["roc_auc"], spark_auc["roc_auc"]
+        print(f"roc_auc {step}: pandas {pandas_auc:.4f}, spark {spark_auc:.4f}")
+        assert abs(spark_auc - pandas_auc) <= AUC_TOLERANCE, (step, spark_auc, pandas_auc)
+    assert spark[Step.EVALUATE]["metrics"]["roc_auc"] > 0.8
+    # The logged params are those of the served model: as many trees as the booster holds.
+    booster = chains["spark"]["pipeline"].named_steps["model"].get_booster()
+    assert spark[Step.TRAIN]["trees"] == booster.num_boosted_rounds()
 
-    spark_fit, pandas_fit = fits["spark"], fits["pandas"]
-    assert abs(spark_fit.validation_roc_auc - pandas_fit.validation_roc_auc) <= AUC_TOLERANCE
-    assert abs(test_auc(spark_fit) - test_auc(pandas_fit)) <= AUC_TOLERANCE
-    assert test_auc(spark_fit) > 0.8
-    assert (
-        spark_fit.params["n_estimators"]
-        == spark_fit.pipeline.named_steps["model"].get_booster().num_boosted_rounds()
-    )
 
-
-def test_the_predictor_serves_the_spark_trained_pipeline(fits, tmp_path: Path) -> None:
-    pipeline = fits["spark"].pipeline
-    model_dir = save_model_dir(pipeline, fits["data"].x_train, tmp_path / "model")
-    rows = fits["x_test"].head(200)
-    with predictor(model_dir, "telco-spark", "1", tmp_path) as score:
-        served = score(rows)
-    np.testing.assert_allclose(served, pipeline.predict_proba(rows)[:, 1], rtol=0, atol=1e-6)
-    log = next(tmp_path.glob("predictor-*.log")).read_text()
+def test_the_predictor_serves_the_spark_trained_version_like_the_logged_pipeline(chains) -> None:
+    chain = chains["spark"]
+    register = chain["results"][Step.REGISTER]
+    model_dir = Path(register["serving_uri"])
+    example = Model.load(model_dir).load_input_example(model_dir)
+    logged = chain["pipeline"].predict_proba(example)[:, 1]
+    name = serving_name("telco_engines")
+    with predictor(model_dir, name, register["version"], chain["workdir"]) as score:
+        served = score(example)
+    np.testing.assert_allclose(served, logged, rtol=0, atol=1e-6)
+    log = next(chain["workdir"].glob("predictor-*.log")).read_text()
     assert "fast path, ready=True" in log  # its parity check against the Pipeline passed
