@@ -23,13 +23,14 @@ next step (docs/architecture.md, "Engines").
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
 import pandas as pd
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
-from pyspark.sql.types import BooleanType, DoubleType, StructField, StructType
+from pyspark.sql.types import ArrayType, BooleanType, DoubleType, StructField, StructType
 from sklearn.compose import ColumnTransformer
 from sklearn.metrics import roc_auc_score
 from xgboost.spark import SparkXGBClassifier
@@ -41,6 +42,7 @@ from shipyard_spec.model import ModelConfig
 
 log = logging.getLogger(__name__)
 
+FEATURES = "features"
 LABEL = "label"
 VALIDATION = "is_validation"
 
@@ -125,31 +127,37 @@ def _train_booster(
     early_stopping_rounds: int | None,
 ) -> tuple[Any, int]:
     """The booster `SparkXGBClassifier` fits on the transformed rows, cut at the best iteration."""
-    width = len(preprocess.get_feature_names_out())
-    names = [f"f{i}" for i in range(width)]
+    # One array column, not a column per feature: xgboost.spark's list-of-columns input fails on an
+    # Arrow batch that holds no validation rows (KeyError 'values'), which any window above a
+    # batch (spark.sql.execution.arrow.maxRecordsPerBatch rows) has.
     schema = StructType(
         [
-            *(StructField(name, DoubleType(), False) for name in names),
+            StructField(FEATURES, ArrayType(DoubleType(), False), False),
             StructField(LABEL, DoubleType(), False),
             StructField(VALIDATION, BooleanType(), False),
         ]
     )
 
-    def transform(batches: Any) -> Any:
+    def transform(batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
         for batch in batches:
-            out = pd.DataFrame(
-                preprocess.transform(batch[features.columns]), columns=names, index=batch.index
+            matrix = preprocess.transform(batch[features.columns]).astype("float64")
+            yield pd.DataFrame(
+                {
+                    FEATURES: list(matrix),
+                    LABEL: batch[LABEL].to_numpy(),
+                    VALIDATION: batch[VALIDATION].to_numpy(),
+                }
             )
-            yield out.assign(**{LABEL: batch[LABEL], VALIDATION: batch[VALIDATION]})
 
     merged = {**DEFAULT_XGBOOST_PARAMS, **params}
     xgb_params = {k: v for k, v in merged.items() if k not in ("n_jobs", "nthread")}
     estimator = SparkXGBClassifier(
-        features_col=names,
+        features_col=FEATURES,
         label_col=LABEL,
         validation_indicator_col=VALIDATION,
         num_workers=session.sparkContext.defaultParallelism,
         eval_metric="logloss",
+        verbose=False,  # no evaluation line per tree in the step log, as on pandas
         **({"early_stopping_rounds": early_stopping_rounds} if early_stopping_rounds else {}),
         **xgb_params,
     )

@@ -25,7 +25,9 @@ from mlflow.models import Model
 from predictor_process import predictor
 from step_process import run_cli
 
-from shipyard_pipeline import demo
+from shipyard_pipeline import dataset, demo, spark_engine, spark_fit
+from shipyard_pipeline.fitting import Data
+from shipyard_spec import load_spec
 from shipyard_spec.contract import Env, Step, serving_name
 
 pytestmark = pytest.mark.spark
@@ -79,7 +81,9 @@ def chains(
             # The registered version as the predictor gets it.
             "pipeline": mlflow.sklearn.load_model(results[Step.REGISTER]["serving_uri"]),
             "train": pd.read_parquet(split / "train.parquet"),
+            "validation": pd.read_parquet(split / "validation.parquet"),
             "test": pd.read_parquet(split / "test.parquet"),
+            "spec": load_spec(spec_path),
         }
     return chains
 
@@ -125,3 +129,25 @@ def test_the_predictor_serves_the_spark_trained_version_like_the_logged_pipeline
     np.testing.assert_allclose(served, logged, rtol=0, atol=1e-6)
     log = next(chain["workdir"].glob("predictor-*.log")).read_text()
     assert "fast path, ready=True" in log  # its parity check against the Pipeline passed
+
+
+def test_the_spark_fit_takes_arrow_batches_without_validation_rows(chains) -> None:
+    """Above an Arrow batch of rows (10,000 by default) some batches hold training rows only; a
+    column per feature made xgboost.spark fail on them (KeyError 'values', seen at 100k rows)."""
+    chain = chains["pandas"]
+    spec, train = chain["spec"], chain["results"][Step.TRAIN]
+    features = dataset.FeatureSet(train["features"]["numeric"], train["features"]["categorical"])
+    target = spec.columns.target
+    data = Data(
+        chain["train"][features.columns],
+        dataset.target_vector(spec, chain["train"][target]),
+        chain["validation"][features.columns],
+        dataset.target_vector(spec, chain["validation"][target]),
+    )
+    config = spec.model.model_copy(update={"params": {"n_estimators": 20}, "early_stopping_rounds": 5})
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv(Env.SPARK_MASTER, "local[2]")
+        with spark_engine.session("test-small-batches") as session:
+            session.conf.set("spark.sql.execution.arrow.maxRecordsPerBatch", "100")
+            fit = spark_fit.fit_model(session, features, config, data, seed=spec.split.seed)
+    assert fit.validation_roc_auc > 0.75
