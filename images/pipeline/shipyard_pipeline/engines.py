@@ -11,7 +11,6 @@ by the Spark engine's steps only, so a pandas pipeline runs without it.
 from __future__ import annotations
 
 import contextlib
-import importlib.util
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
 from typing import TYPE_CHECKING, Protocol
@@ -26,6 +25,8 @@ from shipyard_spec.model import ModelConfig
 
 if TYPE_CHECKING:
     from shipyard_pipeline.scoring_model import ScoringModel
+
+SPARK_PACKAGES = ("pyspark", "py4j")  # the Spark part of the image (requirements-spark.txt)
 
 
 class Engine(Protocol):
@@ -55,13 +56,15 @@ class PandasEngine:
 
 
 def _spark() -> Engine:
-    if importlib.util.find_spec("pyspark") is None:
+    try:  # pyspark: imported by a Spark pipeline's steps only
+        from shipyard_pipeline.spark_engine import SparkEngine
+    except ModuleNotFoundError as e:
+        if e.name is None or e.name.split(".")[0] not in SPARK_PACKAGES:
+            raise
         raise StepError(
-            "the spec selects engine: spark but pyspark is not installed "
-            "(make spark, or the pipeline image's Spark part)"
-        )
-    from shipyard_pipeline.spark_engine import SparkEngine  # pyspark: a Spark pipeline's steps only
-
+            f"the spec selects engine: spark but {e.name} is not installed "
+            "(make spark, or the pipeline image's Spark variant)"
+        ) from e
     return SparkEngine()
 
 
