@@ -4,17 +4,17 @@
     .venv/pipeline/bin/python benchmarks/scale/run.py --sizes 10000 100000 [--large]
 
 For each N, writes a Telco-like table of N rows (generate.py) into a SQLite source like the
-demo's, then runs ingest → validate → train (`--skip-tuning`) → evaluate → register as
-`shipyard-step` subprocesses in the pipeline virtualenv, against a real MLflow server started
-as the tests start it, over one interval holding all 26 weeks (a window of one interval).
-Each step's wall time includes interpreter start; its peak RSS is the step process's
-`ru_maxrss` from `os.wait4` (or its process tree's, see `--engine`). Prints the table, then
+demo's, then runs ingest → validate → train (`--skip-tuning`) → evaluate → register → score (the
+registered version made champion) as `shipyard-step` subprocesses in the pipeline virtualenv,
+against a real MLflow server started as the tests start it, over one interval holding all 26
+weeks (a window of one interval).
+Each step's wall time includes interpreter start; its peak RSS is the summed RSS of the step
+process and its children, sampled every 0.1 s (`TreePeak`). Prints the table, then
 the growth exponent per step: the slope of log(wall time) and log(peak RSS) against log(N)
 between consecutive sizes.
 `--steps ingest` stops after ingest (each step needs the ones before it).
-`--engine spark` runs the same steps on the Spark engine. Peak RSS is the larger of the step
-process's `ru_maxrss` and the summed RSS of its process tree sampled every 0.2 s (a Spark step's
-JVM and Python workers are children of the step process).
+`--engine spark` runs the same steps on the Spark engine (its JVM and Python workers are children
+of the step process, so in its peak RSS).
 `--large` adds 5M and 20M rows (about 10 GB of RAM at 5M; 20M does not fit in 24 GB today).
 The machine's cores are shared: the load average is printed with every figure.
 """
@@ -43,15 +43,17 @@ sys.path.insert(0, str(REPO / "tests"))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from generate import write_source  # noqa: E402
+from mlflow import MlflowClient  # noqa: E402
 from support.servers import mlflow_server  # noqa: E402
 
 from shipyard_pipeline import demo  # noqa: E402
+from shipyard_spec.contract import Alias  # noqa: E402
 
 SPEC = REPO / "dags/pipelines/telco_churn.yaml"
 SHIPYARD_STEP = Path(sys.executable).with_name("shipyard-step")
 # Imported once before any step is timed, so no step pays for a cold page cache of the libraries.
 WARM_UP = "import great_expectations, mlflow, pandas, sklearn, xgboost, shipyard_pipeline.train"
-STEPS = [("ingest",), ("validate",), ("train", "--skip-tuning"), ("evaluate",), ("register",)]
+STEPS = [("ingest",), ("validate",), ("train", "--skip-tuning"), ("evaluate",), ("register",), ("score",)]
 SIZES = [10_000, 100_000, 1_000_000]
 PAGE_BYTES = os.sysconf("SC_PAGE_SIZE")
 LARGE = [5_000_000, 20_000_000]
@@ -88,20 +90,23 @@ def run_step(step: tuple[str, ...], common: list[str], env: dict[str, str], log:
         command = [str(SHIPYARD_STEP), step[0], *common, *step[1:]]
         process = subprocess.Popen(command, stdout=output, stderr=subprocess.STDOUT, env=env)
         with TreePeak(process.pid) as tree:
-            _, status, usage = os.wait4(process.pid, 0)
+            _, status, _ = os.wait4(process.pid, 0)
         seconds = time.monotonic() - started
     process.returncode = os.waitstatus_to_exitcode(status)
     if process.returncode != 0:
         tail = log.read_text(errors="replace")[-2000:]
         raise SystemExit(f"{step[0]} exited {process.returncode} (log {log}):\n{tail}")
-    return seconds, max(usage.ru_maxrss / 1024, tree.peak_mb)  # ru_maxrss is in KiB on Linux
+    return seconds, tree.peak_mb
 
 
 class TreePeak:
-    """The largest summed RSS of a process and its descendants, sampled from /proc every 0.2 s.
+    """The largest summed RSS of a process and its descendants, sampled from /proc every 0.1 s.
 
-    `ru_maxrss` counts one process (at most the largest reaped child): a Spark step's JVM and
-    Python workers run beside its driver, so their memory is only seen summed over the tree."""
+    Not `ru_maxrss` from `os.wait4`: Linux starts a child's high-water mark at exec from the
+    address space it replaces, which after subprocess's vfork is this benchmark's own (the
+    generated source in memory), so every step reported at least this process's peak (register
+    at 1M: 1,153 MB). And it counts one process: a Spark step's JVM and Python workers run
+    beside its driver, seen only summed over the tree."""
 
     def __init__(self, pid: int) -> None:
         self.pid, self.peak_mb = pid, 0.0
@@ -117,7 +122,7 @@ class TreePeak:
         self._thread.join()
 
     def _sample(self) -> None:
-        while not self._done.wait(0.2):
+        while not self._done.wait(0.1):
             self.peak_mb = max(self.peak_mb, tree_rss_mb(self.pid))
 
 
@@ -142,6 +147,10 @@ def tree_rss_mb(root: int) -> float:
     return total / 2**20
 
 
+def step_result(run_dir: Path, rows: int, step: str) -> Path:
+    return run_dir / "storage" / f"scale_{rows}" / "runs" / f"bench_scale__{rows}" / step / "result.json"
+
+
 def measure(
     rows: int, workdir: Path, tracking_uri: str, steps: list[tuple[str, ...]], engine: str
 ) -> list[Measure]:
@@ -159,12 +168,15 @@ def measure(
     env = {**os.environ, "MLFLOW_TRACKING_URI": tracking_uri, "PYTHONUNBUFFERED": "1"}
     measures = []
     for step in steps:
+        if step[0] == "score":  # batch scoring scores with the champion: the version just registered
+            register = json.loads(step_result(run_dir, rows, "register").read_text())
+            MlflowClient(tracking_uri).set_registered_model_alias(
+                f"scale_{rows}", Alias.CHAMPION, register["version"]
+            )
         seconds, rss = run_step(step, common, env, run_dir / f"{step[0]}.log")
         measures.append(Measure(rows, step[0], seconds, rss, os.getloadavg()[0]))
         print(f"  {step[0]:<9} {seconds:7.1f} s  {rss:7,.0f} MB  (load {measures[-1].load:.1f})", flush=True)
-    train_result = (
-        run_dir / "storage" / f"scale_{rows}" / "runs" / f"bench_scale__{rows}" / "train" / "result.json"
-    )
+    train_result = step_result(run_dir, rows, "train")
     if not train_result.exists():
         return measures
     train = json.loads(train_result.read_text())
