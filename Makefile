@@ -15,7 +15,7 @@ TOOLS_PY := $(VENVS)/tools/bin/python
 export SHIPYARD_PIPELINE_PYTHON := $(abspath $(PIPELINE_PY))
 export SHIPYARD_SERVING_PYTHON := $(abspath $(SERVING_PY))
 
-.PHONY: help venvs lint format test test-pipeline test-serving test-airflow test-chart test-k8s envtest-bin kserve-manifests dashboards demo demo-canary-fault up bench-airflow bench-scale bench-shadow prometheus pushgateway haproxy browser bench-rollout bench-storage locks clean
+.PHONY: help venvs java spark lint format test test-pipeline test-serving test-airflow test-chart test-k8s envtest-bin kserve-manifests dashboards demo demo-canary-fault up bench-airflow bench-scale bench-shadow prometheus pushgateway haproxy browser bench-rollout bench-storage locks clean
 
 help:  ## List the targets
 	@grep -E '^[a-z0-9-]+:.*##' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -43,10 +43,23 @@ $(VENVS)/serving/.done: $(UV) images/serving/requirements.txt images/serving/pyp
 
 venvs: $(VENVS)/airflow/.done $(VENVS)/pipeline/.done $(VENVS)/serving/.done  ## Create the three runtime virtualenvs
 
+# The Spark engine (spec `engine: spark`): pyspark from its own lock on top of the pipeline lock, in the
+# pipeline virtualenv, and a Java 17 runtime from Debian. Only `make spark` and the tests of the
+# pipeline install it; `make demo` (pandas engine) never waits for it.
+$(VENVS)/pipeline/.spark.done: $(VENVS)/pipeline/.done images/pipeline/requirements-spark.txt
+	$(UV_INSTALL) --python $(PIPELINE_PY) -r images/pipeline/requirements.txt -r images/pipeline/requirements-spark.txt
+	touch $@
+
+java:  ## A Java 17 runtime for Spark (Debian package openjdk-17-jre-headless)
+	@java -version 2>&1 | grep -q 'version "\(1[7-9]\|2[0-9]\)' || apt-get install -y openjdk-17-jre-headless || { echo "install Java 17 (Debian: apt-get install -y openjdk-17-jre-headless)" >&2; exit 1; }
+
+spark: java $(VENVS)/pipeline/.spark.done  ## The Spark engine: pyspark in the pipeline virtualenv and Java 17
+
 locks: $(UV)  ## Re-resolve every lock file from its .in file
 	$(UV) pip compile -q --python-version 3.12 requirements.in -o requirements.txt
 	$(UV) pip compile -q --python-version 3.12 requirements-dev.in -o requirements-dev.txt
 	$(UV) pip compile -q --python-version 3.12 images/pipeline/requirements.in -o images/pipeline/requirements.txt
+	$(UV) pip compile -q --python-version 3.12 images/pipeline/requirements-spark.in -o images/pipeline/requirements-spark.txt
 	$(UV) pip compile -q --python-version 3.12 images/serving/requirements.in -o images/serving/requirements.txt
 	$(UV) pip compile -q --python-version 3.12 tools/requirements.in -o tools/requirements.txt
 
@@ -60,7 +73,7 @@ format: $(VENVS)/airflow/.done  ## Apply ruff fixes and formatting
 
 # The object-storage tests start moto's S3 server from the tools venv; the S3 chain serves its model
 # with the predictor of the serving venv.
-test-pipeline: $(VENVS)/pipeline/.done $(VENVS)/serving/.done $(VENVS)/tools/.done pushgateway  ## Tests of the pipeline steps (pipeline venv)
+test-pipeline: spark $(VENVS)/pipeline/.done $(VENVS)/serving/.done $(VENVS)/tools/.done pushgateway  ## Tests of the pipeline steps (pipeline venv)
 	$(PIPELINE_PY) -m pytest tests/images/pipeline tests/spec
 
 test-serving: $(VENVS)/serving/.done $(VENVS)/pipeline/.done  ## Tests of the predictor (serving venv)

@@ -121,6 +121,9 @@ class Env(StrEnum):
     SHADOW_MIRROR_QUEUE_SIZE = "SHIPYARD_SHADOW_MIRROR_QUEUE_SIZE"
     # The decision threshold (`evaluation.threshold`) the mirroring predictor's flip gauge uses.
     SHADOW_DECISION_THRESHOLD = "SHIPYARD_SHADOW_DECISION_THRESHOLD"
+    # Spark master of the steps of a pipeline with `engine: spark` (default `local[*]`: the step's
+    # own cores; on Kubernetes `k8s://https://…`, the step pod being the driver, docs/architecture.md).
+    SPARK_MASTER = "SHIPYARD_SPARK_MASTER"
 
 
 class Metric(StrEnum):

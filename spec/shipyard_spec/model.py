@@ -404,6 +404,10 @@ class PipelineSpec(StrictModel):
     tags: list[str] = []
     schedule: Schedule
     source: Annotated[SqlSource | FileSource, Field(discriminator="kind")]
+    # What fits the model (train) and scores snapshots (score): pandas in the step process, or Spark
+    # (`make spark`; master from SHIPYARD_SPARK_MASTER, docs/architecture.md "Engines"). Ingest,
+    # validate and evaluate run on pandas on both. Either way the registered model is the same artifact.
+    engine: Literal["pandas", "spark"] = "pandas"
     columns: Columns
     features: Features
     expectations: Expectations = Expectations()
@@ -436,6 +440,8 @@ class PipelineSpec(StrictModel):
         leaked = special & (set(self.features.numeric) | set(self.features.categorical))
         if leaked:
             raise ValueError(f"features must not include the id/target/event-time columns: {sorted(leaked)}")
+        if self.engine == "spark" and self.model.tuning.enabled:
+            raise ValueError("model.tuning runs on the pandas engine only: disable it or use engine: pandas")
         return self
 
     def resources_for(self, step: Step) -> StepResources:

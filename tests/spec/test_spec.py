@@ -45,6 +45,7 @@ def test_telco_spec_defaults_for_the_parts_it_leaves_out() -> None:
     assert spec.rollout.steps[-1] == 100
     assert spec.resources_for("train").cpu == "1"
     assert spec.resources_for("ingest").cpu == "500m"
+    assert spec.engine == "pandas"
 
 
 @pytest.mark.parametrize(
@@ -70,6 +71,8 @@ def test_telco_spec_defaults_for_the_parts_it_leaves_out() -> None:
         ("rollout.steps", [10, 50], "rollout", "the last step must be 100"),
         ("training.windw_intervals", 4, "training.windw_intervals", "Extra inputs are not permitted"),
         ("columns.positive_label", True, "columns.positive_label", "YAML boolean"),  # `positive_label: yes`
+        ("engine", "dask", "engine", "'pandas' or 'spark'"),
+        ("engine", "spark", "(top level)", "tuning runs on the pandas engine only"),  # telco tunes
     ],
 )
 def test_invalid_spec_names_the_field_and_the_problem(

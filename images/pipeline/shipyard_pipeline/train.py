@@ -32,10 +32,10 @@ import xgboost
 from mlflow import MlflowClient
 from mlflow.entities import RunStatus
 
-from shipyard_pipeline import dataset, snapshot, storage, tracking
+from shipyard_pipeline import dataset, engines, snapshot, storage, tracking
 from shipyard_pipeline.context import RunContext
 from shipyard_pipeline.drift.profile import PROFILE_ARTIFACT, build_reference_profile
-from shipyard_pipeline.fitting import Data, fit_model
+from shipyard_pipeline.fitting import Data
 from shipyard_pipeline.model_artifact import bounded_sample, model_kwargs
 from shipyard_spec.contract import Step, Tag
 
@@ -130,7 +130,7 @@ def run(
         dataset.target_vector(spec, parts.validation[target]),
     )
     started = time.monotonic()
-    fit = fit_model(features, spec.model, data, tune=tune, seed=spec.split.seed)
+    fit = engines.engine(spec.engine).fit(features, spec.model, data, tune=tune, seed=spec.split.seed)
     fit_seconds = time.monotonic() - started
 
     for name, part in parts.parts().items():
@@ -158,6 +158,7 @@ def run(
             {
                 "window_intervals": intervals,
                 "snapshots": len(snapshots),
+                "engine": spec.engine,
                 "features.numeric": ",".join(features.numeric),
                 "features.categorical": ",".join(features.categorical),
                 "split.policy": dataset.applied_split_policy(spec),
@@ -215,6 +216,7 @@ def run(
         "window": [snapshots[0].manifest["interval_start"], snapshots[-1].manifest["interval_end"]],
         "dataset_fingerprint": fingerprint,
         "window_intervals": intervals,
+        "engine": spec.engine,
         "params": fit.params,
         "trees": fit.params.get("n_estimators"),
         "validation_roc_auc": fit.validation_roc_auc,

@@ -21,7 +21,7 @@ from predictor_process import predictor
 from step_process import run_cli
 
 from shipyard_pipeline import demo, snapshot, storage
-from shipyard_spec.contract import PREDICTIONS_DIR, Alias, Step, serving_name
+from shipyard_spec.contract import PREDICTIONS_DIR, Alias, Env, Step, serving_name
 
 WEEKS = 8
 
@@ -67,7 +67,17 @@ def scored(
         Path(results[Step.REGISTER]["serving_uri"]), serving_name("telco_score"), version, workdir
     ) as score:
         served = score(rows[features])
-    return {"results": results, "first": first, "rows": rows, "served": served, "storage_root": storage_root}
+    return {
+        "results": results,
+        "first": first,
+        "rows": rows,
+        "served": served,
+        "storage_root": storage_root,
+        "spec": spec,
+        "common": common,
+        "env": env,
+        "workdir": workdir,
+    }
 
 
 def test_without_a_champion_nothing_is_scored(scored: dict[str, Any]) -> None:
@@ -93,3 +103,19 @@ def test_a_rerun_replaces_the_intervals_partition(scored: dict[str, Any], last_w
     partitions = storage.list_dirs(str(scored["storage_root"] / "telco_score" / PREDICTIONS_DIR))
     assert partitions == [f"interval_start={last_week[0]:%Y-%m-%dT%H:%M:%S}"]
     pd.testing.assert_frame_equal(pd.read_parquet(again["data_uri"]), scored["first"])
+
+
+@pytest.mark.spark
+def test_the_spark_engine_publishes_the_same_partition_as_pandas(scored: dict[str, Any]) -> None:
+    workdir = scored["workdir"]
+    spec_path = workdir / "telco_score_spark.yaml"
+    spec_path.write_text(yaml.safe_dump({**scored["spec"], "engine": "spark"}))
+    common = [spec_path if c.endswith("telco_score.yaml") else c for c in scored["common"]]
+    env = {**scored["env"], Env.SPARK_MASTER: "local[2]"}
+    result, _ = run_cli(Step.SCORE, [str(c) for c in common], workdir, env)
+    pandas_result = scored["results"]["first"]
+    assert (result["engine"], result["predictions_uri"]) == ("spark", pandas_result["predictions_uri"])
+    spark_scores = pd.read_parquet(result["data_uri"])
+    np.testing.assert_allclose(spark_scores["score"], scored["served"], rtol=0, atol=1e-6)
+    pd.testing.assert_frame_equal(spark_scores, scored["first"])
+    assert result["content_hash"] == pandas_result["content_hash"]

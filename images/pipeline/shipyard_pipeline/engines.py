@@ -1,0 +1,76 @@
+"""The engine a pipeline's heavy work runs on (spec `engine`): one strategy object per engine.
+
+An engine fits the model (train) and scores a snapshot (score). Both engines fit the same
+`modeling.build_pipeline` Pipeline and score with the same `ScoringModel`, so what they
+register and publish is the same artifact and the same partition; only where the rows are
+processed differs. pandas: in the step process. Spark: on the Spark master of
+SHIPYARD_SPARK_MASTER (`spark`); pyspark is an optional part of the pipeline image, imported
+by the Spark engine's steps only, so a pandas pipeline runs without it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager
+from typing import TYPE_CHECKING, Protocol
+
+import pandas as pd
+
+from shipyard_pipeline import snapshot
+from shipyard_pipeline.dataset import FeatureSet
+from shipyard_pipeline.errors import StepError
+from shipyard_pipeline.fitting import Data, Fit, fit_model
+from shipyard_spec.model import ModelConfig
+
+if TYPE_CHECKING:
+    from shipyard_pipeline.scoring_model import ScoringModel
+
+SPARK_PACKAGES = ("pyspark", "py4j")  # the Spark part of the image (requirements-spark.txt)
+
+
+class Engine(Protocol):
+    def fit(self, features: FeatureSet, config: ModelConfig, data: Data, tune: bool, seed: int) -> Fit:
+        """The fitted Pipeline (`fitting.Fit`): early stopping on validation, tuning when asked."""
+        ...
+
+    def scored(
+        self, model: ScoringModel, published: snapshot.Snapshot, keys: list[str], batch_rows: int
+    ) -> AbstractContextManager[Iterator[pd.DataFrame]]:
+        """The snapshot's rows scored (`ScoringModel.scored_rows`), in snapshot order, in chunks of
+        at most `batch_rows` rows."""
+        ...
+
+
+class PandasEngine:
+    """Everything in the step process."""
+
+    def fit(self, features: FeatureSet, config: ModelConfig, data: Data, tune: bool, seed: int) -> Fit:
+        return fit_model(features, config, data, tune=tune, seed=seed)
+
+    @contextlib.contextmanager
+    def scored(
+        self, model: ScoringModel, published: snapshot.Snapshot, keys: list[str], batch_rows: int
+    ) -> Iterator[Iterator[pd.DataFrame]]:
+        yield model.scored_rows(keys, published.read_chunks(batch_rows))
+
+
+def _spark() -> Engine:
+    try:  # pyspark: imported by a Spark pipeline's steps only
+        from shipyard_pipeline.spark_engine import SparkEngine
+    except ModuleNotFoundError as e:
+        if e.name is None or e.name.split(".")[0] not in SPARK_PACKAGES:
+            raise
+        raise StepError(
+            f"the spec selects engine: spark but {e.name} is not installed "
+            "(make spark, or the pipeline image's Spark variant)"
+        ) from e
+    return SparkEngine()
+
+
+ENGINES: dict[str, Callable[[], Engine]] = {"pandas": PandasEngine, "spark": _spark}
+
+
+def engine(name: str) -> Engine:
+    """The engine the spec's `engine` names."""
+    return ENGINES[name]()

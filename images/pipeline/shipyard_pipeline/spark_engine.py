@@ -1,0 +1,70 @@
+"""The Spark engine (spec `engine: spark`): one Spark session per step, on SHIPYARD_SPARK_MASTER.
+
+pyspark is an optional part of the pipeline image (`images/pipeline/requirements-spark.txt`,
+`make spark`); `engines` imports this module only for a Spark pipeline. The master defaults to
+`local[*]`: the step process is the driver and its cores the executors. On Kubernetes the
+step pod is the driver in client mode and the master `k8s://https://<api server>`: executor
+pods run the same image (docs/architecture.md, "Engines").
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sys
+from collections.abc import Iterator
+
+import pandas as pd
+from pyspark.sql import SparkSession
+
+from shipyard_pipeline import snapshot, spark_fit, spark_score
+from shipyard_pipeline.dataset import FeatureSet
+from shipyard_pipeline.errors import StepError
+from shipyard_pipeline.fitting import Data, Fit
+from shipyard_pipeline.scoring_model import ScoringModel
+from shipyard_spec.contract import Env
+from shipyard_spec.model import ModelConfig
+
+DEFAULT_MASTER = "local[*]"
+
+
+@contextlib.contextmanager
+def session(app_name: str) -> Iterator[SparkSession]:
+    """A SparkSession for one step, stopped when the step is done."""
+    # Python workers run the step's own interpreter (the image's virtualenv), not `python3` on PATH:
+    # PySpark refuses workers of another Python version, and only this one has the pipeline's packages.
+    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+    spark = (
+        SparkSession.builder.master(os.environ.get(Env.SPARK_MASTER, DEFAULT_MASTER))
+        .appName(app_name)
+        .config("spark.ui.enabled", "false")
+        .config("spark.sql.session.timeZone", "UTC")
+        .config("spark.sql.execution.arrow.pyspark.enabled", "true")
+        # Snapshots hold pandas' nanosecond timestamps, which Spark reads only as epoch nanoseconds.
+        .config("spark.sql.legacy.parquet.nanosAsLong", "true")
+        .getOrCreate()
+    )
+    try:
+        yield spark
+    finally:
+        spark.stop()
+
+
+class SparkEngine:
+    """`engines.Engine` on Spark."""
+
+    def fit(self, features: FeatureSet, config: ModelConfig, data: Data, tune: bool, seed: int) -> Fit:
+        if tune:  # the spec refuses tuning with engine spark; a caller asking for it is a bug
+            raise StepError("tuning runs on the pandas engine only (spec model.tuning with engine: spark)")
+        with session("shipyard-train") as spark:
+            return spark_fit.fit_model(spark, features, config, data, seed)
+
+    @contextlib.contextmanager
+    def scored(
+        self, model: ScoringModel, published: snapshot.Snapshot, keys: list[str], batch_rows: int
+    ) -> Iterator[Iterator[pd.DataFrame]]:
+        with (
+            session(f"shipyard-score-{model.name}-v{model.version}") as spark,
+            spark_score.scored(spark, model, published, keys, batch_rows) as chunks,
+        ):
+            yield chunks
