@@ -200,6 +200,11 @@ def test_every_panel_returns_series_from_real_predictors_and_pushes(local_stack,
         # Requests the predictors refuse (4xx) while the panels are queried, so the client-error
         # panel's rate over the last seconds has more than zeros however long the queries take.
         with refusing(f"{local_stack.url}/v1/models/{served}:predict") as refused:
+            client_errors = concrete(dict(PANELS)["Client errors (4xx) per version"], served)
+            wait_for(  # every outcome's series exists from the start (at 0): wait for the refusals
+                lambda: any(float(r["value"][1]) > 0 for r in query(prometheus, client_errors)),
+                "a 4xx share above 0 in the client-error panel",
+            )
             results = {title: wait_for_series(prometheus, concrete(expr, served)) for title, expr in PANELS}
         assert set(refused) == {400}  # sent, and refused as a client error
         names = httpx.get(f"{prometheus}/api/v1/label/model_name/values", timeout=10).json()["data"]
