@@ -112,16 +112,21 @@ def predict_url(base_url: str, model_name: str) -> str:
 def send(
     url: str, model_name: str, rows: list[dict[str, Any]], timeout: float = REQUEST_TIMEOUT_SECONDS
 ) -> list[Answer]:
-    """Each row as one V1 predict request to the predictor at `url`; the answers in row order."""
+    """Each row as one V1 predict request to the predictor at `url`; the answers in row order.
+    A predictor that does not answer one request (refused, unresolvable, timed out) is not sent
+    the rest: each remaining row gets the same no-answer, so an unreachable predictor (a
+    NetworkPolicy that drops packets) costs one timeout, not one per row."""
     endpoint = predict_url(url, model_name)
-    answers = []
+    answers: list[Answer] = []
     with httpx.Client(timeout=timeout, headers={REPLAY_HEADER: "1"}) as client:
         for row in rows:
             try:
                 response = client.post(endpoint, json={"instances": [row]})
             except httpx.HTTPError as e:
-                answers.append(Answer(None, f"{type(e).__name__}: {e}"))
-                continue
+                unanswered = Answer(None, f"{type(e).__name__}: {e}")
+                log.warning("replay: %s did not answer (%s); its other %d row(s) not sent",
+                            endpoint, unanswered.body, len(rows) - len(answers) - 1)  # fmt: skip
+                return answers + [unanswered] * (len(rows) - len(answers))
             try:
                 body = response.json()
             except ValueError:

@@ -5,6 +5,8 @@ replayed against real champion and challenger predictors before any traffic move
 from __future__ import annotations
 
 import json
+import socket
+import time
 from pathlib import Path
 
 import pytest
@@ -13,7 +15,7 @@ from support.servers import REPO
 
 from shipyard.rollout.controller import PROMOTED, ROLLED_BACK
 from shipyard.rollout.local.load import load_records
-from shipyard.rollout.replay import sample_logged_requests
+from shipyard.rollout.replay import sample_logged_requests, send
 from shipyard_spec import load_spec
 from shipyard_spec.contract import (
     PredictionRecord,
@@ -75,6 +77,21 @@ def logged_requests(tmp_path: Path, examples: Path, version: str) -> list[dict]:
 
 
 @pytest.mark.slow
+def test_a_predictor_that_does_not_answer_costs_one_timeout_not_one_per_row():
+    """A listening socket nobody serves (as a NetworkPolicy that drops packets looks): the first
+    request times out and the other rows are not sent, each answered "no answer"."""
+    with socket.create_server(("127.0.0.1", 0)) as hung:
+        url = f"http://127.0.0.1:{hung.getsockname()[1]}"
+        started = time.monotonic()
+        answers = send(url, MODEL_NAME, [{"tenure": i} for i in range(20)], timeout=0.5)
+        elapsed = time.monotonic() - started
+    assert len(answers) == 20
+    assert {a.status for a in answers} == {None}
+    assert not any(a.rejected for a in answers)  # no answer rejects nothing: the 4xx rule judges
+    assert "Timeout" in answers[-1].message()
+    assert elapsed < 5  # one timeout of 0.5 s, not twenty
+
+
 def test_a_challenger_that_rejects_logged_requests_is_stopped_before_traffic_moves(
     local_stack, tmp_path, model_dir, narrow_model_dir
 ):
