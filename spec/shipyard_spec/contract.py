@@ -124,6 +124,9 @@ class Env(StrEnum):
     # Spark master of the steps of a pipeline with `engine: spark` (default `local[*]`: the step's
     # own cores; on Kubernetes `k8s://https://…`, the step pod being the driver, docs/architecture.md).
     SPARK_MASTER = "SHIPYARD_SPARK_MASTER"
+    # Directory of the JDBC driver jars the Spark session puts on spark.jars (Spark ingest of a SQL
+    # source): default ~/.cache/shipyard/spark-jars (`make spark`), /opt/spark-jars in the Spark image.
+    SPARK_JARS = "SHIPYARD_SPARK_JARS"
 
 
 class Metric(StrEnum):

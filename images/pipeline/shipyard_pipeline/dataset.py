@@ -135,15 +135,25 @@ def split(spec: PipelineSpec, frame: pd.DataFrame) -> Split:
     else:
         ordered = frame.sample(frac=1.0, random_state=policy.seed)
     ordered = ordered.reset_index(drop=True)
-    rows = len(ordered)
-    test_start = round(rows * (1 - policy.test_fraction))
-    validation_start = round(rows * (1 - policy.test_fraction - policy.validation_fraction))
+    validation_start, test_start = split_points(spec, len(ordered))
     parts = Split(ordered[:validation_start], ordered[validation_start:test_start], ordered[test_start:])
     for name, part in parts.parts().items():
-        labels = set(target_vector(spec, part[spec.columns.target]))
-        if len(labels) < 2:
-            raise CheckFailed(
-                f"the {name} split has {len(part)} rows with only target class(es) {sorted(labels)}: "
-                "a binary classifier needs both; widen the training window"
-            )
+        check_classes(name, len(part), set(target_vector(spec, part[spec.columns.target])))
     return parts
+
+
+def split_points(spec: PipelineSpec, rows: int) -> tuple[int, int]:
+    """Where validation and test start among `rows` ordered rows (train is before both)."""
+    policy = spec.split
+    test_start = round(rows * (1 - policy.test_fraction))
+    validation_start = round(rows * (1 - policy.test_fraction - policy.validation_fraction))
+    return validation_start, test_start
+
+
+def check_classes(name: str, rows: int, labels: set[int]) -> None:
+    """CheckFailed when split part `name` holds fewer than both target classes."""
+    if len(labels) < 2:
+        raise CheckFailed(
+            f"the {name} split has {rows} rows with only target class(es) {sorted(labels)}: "
+            "a binary classifier needs both; widen the training window"
+        )

@@ -1,6 +1,7 @@
 """The engine a pipeline's heavy work runs on (spec `engine`): one strategy object per engine.
 
-An engine fits the model (train) and scores a snapshot (score). Both engines fit the same
+An engine reads the source's interval (ingest), holds the training window and fits the model on
+it (train), and scores a snapshot (score). Both engines fit the same
 `modeling.build_pipeline` Pipeline and score with the same `ScoringModel`, so what they
 register and publish is the same artifact and the same partition; only where the rows are
 processed differs. pandas: in the step process. Spark: on the Spark master of
@@ -13,15 +14,15 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
+from datetime import datetime
 from typing import TYPE_CHECKING, Protocol
 
 import pandas as pd
 
-from shipyard_pipeline import snapshot
-from shipyard_pipeline.dataset import FeatureSet
+from shipyard_pipeline import snapshot, source
 from shipyard_pipeline.errors import StepError
-from shipyard_pipeline.fitting import Data, Fit, fit_model
-from shipyard_spec.model import ModelConfig
+from shipyard_pipeline.training_window import PandasWindow, TrainingWindow
+from shipyard_spec.model import PipelineSpec
 
 if TYPE_CHECKING:
     from shipyard_pipeline.scoring_model import ScoringModel
@@ -30,8 +31,17 @@ SPARK_PACKAGES = ("pyspark", "py4j")  # the Spark part of the image (requirement
 
 
 class Engine(Protocol):
-    def fit(self, features: FeatureSet, config: ModelConfig, data: Data, tune: bool, seed: int) -> Fit:
-        """The fitted Pipeline (`fitting.Fit`): early stopping on validation, tuning when asked."""
+    # Reading the source (ingest) and the training window (train).
+    def read_source(
+        self, spec: PipelineSpec, start: datetime, end: datetime, order: list[str]
+    ) -> AbstractContextManager[Iterator[pd.DataFrame]]:
+        """`source.read_interval`'s chunks: the rows of [start, end) sorted by `order`."""
+        ...
+
+    def training_data(
+        self, spec: PipelineSpec, snapshots: list[snapshot.Snapshot]
+    ) -> AbstractContextManager[TrainingWindow]:
+        """The window of `snapshots`, deduplicated and split, ready to fit on."""
         ...
 
     def scored(
@@ -45,8 +55,18 @@ class Engine(Protocol):
 class PandasEngine:
     """Everything in the step process."""
 
-    def fit(self, features: FeatureSet, config: ModelConfig, data: Data, tune: bool, seed: int) -> Fit:
-        return fit_model(features, config, data, tune=tune, seed=seed)
+    # Reading the source (ingest) and the training window (train).
+    @contextlib.contextmanager
+    def read_source(
+        self, spec: PipelineSpec, start: datetime, end: datetime, order: list[str]
+    ) -> Iterator[Iterator[pd.DataFrame]]:
+        yield source.read_interval(spec, start, end, order)
+
+    @contextlib.contextmanager
+    def training_data(
+        self, spec: PipelineSpec, snapshots: list[snapshot.Snapshot]
+    ) -> Iterator[TrainingWindow]:
+        yield PandasWindow(spec, snapshots)
 
     @contextlib.contextmanager
     def scored(

@@ -13,7 +13,7 @@ from typing import Any
 
 import pandas as pd
 
-from shipyard_pipeline import chunks, dataset, snapshot, source
+from shipyard_pipeline import chunks, dataset, engines, snapshot, source
 from shipyard_pipeline.context import RunContext
 from shipyard_pipeline.errors import CheckFailed
 from shipyard_spec.model import PipelineSpec
@@ -81,8 +81,11 @@ def run(context: RunContext, force: bool = False) -> dict[str, Any]:
     )
     order = [c for c in (spec.columns.event_time, spec.columns.id) if c]
     targets: set[Any] = set()
-    with chunks.Spill(order) as spill:
-        for chunk in source.read_interval(spec, context.interval_start, context.interval_end, order):
+    reading = engines.engine(spec.engine).read_source(
+        spec, context.interval_start, context.interval_end, order
+    )
+    with reading as read, chunks.Spill(order) as spill:
+        for chunk in read:
             if not spill.columns:
                 _check_columns(spec, chunk, where)
             targets.update(chunk[spec.columns.target].dropna().unique())

@@ -6,6 +6,7 @@ reads one week, not the whole table. Event times are UTC; naive values are taken
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterator
 from datetime import datetime
 
@@ -44,12 +45,18 @@ def read_interval(
             frame = frame[(times >= to_utc(start)) & (times < to_utc(end))]
         chunks = iter([frame])
     for chunk in chunks:
-        if spec.columns.event_time:
-            chunk = _require_column(chunk, spec.columns.event_time, describe(spec))
-            chunk[spec.columns.event_time] = pd.to_datetime(chunk[spec.columns.event_time], utc=True)
+        chunk = with_utc_event_times(spec, chunk)
         if isinstance(spec.source, FileSource):
             chunk = chunk.sort_values(order, kind="stable") if order else chunk
         yield chunk.reset_index(drop=True)
+
+
+def with_utc_event_times(spec: PipelineSpec, chunk: pd.DataFrame) -> pd.DataFrame:
+    """`chunk` with its event times (text or timestamps, as the source holds them) as UTC timestamps."""
+    if spec.columns.event_time:
+        chunk = _require_column(chunk, spec.columns.event_time, describe(spec))
+        chunk[spec.columns.event_time] = pd.to_datetime(chunk[spec.columns.event_time], utc=True)
+    return chunk
 
 
 def _require_column(frame: pd.DataFrame, column: str, where: str) -> pd.DataFrame:
@@ -63,28 +70,45 @@ def _require_column(frame: pd.DataFrame, column: str, where: str) -> pd.DataFram
 def _read_sql(
     source: SqlSource, event_time: str | None, start: datetime, end: datetime, order: list[str]
 ) -> Iterator[pd.DataFrame]:
+    with connected(source, event_time) as connection:
+        query = select_rows(source)
+        if event_time:
+            query = query.where(interval_filter(event_time, start, end))
+        query = query.order_by(*(sa.column(name) for name in order))
+        streaming = connection.execution_options(stream_results=True, max_row_buffer=source.chunk_rows)
+        yield from pd.read_sql_query(query, streaming, chunksize=source.chunk_rows)
+
+
+@contextlib.contextmanager
+def connected(source: SqlSource, event_time: str | None) -> Iterator[sa.Connection]:
+    """A connection to the source, its table checked (it exists, it has the event-time column); a
+    database error is a StepError naming the source without credentials."""
     url = expand_env(source.url)
     engine = sa.create_engine(url)
     try:
         with engine.connect() as connection:
             if source.table is not None:
                 _check_table(connection, source.table, event_time, url)
-            rows = sa.table(source.table) if source.table else sa.text(source.query).subquery("source_query")
-            query = sa.select(sa.text("*")).select_from(rows)
-            if event_time:
-                column = sa.column(event_time, sa.DateTime())
-                # Bound as naive UTC: the type most SQL stores use for event times.
-                query = query.where(
-                    column >= to_utc(start).replace(tzinfo=None), column < to_utc(end).replace(tzinfo=None)
-                )
-            query = query.order_by(*(sa.column(name) for name in order))
-            streaming = connection.execution_options(stream_results=True, max_row_buffer=source.chunk_rows)
-            yield from pd.read_sql_query(query, streaming, chunksize=source.chunk_rows)
+            yield connection
     except sa.exc.SQLAlchemyError as e:
         cause = str(e).splitlines()[0]
         raise StepError(f"reading {describe_url(url)} failed: {cause}") from e
     finally:
         engine.dispose()
+
+
+def select_rows(source: SqlSource) -> sa.Select:
+    """Every row of the source's table or query."""
+    rows = (
+        sa.table(source.table) if source.table else sa.text(source.query).columns().subquery("source_query")
+    )
+    return sa.select(sa.text("*")).select_from(rows)
+
+
+def interval_filter(event_time: str, start: datetime, end: datetime) -> sa.ColumnElement[bool]:
+    """Event time in [start, end), bound as naive UTC: the type most SQL stores use for event times."""
+    column = sa.column(event_time, sa.DateTime())
+    return sa.and_(column >= to_utc(start).replace(tzinfo=None), column < to_utc(end).replace(tzinfo=None))
 
 
 def _check_table(connection: sa.Connection, table: str, event_time: str | None, url: str) -> None:

@@ -13,19 +13,27 @@ import contextlib
 import os
 import sys
 from collections.abc import Iterator
+from datetime import datetime
+from pathlib import Path
 
 import pandas as pd
 from pyspark.sql import SparkSession
 
-from shipyard_pipeline import snapshot, spark_fit, spark_score
-from shipyard_pipeline.dataset import FeatureSet
+from shipyard_pipeline import snapshot, source, spark_score, spark_source
 from shipyard_pipeline.errors import StepError
-from shipyard_pipeline.fitting import Data, Fit
 from shipyard_pipeline.scoring_model import ScoringModel
+from shipyard_pipeline.spark_window import SparkWindow
+from shipyard_pipeline.training_window import TrainingWindow
 from shipyard_spec.contract import Env
-from shipyard_spec.model import ModelConfig
+from shipyard_spec.model import FileSource, PipelineSpec
 
 DEFAULT_MASTER = "local[*]"
+
+
+def jdbc_jars() -> list[str]:
+    """The JDBC driver jars of SHIPYARD_SPARK_JARS (default: where `make spark` puts them)."""
+    default = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache"), "shipyard", "spark-jars")
+    return sorted(str(jar) for jar in Path(os.environ.get(Env.SPARK_JARS, default)).glob("*.jar"))
 
 
 @contextlib.contextmanager
@@ -37,6 +45,7 @@ def session(app_name: str) -> Iterator[SparkSession]:
     spark = (
         SparkSession.builder.master(os.environ.get(Env.SPARK_MASTER, DEFAULT_MASTER))
         .appName(app_name)
+        .config("spark.jars", ",".join(jdbc_jars()))
         .config("spark.ui.enabled", "false")
         .config("spark.sql.session.timeZone", "UTC")
         .config("spark.sql.execution.arrow.pyspark.enabled", "true")
@@ -53,11 +62,30 @@ def session(app_name: str) -> Iterator[SparkSession]:
 class SparkEngine:
     """`engines.Engine` on Spark."""
 
-    def fit(self, features: FeatureSet, config: ModelConfig, data: Data, tune: bool, seed: int) -> Fit:
-        if tune:  # the spec refuses tuning with engine spark; a caller asking for it is a bug
-            raise StepError("tuning runs on the pandas engine only (spec model.tuning with engine: spark)")
+    # Reading the source (ingest) and the training window (train).
+    @contextlib.contextmanager
+    def read_source(
+        self, spec: PipelineSpec, start: datetime, end: datetime, order: list[str]
+    ) -> Iterator[Iterator[pd.DataFrame]]:
+        if isinstance(spec.source, FileSource):  # files: read by pandas (see spark_source)
+            yield source.read_interval(spec, start, end, order)
+            return
+        if not jdbc_jars():
+            raise StepError(
+                f"no JDBC driver jars in {Env.SPARK_JARS} (run make spark, or use the Spark image)"
+            )
+        with (
+            session("shipyard-ingest") as spark,
+            spark_source.read_interval(spark, spec, start, end, order) as chunks,
+        ):
+            yield chunks
+
+    @contextlib.contextmanager
+    def training_data(
+        self, spec: PipelineSpec, snapshots: list[snapshot.Snapshot]
+    ) -> Iterator[TrainingWindow]:
         with session("shipyard-train") as spark:
-            return spark_fit.fit_model(spark, features, config, data, seed)
+            yield SparkWindow(spark, spec, snapshots)
 
     @contextlib.contextmanager
     def scored(

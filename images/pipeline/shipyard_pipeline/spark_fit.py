@@ -15,9 +15,9 @@ predictor, its fast path and its parity check serve it unchanged.
   booster is cut at the best iteration (the first trees of a fit are those a refit with that
   many trees grows) and loaded into the Pipeline's `XGBClassifier`.
 
-The driver still holds the window (loaded and split by `dataset`, as on pandas, then handed to
-Spark): the fit, not the load, is distributed; reading the snapshots into Spark directly is the
-next step (docs/architecture.md, "Engines").
+The train and validation parts are Spark DataFrames (`spark_window.SparkWindow`: the window read
+and split by Spark); the validation ROC AUC is computed from the validation rows' scores, made on
+the executors; only those scores and labels come to the driver.
 """
 
 from __future__ import annotations
@@ -36,23 +36,35 @@ from sklearn.metrics import roc_auc_score
 from xgboost.spark import SparkXGBClassifier
 
 from shipyard_pipeline.dataset import FeatureSet
-from shipyard_pipeline.fitting import Data, Fit
+from shipyard_pipeline.fitting import Fit
 from shipyard_pipeline.modeling import DEFAULT_XGBOOST_PARAMS, MISSING_CATEGORY, build_pipeline
 from shipyard_spec.model import ModelConfig
 
 log = logging.getLogger(__name__)
 
 FEATURES = "features"
-LABEL = "label"
+LABEL = "label"  # the frames' target as 1.0 / 0.0 (`dataset.target_vector`)
 VALIDATION = "is_validation"
+SCORE = "score"
 
 
-def fit_model(session: SparkSession, features: FeatureSet, config: ModelConfig, data: Data, seed: int) -> Fit:
-    """`fitting.fit_model` on Spark (no tuning: the spec's params, early stopping on validation)."""
+def fit_model(
+    session: SparkSession,
+    features: FeatureSet,
+    config: ModelConfig,
+    train: DataFrame,
+    validation: DataFrame,
+    seed: int,
+) -> Fit:
+    """`fitting.fit_model` on Spark (no tuning: the spec's params, early stopping on validation).
+    `train` and `validation` hold the feature columns and LABEL."""
     params: dict[str, Any] = {"random_state": seed, **config.params}
-    train = _spark_frame(session, data.x_train, data.y_train, validation=False)
+    columns = [*features.columns, LABEL]
+    train, validation = train.select(*columns), validation.select(*columns)
     preprocess = fitted_preprocessor(train, features)
-    rows = train.unionByName(_spark_frame(session, data.x_validation, data.y_validation, validation=True))
+    rows = train.withColumn(VALIDATION, F.lit(False)).unionByName(
+        validation.withColumn(VALIDATION, F.lit(True))
+    )
     booster, trees = _train_booster(session, rows, preprocess, features, params, config.early_stopping_rounds)
     pipeline = build_pipeline(features.numeric, features.categorical, params).set_params(
         preprocess=preprocess
@@ -61,14 +73,21 @@ def fit_model(session: SparkSession, features: FeatureSet, config: ModelConfig, 
     model.load_model(bytearray(booster.save_raw("json")))
     params = {**params, "n_estimators": trees}
     model.set_params(n_estimators=trees)
-    auc = float(roc_auc_score(data.y_validation, pipeline.predict_proba(data.x_validation)[:, 1]))
+    auc = validation_roc_auc(pipeline, validation, features)
     log.info("fitted %d trees on Spark (params %s): validation ROC AUC %.4f", trees, params, auc)
     return Fit(pipeline, params, trees if config.early_stopping_rounds else None, auc, {"enabled": False})
 
 
-def _spark_frame(session: SparkSession, x: pd.DataFrame, y: np.ndarray, validation: bool) -> DataFrame:
-    frame = x.assign(**{LABEL: y.astype("float64"), VALIDATION: validation})
-    return session.createDataFrame(frame)
+def validation_roc_auc(pipeline: Any, validation: DataFrame, features: FeatureSet) -> float:
+    """ROC AUC of the Pipeline's scores of `validation`, scored on the executors."""
+
+    def scores(batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
+        for batch in batches:
+            score = pipeline.predict_proba(batch[features.columns])[:, 1].astype("float64")
+            yield pd.DataFrame({SCORE: score, LABEL: batch[LABEL].to_numpy()})
+
+    scored = validation.mapInPandas(scores, f"{SCORE} double, {LABEL} double").toArrow()
+    return float(roc_auc_score(scored.column(LABEL).to_numpy(), scored.column(SCORE).to_numpy()))
 
 
 def fitted_preprocessor(train: DataFrame, features: FeatureSet) -> ColumnTransformer:

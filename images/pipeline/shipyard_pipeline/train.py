@@ -13,7 +13,6 @@ registering a duplicate.
 
 from __future__ import annotations
 
-import io
 import json
 import logging
 import tempfile
@@ -35,8 +34,8 @@ from mlflow.entities import RunStatus
 from shipyard_pipeline import dataset, engines, snapshot, storage, tracking
 from shipyard_pipeline.context import RunContext
 from shipyard_pipeline.drift.profile import PROFILE_ARTIFACT, build_reference_profile
-from shipyard_pipeline.fitting import Data
-from shipyard_pipeline.model_artifact import bounded_sample, model_kwargs
+from shipyard_pipeline.model_artifact import model_kwargs
+from shipyard_pipeline.training_window import PARTS
 from shipyard_spec.contract import Step, Tag
 
 log = logging.getLogger(__name__)
@@ -109,37 +108,24 @@ def run(
             earlier["mlflow_run_id"],
         )
         return earlier
-    frame = dataset.load(spec, snapshots)
-    features = dataset.resolve_features(spec, frame)
-    parts = dataset.split(spec, frame)
+    with engines.engine(spec.engine).training_data(spec, snapshots) as window:
+        features, rows = window.features, window.rows
+        log.info(
+            "%d rows from %d snapshot(s): train %d, validation %d, test %d; "
+            "features %d numeric, %d categorical",
+            sum(rows.values()), len(snapshots), rows["train"], rows["validation"], rows["test"],
+            len(features.numeric), len(features.categorical),
+        )  # fmt: skip
+        started = time.monotonic()
+        fit = window.fit(spec.model, tune=tune, seed=spec.split.seed)
+        fit_seconds = time.monotonic() - started
+        window.write_split({name: split_uri(context, name) for name in PARTS})
+        test = window.part("test")
+        samples = {name: window.sample(name) for name in PARTS}
+
     target = spec.columns.target
-    log.info(
-        "%d rows from %d snapshot(s): train %d, validation %d, test %d; features %d numeric, %d categorical",
-        len(frame),
-        len(snapshots),
-        len(parts.train),
-        len(parts.validation),
-        len(parts.test),
-        len(features.numeric),
-        len(features.categorical),
-    )
-    data = Data(
-        parts.train[features.columns],
-        dataset.target_vector(spec, parts.train[target]),
-        parts.validation[features.columns],
-        dataset.target_vector(spec, parts.validation[target]),
-    )
-    started = time.monotonic()
-    fit = engines.engine(spec.engine).fit(features, spec.model, data, tune=tune, seed=spec.split.seed)
-    fit_seconds = time.monotonic() - started
-
-    for name, part in parts.parts().items():
-        buffer = io.BytesIO()
-        part.to_parquet(buffer, index=False)
-        storage.write_bytes_atomic(split_uri(context, name), buffer.getvalue())
-
-    x_test = parts.test[features.columns]
-    y_test = dataset.target_vector(spec, parts.test[target])
+    x_test = test[features.columns]
+    y_test = dataset.target_vector(spec, test[target])
     test_scores = fit.pipeline.predict_proba(x_test)[:, 1]
     profile = build_reference_profile(
         x_test, test_scores, features.numeric, features.categorical, bins=spec.drift.bins, labels=y_test
@@ -169,9 +155,9 @@ def run(
             {
                 "validation_roc_auc": fit.validation_roc_auc,
                 "fit_seconds": fit_seconds,
-                "rows_train": len(parts.train),
-                "rows_validation": len(parts.validation),
-                "rows_test": len(parts.test),
+                "rows_train": rows["train"],
+                "rows_validation": rows["validation"],
+                "rows_test": rows["test"],
                 **({"early_stopped_trees": fit.trees} if fit.trees else {}),
             }
         )
@@ -179,11 +165,11 @@ def run(
             # from_pandas warns that integer columns cannot hold missing values and that a local
             # path matches two source types; both are about MLflow's dataset record, not the model.
             warnings.simplefilter("ignore", UserWarning)
-            for name, part in parts.parts().items():
+            for name, sample in samples.items():
                 # The record's schema and digest from a bounded sample (its profile then counts the
                 # sample's rows; the split's own row count is the metric rows_<part>).
                 dataset_record = mlflow.data.from_pandas(
-                    bounded_sample(part),
+                    sample,
                     source=split_uri(context, name),
                     targets=target,
                     name=f"{spec.name}-{name}",
@@ -199,7 +185,7 @@ def run(
         model_info = mlflow.sklearn.log_model(
             name=MODEL_NAME,
             pip_requirements=pip_requirements(),
-            **model_kwargs(fit.pipeline, data.x_train),
+            **model_kwargs(fit.pipeline, samples["train"][features.columns]),
         )
         run_id = active.info.run_id
     log.info("MLflow run %s, model %s", run_id, model_info.model_uri)
@@ -210,7 +196,7 @@ def run(
         "model_uri": model_info.model_uri,
         "model_id": model_info.model_id,
         "features": {"numeric": features.numeric, "categorical": features.categorical},
-        "rows": {name: len(part) for name, part in parts.parts().items()},
+        "rows": rows,
         "split_uri": storage.join(context.step_dir(Step.TRAIN), "split"),
         "snapshots": len(snapshots),
         "window": [snapshots[0].manifest["interval_start"], snapshots[-1].manifest["interval_end"]],
