@@ -47,6 +47,7 @@ def session(app_name: str) -> Iterator[SparkSession]:
         .appName(app_name)
         .config("spark.jars", ",".join(jdbc_jars()))
         .config("spark.ui.enabled", "false")
+        .config("spark.ui.showConsoleProgress", "false")  # no progress bars in the step log
         .config("spark.sql.session.timeZone", "UTC")
         .config("spark.sql.execution.arrow.pyspark.enabled", "true")
         # Snapshots hold pandas' nanosecond timestamps, which Spark reads only as epoch nanoseconds.

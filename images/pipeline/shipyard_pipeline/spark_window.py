@@ -50,6 +50,7 @@ ORDINAL = "_shipyard_ordinal"  # monotonically_increasing_id: partition << 33 | 
 POSITION = "_shipyard_position"  # the row's position in split order
 PART = "_shipyard_part"
 PARTITION_BITS = 33
+PARTITION_ROWS = 100_000  # rows a shuffle partition of the window holds (at least one partition a core)
 
 
 def window_schema(schemas: list[pa.Schema]) -> pa.Schema:
@@ -84,25 +85,39 @@ class SparkWindow:
 
     def __init__(self, spark: SparkSession, spec: PipelineSpec, snapshots: list[snapshot.Snapshot]) -> None:
         self._spark, self._spec = spark, spec
+        window_rows = sum(s.manifest["rows"] for s in snapshots)
+        shuffle_partitions = max(spark.sparkContext.defaultParallelism, -(-window_rows // PARTITION_ROWS))
+        spark.conf.set("spark.sql.shuffle.partitions", str(shuffle_partitions))
         self._schema = window_schema([snapshot_schema(s) for s in snapshots])
         self.features = dataset.resolve_features(spec, self._schema.empty_table().to_pandas())
-        rows = self._positioned(self._deduplicated(self._read(snapshots)))
+        ordered = self._ordered(self._deduplicated(self._read(snapshots))).persist()
+        position = self._positions(ordered)
         validation_start, test_start = dataset.split_points(spec, self._total)
-        position = F.col(POSITION)
-        part = F.when(position < validation_start, PARTS[0]).when(position < test_start, PARTS[1])
+        placed = F.col(POSITION)
+        part = F.when(placed < validation_start, PARTS[0]).when(placed < test_start, PARTS[1])
         self._starts = dict(zip(PARTS, (0, validation_start, test_start), strict=True))
-        label = F.pandas_udf(functools.partial(_labels, spec), "double")(F.col(spec.columns.target))
-        self._rows = rows.withColumn(PART, part.otherwise(PARTS[2])).withColumn(spark_fit.LABEL, label)
+
+        def labels(target: pd.Series) -> pd.Series:  # on the executors
+            return pd.Series(dataset.target_vector(spec, target), dtype="float64")
+
+        self._rows = (
+            ordered.withColumn(POSITION, position)
+            .drop(ORDINAL)
+            .withColumn(PART, part.otherwise(PARTS[2]))
+            .withColumn(spark_fit.LABEL, F.pandas_udf(labels, "double")(F.col(spec.columns.target)))
+            .persist()
+        )
         found = {
             r[PART]: r
             for r in self._rows.groupBy(PART)
             .agg(F.count(F.lit(1)).alias("rows"), F.collect_set(spark_fit.LABEL).alias("labels"))
             .collect()
         }
+        ordered.unpersist()
         self._counts = {name: found[name]["rows"] if name in found else 0 for name in PARTS}
         for name in PARTS:
-            labels = {int(v) for v in found[name]["labels"]} if name in found else set()
-            dataset.check_classes(name, self._counts[name], labels)
+            classes = {int(v) for v in found[name]["labels"]} if name in found else set()
+            dataset.check_classes(name, self._counts[name], classes)
         self._written: dict[str, str] = {}
 
     def _read(self, snapshots: list[snapshot.Snapshot]) -> DataFrame:
@@ -133,28 +148,35 @@ class SparkWindow:
         latest = Window.partitionBy(*key).orderBy(F.col(SNAPSHOT).desc(), F.col(ROW).desc())
         return rows.withColumn("_copy", F.row_number().over(latest)).where(F.col("_copy") == 1).drop("_copy")
 
-    def _positioned(self, rows: DataFrame) -> DataFrame:
-        """`rows` with POSITION, each row's place in split order (see the module doc)."""
+    def _ordered(self, rows: DataFrame) -> DataFrame:
+        """`rows` sorted in split order (time policy) or in window order (random), with ORDINAL."""
         columns = self._spec.columns
         timed = dataset.applied_split_policy(self._spec) == "time"
         order = [c for c in (columns.event_time, columns.id) if c] if timed else [SNAPSHOT, ROW]
         ordered = rows.orderBy(*(F.col(c).asc_nulls_last() for c in order))
-        ordered = ordered.withColumn(ORDINAL, F.monotonically_increasing_id()).persist()
+        return ordered.withColumn(ORDINAL, F.monotonically_increasing_id())
+
+    def _positions(self, ordered: DataFrame) -> Column:
+        """Each row's position in split order, from the sizes of the (persisted) ordered partitions."""
         partition = F.shiftright(F.col(ORDINAL), PARTITION_BITS)
         sizes = sorted((r["p"], r["count"]) for r in ordered.groupBy(partition.alias("p")).count().collect())
         offsets = np.cumsum([0, *(count for _, count in sizes)])
         self._total = int(offsets[-1])
-        offset = F.create_map(
-            *(F.lit(v) for (p, _), o in zip(sizes, offsets, strict=False) for v in (p, int(o)))
-        )
+        starts = zip((p for p, _ in sizes), offsets, strict=False)
+        offset = F.create_map(*(F.lit(int(v)) for p, o in starts for v in (p, o)))
         place = offset[partition] + F.col(ORDINAL).bitwiseAND(F.lit((1 << PARTITION_BITS) - 1))
-        if not timed:  # pandas' sample(frac=1, random_state=seed): row permutation[j] goes to position j
-            permutation = np.random.RandomState(self._spec.split.seed).permutation(self._total)
-            inverse = np.empty(self._total, dtype=np.int64)
-            inverse[permutation] = np.arange(self._total)
-            shared = self._spark.sparkContext.broadcast(inverse)
-            place = F.pandas_udf(functools.partial(_shuffled, shared), "long")(place)
-        return ordered.withColumn(POSITION, place).drop(ORDINAL)
+        if dataset.applied_split_policy(self._spec) == "time":
+            return place
+        # pandas' sample(frac=1, random_state=seed): the row at window position permutation[j] goes to j.
+        permutation = np.random.RandomState(self._spec.split.seed).permutation(self._total)
+        inverse = np.empty(self._total, dtype=np.int64)
+        inverse[permutation] = np.arange(self._total)
+        shared = self._spark.sparkContext.broadcast(inverse)
+
+        def shuffled(positions: pd.Series) -> pd.Series:  # on the executors
+            return pd.Series(shared.value[positions.to_numpy()])
+
+        return F.pandas_udf(shuffled, "long")(place)
 
     @property
     def rows(self) -> dict[str, int]:
@@ -212,11 +234,3 @@ class SparkWindow:
         return pa.Table.from_arrays(
             [table.column(f.name).cast(f.type) for f in self._schema], schema=self._schema
         )
-
-
-def _labels(spec: PipelineSpec, target: pd.Series) -> pd.Series:
-    return pd.Series(dataset.target_vector(spec, target), dtype="float64")
-
-
-def _shuffled(inverse: object, positions: pd.Series) -> pd.Series:
-    return pd.Series(inverse.value[positions.to_numpy()])
