@@ -145,3 +145,14 @@ def test_a_chunked_ingest_publishes_the_snapshot_of_an_unchunked_read(
     assert published.manifest["rows"] == len(expected) > 41 * 3
     assert published.manifest["content_hash"] == snapshot.content_hash(expected)
     assert published.manifest["schema_fingerprint"] == snapshot.schema_fingerprint(expected)
+
+
+def test_a_query_source_publishes_the_snapshot_of_its_table(make_runner, spec_variant) -> None:
+    """A `source.query` is read as a subquery filtered by event time (it raised a TypeError before
+    any row was read: `text().subquery()` takes no name)."""
+    query = spec_variant(source={"table": None, "query": f"SELECT * FROM {demo.TABLE} WHERE tenure >= 0"})
+    from_table, from_query = make_runner(), make_runner(query)
+    from_query.storage_root = from_query.storage_root.with_name("storage-query")
+    table_result, query_result = from_table("ingest"), from_query("ingest")
+    assert query_result.code == 0, query_result.stderr
+    assert query_result.result["content_hash"] == table_result.result["content_hash"]

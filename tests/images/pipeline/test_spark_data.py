@@ -90,6 +90,15 @@ def test_spark_ingest_publishes_the_snapshot_pandas_ingest_publishes(
     assert again.result["content_hash"] == forced.result["content_hash"] == pandas["content_hash"]
 
 
+def test_spark_ingest_reads_a_query_source(make_runner, spec_variant) -> None:
+    query = {"table": None, "query": f"SELECT * FROM {demo.TABLE} WHERE tenure >= 0"}
+    on_pandas, on_spark = make_runner(), make_runner(spec_variant(**ON_SPARK, source=query))
+    on_spark.storage_root = on_spark.storage_root.with_name("storage-spark")
+    pandas, spark = on_pandas("ingest"), on_spark("ingest")
+    assert spark.code == 0, spark.stderr
+    assert spark.result["content_hash"] == pandas.result["content_hash"]
+
+
 @pytest.mark.parametrize(
     ("change", "field", "message"),
     [
