@@ -25,8 +25,7 @@ from mlflow.models import Model
 from predictor_process import predictor
 from step_process import run_cli
 
-from shipyard_pipeline import dataset, demo, spark_engine, spark_fit
-from shipyard_pipeline.fitting import Data
+from shipyard_pipeline import dataset, demo, snapshot, spark_engine, spark_fit
 from shipyard_spec import load_spec
 from shipyard_spec.contract import Env, Step, serving_name
 
@@ -65,7 +64,9 @@ def chains(
         spec_path = workdir / "telco_engines.yaml"
         spec_path.write_text(yaml.safe_dump(spec))
         storage_root = workdir / "storage"
-        demo.ingest_history(spec_path, str(storage_root), WEEKS - 1, end=end)
+        with pytest.MonkeyPatch.context() as patch:  # ingested by the engine, in this process
+            patch.setenv(Env.SPARK_MASTER, "local[2]")
+            demo.ingest_history(spec_path, str(storage_root), WEEKS - 1, end=end)
         common = [
             "--spec", str(spec_path), "--interval-start", start.isoformat(),
             "--interval-end", end.isoformat(), "--run-id", "scheduled__engines",
@@ -78,6 +79,7 @@ def chains(
         chains[engine] = {
             "results": results,
             "workdir": workdir,
+            "snapshots": snapshot.list_published(str(storage_root / "telco_engines" / "snapshots")),
             # The registered version as the predictor gets it.
             "pipeline": mlflow.sklearn.load_model(results[Step.REGISTER]["serving_uri"]),
             "train": pd.read_parquet(split / "train.parquet"),
@@ -88,12 +90,21 @@ def chains(
     return chains
 
 
+def test_spark_ingest_publishes_the_snapshots_of_pandas_ingest(chains) -> None:
+    pandas, spark = chains["pandas"]["snapshots"], chains["spark"]["snapshots"]
+    assert len(spark) == len(pandas) == WEEKS
+    assert [s.manifest["content_hash"] for s in spark] == [s.manifest["content_hash"] for s in pandas]
+    assert chains["spark"]["results"][Step.INGEST]["content_hash"] == pandas[-1].manifest["content_hash"]
+
+
 def test_both_engines_train_on_the_same_rows(chains) -> None:
+    """The window Spark reads and splits is the pandas one, row for row."""
     pandas, spark = chains["pandas"]["results"], chains["spark"]["results"]
     assert (pandas[Step.TRAIN]["engine"], spark[Step.TRAIN]["engine"]) == ENGINES
     assert spark[Step.TRAIN]["dataset_fingerprint"] == pandas[Step.TRAIN]["dataset_fingerprint"]
     assert spark[Step.TRAIN]["rows"] == pandas[Step.TRAIN]["rows"]
-    pd.testing.assert_frame_equal(chains["spark"]["test"], chains["pandas"]["test"])
+    for part in ("train", "validation", "test"):
+        pd.testing.assert_frame_equal(chains["spark"][part], chains["pandas"][part])
 
 
 def test_preprocessing_fitted_from_spark_aggregates_transforms_like_scikit_learns_fit(chains) -> None:
@@ -137,17 +148,18 @@ def test_the_spark_fit_takes_arrow_batches_without_validation_rows(chains) -> No
     chain = chains["pandas"]
     spec, train = chain["spec"], chain["results"][Step.TRAIN]
     features = dataset.FeatureSet(train["features"]["numeric"], train["features"]["categorical"])
-    target = spec.columns.target
-    data = Data(
-        chain["train"][features.columns],
-        dataset.target_vector(spec, chain["train"][target]),
-        chain["validation"][features.columns],
-        dataset.target_vector(spec, chain["validation"][target]),
-    )
+
+    def labelled(part: pd.DataFrame) -> pd.DataFrame:
+        labels = dataset.target_vector(spec, part[spec.columns.target]).astype("float64")
+        return part[features.columns].assign(**{spark_fit.LABEL: labels})
+
     config = spec.model.model_copy(update={"params": {"n_estimators": 20}, "early_stopping_rounds": 5})
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv(Env.SPARK_MASTER, "local[2]")
         with spark_engine.session("test-small-batches") as session:
             session.conf.set("spark.sql.execution.arrow.maxRecordsPerBatch", "100")
-            fit = spark_fit.fit_model(session, features, config, data, seed=spec.split.seed)
+            train_rows, validation_rows = (
+                session.createDataFrame(labelled(chain[part])) for part in ("train", "validation")
+            )
+            fit = spark_fit.fit_model(session, features, config, train_rows, validation_rows, spec.split.seed)
     assert fit.validation_roc_auc > 0.75
