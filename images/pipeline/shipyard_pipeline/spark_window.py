@@ -91,8 +91,8 @@ class SparkWindow:
         self._schema = window_schema([snapshot_schema(s) for s in snapshots])
         self.features = dataset.resolve_features(spec, self._schema.empty_table().to_pandas())
         ordered = self._ordered(self._deduplicated(self._read(snapshots))).persist()
-        position = self._positions(ordered)
-        validation_start, test_start = dataset.split_points(spec, self._total)
+        position, total = self._positions(ordered)
+        validation_start, test_start = dataset.split_points(spec, total)
         placed = F.col(POSITION)
         part = F.when(placed < validation_start, PARTS[0]).when(placed < test_start, PARTS[1])
         self._starts = dict(zip(PARTS, (0, validation_start, test_start), strict=True))
@@ -156,27 +156,28 @@ class SparkWindow:
         ordered = rows.orderBy(*(F.col(c).asc_nulls_last() for c in order))
         return ordered.withColumn(ORDINAL, F.monotonically_increasing_id())
 
-    def _positions(self, ordered: DataFrame) -> Column:
-        """Each row's position in split order, from the sizes of the (persisted) ordered partitions."""
+    def _positions(self, ordered: DataFrame) -> tuple[Column, int]:
+        """Each row's position in split order, from the sizes of the (persisted) ordered partitions;
+        and the number of rows."""
         partition = F.shiftright(F.col(ORDINAL), PARTITION_BITS)
         sizes = sorted((r["p"], r["count"]) for r in ordered.groupBy(partition.alias("p")).count().collect())
         offsets = np.cumsum([0, *(count for _, count in sizes)])
-        self._total = int(offsets[-1])
+        total = int(offsets[-1])
         starts = zip((p for p, _ in sizes), offsets, strict=False)
         offset = F.create_map(*(F.lit(int(v)) for p, o in starts for v in (p, o)))
         place = offset[partition] + F.col(ORDINAL).bitwiseAND(F.lit((1 << PARTITION_BITS) - 1))
         if dataset.applied_split_policy(self._spec) == "time":
-            return place
+            return place, total
         # pandas' sample(frac=1, random_state=seed): the row at window position permutation[j] goes to j.
-        permutation = np.random.RandomState(self._spec.split.seed).permutation(self._total)
-        inverse = np.empty(self._total, dtype=np.int64)
-        inverse[permutation] = np.arange(self._total)
+        permutation = np.random.RandomState(self._spec.split.seed).permutation(total)
+        inverse = np.empty(total, dtype=np.int64)
+        inverse[permutation] = np.arange(total)
         shared = self._spark.sparkContext.broadcast(inverse)
 
         def shuffled(positions: pd.Series) -> pd.Series:  # on the executors
             return pd.Series(shared.value[positions.to_numpy()])
 
-        return F.pandas_udf(shuffled, "long")(place)
+        return F.pandas_udf(shuffled, "long")(place), total
 
     @property
     def rows(self) -> dict[str, int]:
