@@ -59,8 +59,8 @@ class Scorer:
 
 @dataclass(frozen=True)
 class TestScores:
-    """The test split as an engine scored it: a `Scored` per scorer, and for the rows of the model's
-    (`evaluate.MODEL`) the values of the spec's slice columns present in the test set."""
+    """The test split as an engine scored it: a `Scored` per scorer, and for the entries of the first
+    scorer's (the model's: `evaluate.MODEL`) the values of the spec's slice columns in the test set."""
 
     curves: dict[str, Scored]
     slice_values: pd.DataFrame

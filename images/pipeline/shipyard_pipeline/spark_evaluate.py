@@ -3,9 +3,9 @@
 The executors read the test split, and `mapInPandas` hands each Arrow batch to the same
 `metrics.Scorer`s (the fitted Pipelines, pickled with the function) and to the same pandas
 functions for the 0/1 label (`dataset.target_vector`) and the slice keys (`metrics.slice_keys`).
-Spark then aggregates each scorer's scores into a bounded summary: one entry per
-(slice keys for the model, label, score bin of width 1/BINS, side of the threshold) with its row
-count and mean score. The driver collects only that summary (at most groups x 2 x (BINS + 1)
+Spark then aggregates the scores, in one pass, into a bounded summary: one entry per (scorer,
+slice keys, label, score bin of width 1/BINS, side of the threshold) with its row count and mean
+score. The driver collects only that summary (at most scorers x slice groups x 2 x (BINS + 1)
 entries, whatever the test set's size) and evaluate computes the metrics, slices and plots from
 it with the entries weighted by their counts (`metrics.Scored`).
 
@@ -37,8 +37,8 @@ from shipyard_pipeline.spark_score import spark_uri
 from shipyard_spec.model import PipelineSpec
 
 BINS = 10_000  # score bins of the summary: scores 1e-4 apart may be ordered as ties
-LABEL, BIN, ABOVE, ROWS, SCORE = "__label__", "__bin__", "__above__", "__rows__", "__score__"
-MODEL = "model"  # the scorer whose summary is kept per slice (`evaluate.MODEL`)
+SCORER, LABEL, BIN, ABOVE = "__scorer__", "__label__", "__bin__", "__above__"
+SCORE, ROWS = "__score__", "__rows__"
 
 
 def test_scores(
@@ -49,41 +49,40 @@ def test_scores(
     target = spec.columns.target
     schema = StructType(
         [
+            StructField(SCORER, StringType(), False),
             StructField(LABEL, LongType(), False),
             *(StructField(c, StringType(), False) for c in keys),
-            *(StructField(name, DoubleType(), False) for name in scorers),
+            StructField(SCORE, DoubleType(), False),
         ]
     )
 
     def score(batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
+        """Each batch once per scorer: its name, the labels, the slice keys, its scores."""
         for batch in batches:
-            scored = pd.DataFrame({LABEL: dataset.target_vector(spec, batch[target])}, index=batch.index)
+            labelled = pd.DataFrame({LABEL: dataset.target_vector(spec, batch[target])}, index=batch.index)
             for column in keys:
-                scored[column] = slice_keys(batch[column]).astype(object)
+                labelled[column] = slice_keys(batch[column]).astype(object)
             for name, scorer in scorers.items():
-                scored[name] = scorer.score(batch).astype("float64")
-            yield scored
+                scored = {SCORER: name, SCORE: scorer.score(batch).astype("float64")}
+                yield labelled.assign(**scored)[schema.fieldNames()]
 
-    scored = rows.mapInPandas(score, schema).persist()  # scored once, summarised per scorer
-    try:
-        summaries = {
-            name: _summary(scored, name, keys if name == MODEL else [], spec.evaluation.threshold)
-            for name in scorers
-        }
-    finally:
-        scored.unpersist()
+    summary = _summary(rows.mapInPandas(score, schema), keys, spec.evaluation.threshold)
+    parts = {name: summary[summary[SCORER] == name].reset_index(drop=True) for name in scorers}
     curves = {
-        name: Scored(s[LABEL].to_numpy(), s[SCORE].to_numpy(), s[ROWS].to_numpy())
-        for name, s in summaries.items()
+        name: Scored(part[LABEL].to_numpy(), part[SCORE].to_numpy(), part[ROWS].to_numpy())
+        for name, part in parts.items()
     }
-    return TestScores(curves, summaries[MODEL][keys].reset_index(drop=True))
+    model = next(iter(scorers))  # the slices are the first scorer's (`evaluate.MODEL`)
+    return TestScores(curves, parts[model][keys])
 
 
-def _summary(scored: DataFrame, name: str, keys: list[str], threshold: float) -> pd.DataFrame:
-    """Row count and mean score per (keys, label, score bin, side of the threshold), in score order."""
-    score = F.col(name)
+def _summary(scored: DataFrame, keys: list[str], threshold: float) -> pd.DataFrame:
+    """Row count and mean score per (scorer, keys, label, score bin, side of the threshold), in
+    score order: one aggregation, the only rows the driver collects."""
+    score = F.col(SCORE)
     summary = (
         scored.groupBy(
+            SCORER,
             *keys,
             LABEL,
             F.least(F.floor(score * BINS), F.lit(BINS - 1)).alias(BIN),
@@ -97,4 +96,4 @@ def _summary(scored: DataFrame, name: str, keys: list[str], threshold: float) ->
     summary[SCORE] = np.where(
         summary[ABOVE], np.maximum(summary[SCORE], threshold), np.minimum(summary[SCORE], below)
     )
-    return summary.sort_values([SCORE, LABEL, *keys], kind="stable", ignore_index=True)
+    return summary.sort_values([SCORER, SCORE, LABEL, *keys], kind="stable", ignore_index=True)

@@ -1,11 +1,11 @@
 """validate and evaluate on the Spark engine (`engine: spark`), `local[2]`, against pandas on the same data.
 
-One storage root, one Airflow run: the same Telco weeks are validated by the pandas engine and by the
-Spark engine (Great Expectations' Spark datasource), then one model is trained (pandas) and evaluated by
-both engines, first without and then against a champion. The steps run in process, so the Spark
-sessions share one JVM. Spark evaluates from a bounded summary of the test scores (`spark_evaluate`):
-ROC AUC within the share of same-bin (positive, negative) pairs, the threshold metrics exact, the other
-figures within FIGURE_TOLERANCE.
+One storage root, one Airflow run: the run's week arrives corrupt, then fixed; each time it is
+validated by the Spark engine (Great Expectations' Spark datasource) and by the pandas engine. Then
+one model is trained (pandas) and evaluated by both engines against a champion. The steps run in
+process, so the Spark sessions share one JVM. Spark evaluates from a bounded summary of the test
+scores (`spark_evaluate`): ROC AUC within the share of same-bin (positive, negative) pairs, the
+threshold metrics exact, the other figures within FIGURE_TOLERANCE.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pytest
+import sqlalchemy as sa
 import yaml
 from conftest import TELCO_SPEC, StepRunner
 from mlflow import MlflowClient
@@ -86,6 +87,22 @@ def evaluation(runner: StepRunner, client: MlflowClient) -> dict[str, Any]:
     }
 
 
+def bad_week(directory: Path) -> Path:
+    """The corrupt demo week (nulls in a non-null column, an out-of-range charge, an unknown
+    contract) with `total_charges` arriving as text, e.g. after an upstream export change."""
+    path = demo.seed(directory, bad=True)
+    engine = sa.create_engine(f"sqlite:///{path}")
+    try:
+        frame = pd.read_sql_table(demo.TABLE, engine)
+        frame["total_charges"] = frame["total_charges"].map(lambda v: f"${v:.2f}")
+        frame.to_sql(
+            demo.TABLE, engine, if_exists="replace", index=False, dtype={"event_time": sa.DateTime()}
+        )
+    finally:
+        engine.dispose()
+    return path
+
+
 @pytest.fixture(scope="module")
 def checked(
     tmp_path_factory: pytest.TempPathFactory,
@@ -93,28 +110,41 @@ def checked(
     mlflow_tracking_uri: str,
     last_week: tuple[datetime, datetime],
 ) -> dict[str, Any]:
+    """The last week arrives bad: validated (Spark first, so its verdict quarantines), train tried;
+    then fixed and re-ingested: validated again, trained, evaluated against a champion."""
     workdir = tmp_path_factory.mktemp("spark-checks")
-    specs = {engine: write_spec(workdir, engine) for engine in ENGINES}
+    source = {"kind": "sql", "url": "sqlite:///${CHECKS_DB}", "table": demo.TABLE}
+    specs = {engine: write_spec(workdir, engine, source=source) for engine in ENGINES}
     storage_root = workdir / "storage"
+    good, bad = shipyard_home / "data" / "telco_churn.db", bad_week(workdir / "bad")
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("MLFLOW_TRACKING_URI", mlflow_tracking_uri)
         patch.setenv(Env.SPARK_MASTER, "local[2]")
+        patch.setenv("CHECKS_DB", str(good))
         demo.ingest_history(specs["pandas"], str(storage_root), WEEKS - 1, end=last_week[1])
         run = runners(specs, storage_root, last_week, "scheduled__checks")
+        patch.setenv("CHECKS_DB", str(bad))
         assert run["pandas"](Step.INGEST).code == 0
-        validated = {engine: validation(run[engine]) for engine in ENGINES}
+        failed = {engine: validation(run[engine]) for engine in reversed(ENGINES)}
+        held_back = run["spark"](Step.TRAIN, "--window-intervals", "1", "--skip-tuning")
+        patch.setenv("CHECKS_DB", str(good))
+        assert run["pandas"](Step.INGEST, "--force").code == 0
+        passed = {engine: validation(run[engine]) for engine in reversed(ENGINES)}
         assert run["pandas"](Step.TRAIN, "--skip-tuning").code == 0
         client = MlflowClient()
-        evaluated = {engine: evaluation(run[engine], client) for engine in ENGINES}
-        # The trained version, promoted: the next evaluations compare against it as champion.
+        first = run["pandas"](Step.EVALUATE)
+        assert first.code == 0, first.stderr
+        # The trained version, promoted: the evaluations compare it against itself as champion.
         registered = run["pandas"](Step.REGISTER).result
         client.set_registered_model_alias("telco_checks", Alias.CHAMPION, registered["version"])
-        against_champion = {engine: evaluation(run[engine], client) for engine in ENGINES}
+        evaluated = {engine: evaluation(run[engine], client) for engine in ENGINES}
     split = storage_root / "telco_checks" / "runs" / "scheduled__checks" / "train" / "split"
     return {
-        "validated": validated,
+        "failed": failed,
+        "held_back": held_back,
+        "passed": passed,
+        "first_evaluation": first.result,
         "evaluated": evaluated,
-        "against_champion": against_champion,
         "test": pd.read_parquet(split / "test.parquet"),
         "spec": load_spec(specs["pandas"]),
     }
@@ -131,104 +161,83 @@ def per_expectation(report: dict[str, Any]) -> dict[tuple[str, str, str], tuple[
     return found
 
 
-def test_a_good_snapshot_passes_on_spark_with_the_pandas_results(checked) -> None:
-    pandas, spark = checked["validated"]["pandas"], checked["validated"]["spark"]
-    assert (pandas["code"], spark["code"]) == (0, 0), spark["stderr"][-2000:]
-    assert spark["result"]["success"]
-    assert not spark["quarantined"]
-    assert spark["result"]["expectations_evaluated"] == pandas["result"]["expectations_evaluated"] > 60
+def test_a_bad_snapshot_fails_on_spark_as_on_pandas_is_quarantined_and_nothing_trains(checked) -> None:
+    pandas, spark = checked["failed"]["pandas"], checked["failed"]["spark"]
+    for found in (pandas, spark):
+        assert found["code"] == ExitCode.CHECK_FAILED
+        assert "failed 4/" in found["stderr"]
+        assert found["quarantined"]
+        assert found["result"] is None  # nothing for the next task to pick up
     assert per_expectation(spark["report"]) == per_expectation(pandas["report"])
-
-
-def test_a_bad_snapshot_fails_on_spark_as_on_pandas_is_quarantined_and_nothing_trains(
-    tmp_path: Path,
-    shipyard_home: Path,
-    mlflow_env: str,
-    last_week: tuple[datetime, datetime],
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    """The corrupt demo week (nulls in a non-null column, an out-of-range charge, an unknown contract)
-    fails the same expectations on both engines; a fixed re-ingest lifts the quarantine on Spark."""
-    monkeypatch.setenv(Env.SPARK_MASTER, "local[2]")
-    corrupt = demo.seed(tmp_path / "corrupt", bad=True)  # creates the directory
-    monkeypatch.setenv("CHECKS_DB", str(corrupt))
-    source = {"kind": "sql", "url": "sqlite:///${CHECKS_DB}", "table": demo.TABLE}
-    specs = {engine: write_spec(tmp_path, engine, source=source) for engine in ENGINES}
-    found = {}
-    for engine in ENGINES:
-        runner = runners(specs, tmp_path / f"storage-{engine}", last_week, f"manual__{engine}")[engine]
-        assert runner(Step.INGEST).code == 0
-        found[engine] = validation(runner)
-        assert found[engine]["code"] == ExitCode.CHECK_FAILED
-        assert "failed 3/" in found[engine]["stderr"]
-        assert found[engine]["quarantined"]
-        assert found[engine]["result"] is None
-    assert per_expectation(found["spark"]["report"]) == per_expectation(found["pandas"]["report"])
-    failed = {k[:2] for k, (ok, _) in per_expectation(found["spark"]["report"]).items() if not ok}
+    failed = {k[:2] for k, (ok, _) in per_expectation(spark["report"]).items() if not ok}
     assert failed == {
         ("expect_column_values_to_not_be_null", "tenure"),
         ("expect_column_values_to_be_between", "monthly_charges"),
         ("expect_column_values_to_be_in_set", "contract"),
+        ("expect_column_values_to_be_in_type_list", "total_charges"),
     }
+    # The window of the run's week holds its snapshot only, held back by Spark's verdict.
+    assert checked["held_back"].code != 0
+    assert "quarantined" in checked["held_back"].stderr
 
-    trained = runner(Step.TRAIN, "--window-intervals", "1", "--skip-tuning")
-    assert trained.code != 0
-    assert "quarantined" in trained.stderr
-    monkeypatch.setenv("CHECKS_DB", str(shipyard_home / "data" / "telco_churn.db"))
-    assert runner(Step.INGEST, "--force").code == 0
-    fixed = validation(runner)
-    assert (fixed["code"], fixed["quarantined"]) == (0, False)
+
+def test_a_fixed_snapshot_passes_on_spark_with_the_pandas_results_and_is_released(checked) -> None:
+    pandas, spark = checked["passed"]["pandas"], checked["passed"]["spark"]
+    assert spark["code"] == 0, spark["stderr"][-2000:]
+    assert spark["result"]["success"]
+    assert spark["result"]["quarantined"] is False
+    assert not spark["quarantined"]  # Spark's verdict lifted the quarantine
+    assert spark["result"]["expectations_evaluated"] == pandas["result"]["expectations_evaluated"] > 60
+    assert per_expectation(spark["report"]) == per_expectation(pandas["report"])
 
 
 def test_evaluate_on_spark_gives_the_pandas_figures_and_decision(checked) -> None:
-    spec = checked["spec"]
-    test = checked["test"]
+    spec, test = checked["spec"], checked["test"]
     labels = dataset.target_vector(spec, test[spec.columns.target])
     scores = pandas_scores(checked)
-    for phase in ("evaluated", "against_champion"):
-        pandas, spark = checked[phase]["pandas"], checked[phase]["spark"]
-        assert spark["result"].keys() == pandas["result"].keys()
-        assert spark["evaluation"].keys() == pandas["evaluation"].keys()
-        assert spark["artifacts"] == pandas["artifacts"]
-        assert spark["metrics"].keys() == pandas["metrics"].keys()
-        assert spark["result"]["passed"] == pandas["result"]["passed"]
-        assert {name: g["passed"] for name, g in spark["result"]["gates"].items()} == {
-            name: g["passed"] for name, g in pandas["result"]["gates"].items()
-        }
-        assert spark["result"]["champion_version"] == pandas["result"]["champion_version"]
-        everything = np.ones(len(labels), dtype=bool)
-        # (pandas figures, Spark figures, the model's rows they cover or None for another model)
-        figures = {"model": (pandas["evaluation"]["metrics"], spark["evaluation"]["metrics"], everything)}
-        figures["baseline"] = (pandas["evaluation"]["baseline"], spark["evaluation"]["baseline"], None)
-        if phase == "against_champion":  # the champion is the same model
-            assert spark["evaluation"]["champion"]["version"] == pandas["evaluation"]["champion"]["version"]
-            figures["champion"] = (
-                pandas["evaluation"]["champion"]["metrics"],
-                spark["evaluation"]["champion"]["metrics"],
-                everything,
-            )
-        for column, report in pandas["evaluation"]["slices"].items():
-            theirs = spark["evaluation"]["slices"][column]
-            assert theirs["skipped_below_min_size"] == report["skipped_below_min_size"]
-            assert theirs["slices"].keys() == report["slices"].keys()
-            keys = test[column].astype("string").fillna("__missing__").to_numpy()
-            for value, slice_metrics in report["slices"].items():
-                figures[f"{column}={value}"] = (slice_metrics, theirs["slices"][value], keys == value)
-        for name, (expected, got, rows) in figures.items():
-            assert got.keys() == expected.keys(), name
-            for metric, value in expected.items():
-                if metric in EXACT or value is None:
-                    assert got[metric] == pytest.approx(value, abs=1e-12), (name, metric)
-                elif metric != "roc_auc" or rows is None:
-                    assert abs(got[metric] - value) <= FIGURE_TOLERANCE, (name, metric, got[metric], value)
-                else:
-                    bound = same_bin_pair_share(labels[rows], scores[rows])
-                    assert abs(got[metric] - value) <= bound + 1e-12, (name, got[metric], value, bound)
-        print(
-            f"{phase}: test ROC AUC pandas {pandas['evaluation']['metrics']['roc_auc']:.6f}, "
-            f"spark {spark['evaluation']['metrics']['roc_auc']:.6f}, "
-            f"bound {same_bin_pair_share(labels, scores):.2e}"
-        )
+    pandas, spark = checked["evaluated"]["pandas"], checked["evaluated"]["spark"]
+    assert spark["result"].keys() == pandas["result"].keys()
+    assert spark["evaluation"].keys() == pandas["evaluation"].keys()
+    assert spark["artifacts"] == pandas["artifacts"]
+    assert spark["metrics"].keys() == pandas["metrics"].keys()
+    assert spark["result"]["passed"] == pandas["result"]["passed"]
+    assert {name: g["passed"] for name, g in spark["result"]["gates"].items()} == {
+        name: g["passed"] for name, g in pandas["result"]["gates"].items()
+    }
+    assert spark["evaluation"]["champion"]["version"] == pandas["evaluation"]["champion"]["version"]
+    everything = np.ones(len(labels), dtype=bool)
+    # name: (pandas figures, Spark figures, the test rows they cover when scored by the model)
+    figures = {
+        "model": (pandas["evaluation"]["metrics"], spark["evaluation"]["metrics"], everything),
+        "baseline": (pandas["evaluation"]["baseline"], spark["evaluation"]["baseline"], None),
+        "champion (the same model)": (
+            pandas["evaluation"]["champion"]["metrics"],
+            spark["evaluation"]["champion"]["metrics"],
+            everything,
+        ),
+    }
+    for column, report in pandas["evaluation"]["slices"].items():
+        theirs = spark["evaluation"]["slices"][column]
+        assert theirs["skipped_below_min_size"] == report["skipped_below_min_size"]
+        assert theirs["slices"].keys() == report["slices"].keys()
+        keys = test[column].astype("string").fillna("__missing__").to_numpy()
+        for value, slice_metrics in report["slices"].items():
+            figures[f"{column}={value}"] = (slice_metrics, theirs["slices"][value], keys == value)
+    for name, (expected, got, rows) in figures.items():
+        assert got.keys() == expected.keys(), name
+        for metric, value in expected.items():
+            if metric in EXACT or value is None:
+                assert got[metric] == pytest.approx(value, abs=1e-12), (name, metric)
+            elif metric != "roc_auc" or rows is None:
+                assert abs(got[metric] - value) <= FIGURE_TOLERANCE, (name, metric, got[metric], value)
+            else:
+                bound = same_bin_pair_share(labels[rows], scores[rows])
+                assert abs(got[metric] - value) <= bound + 1e-12, (name, got[metric], value, bound)
+    print(
+        f"test ROC AUC pandas {pandas['evaluation']['metrics']['roc_auc']:.6f}, "
+        f"spark {spark['evaluation']['metrics']['roc_auc']:.6f}, "
+        f"bound {same_bin_pair_share(labels, scores):.2e}"
+    )
 
 
 def pandas_scores(checked) -> np.ndarray:
