@@ -55,7 +55,8 @@ class Engine(Protocol):
         ...
 
     def test_scores(self, test_uri: str, scorers: dict[str, Scorer], spec: PipelineSpec) -> TestScores:
-        """Each scorer's scores of the test split with its labels, and the model's slice keys."""
+        """Each scorer's scores of the test split with their labels (`metrics.Scored`: every row, or a
+        bounded summary), and the slice columns' values for the first scorer's entries."""
         ...
 
 
