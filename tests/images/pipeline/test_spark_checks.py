@@ -24,7 +24,7 @@ from conftest import TELCO_SPEC, StepRunner
 from mlflow import MlflowClient
 
 from shipyard_pipeline import dataset, demo, spark_evaluate
-from shipyard_pipeline.validate import RESULT_FILE
+from shipyard_pipeline.validate import REPORT_FILE, RESULT_FILE
 from shipyard_spec import load_spec
 from shipyard_spec.contract import Alias, Env, ExitCode, Step
 
@@ -70,6 +70,7 @@ def validation(runner: StepRunner) -> dict[str, Any]:
         "result": outcome.result,
         "stderr": outcome.stderr,
         "report": json.loads((snapshot_dir / RESULT_FILE).read_text()),
+        "markdown": (snapshot_dir / REPORT_FILE).read_text(),
         "quarantined": (snapshot_dir / "_QUARANTINED.json").exists(),
     }
 
@@ -168,6 +169,7 @@ def test_a_bad_snapshot_fails_on_spark_as_on_pandas_is_quarantined_and_nothing_t
         assert "failed 4/" in found["stderr"]
         assert found["quarantined"]
         assert found["result"] is None  # nothing for the next task to pick up
+        assert "**FAILED**" in found["markdown"]
     assert per_expectation(spark["report"]) == per_expectation(pandas["report"])
     failed = {k[:2] for k, (ok, _) in per_expectation(spark["report"]).items() if not ok}
     assert failed == {
