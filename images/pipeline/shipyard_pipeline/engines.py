@@ -12,6 +12,7 @@ by the Spark engine's steps only, so a pandas pipeline runs without it.
 from __future__ import annotations
 
 import contextlib
+import io
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
 from datetime import datetime
@@ -19,12 +20,17 @@ from typing import TYPE_CHECKING, Protocol
 
 import pandas as pd
 
-from shipyard_pipeline import snapshot, source
+from shipyard_pipeline import dataset, snapshot, source, storage
+from shipyard_pipeline.dataset import FeatureSet
 from shipyard_pipeline.errors import StepError
+from shipyard_pipeline.metrics import Scored, Scorer, TestScores
 from shipyard_pipeline.training_window import PandasWindow, TrainingWindow
 from shipyard_spec.model import PipelineSpec
 
 if TYPE_CHECKING:
+    from great_expectations.data_context import AbstractDataContext
+    from great_expectations.datasource.fluent.interfaces import Batch
+
     from shipyard_pipeline.scoring_model import ScoringModel
 
 SPARK_PACKAGES = ("pyspark", "py4j")  # the Spark part of the image (requirements-spark.txt)
@@ -51,6 +57,19 @@ class Engine(Protocol):
         at most `batch_rows` rows."""
         ...
 
+    # validate and evaluate
+    def validation_batch(
+        self, gx_context: AbstractDataContext, spec: PipelineSpec, published: snapshot.Snapshot
+    ) -> AbstractContextManager[tuple[Batch, FeatureSet]]:
+        """A Great Expectations batch of the snapshot's rows with `expectations.TARGET_POSITIVE`, and
+        the features the suite checks (`expectations.suite_features`)."""
+        ...
+
+    def test_scores(self, test_uri: str, scorers: dict[str, Scorer], spec: PipelineSpec) -> TestScores:
+        """Each scorer's scores of the test split with their labels (`metrics.Scored`: every row, or a
+        bounded summary), and the slice columns' values for the first scorer's entries."""
+        ...
+
 
 class PandasEngine:
     """Everything in the step process."""
@@ -73,6 +92,29 @@ class PandasEngine:
         self, model: ScoringModel, published: snapshot.Snapshot, keys: list[str], batch_rows: int
     ) -> Iterator[Iterator[pd.DataFrame]]:
         yield model.scored_rows(keys, published.read_chunks(batch_rows))
+
+    # validate and evaluate
+    @contextlib.contextmanager
+    def validation_batch(
+        self, gx_context: AbstractDataContext, spec: PipelineSpec, published: snapshot.Snapshot
+    ) -> Iterator[tuple[Batch, FeatureSet]]:
+        from shipyard_pipeline import expectations
+
+        frame = published.read()
+        batch = (
+            gx_context.data_sources.add_pandas("snapshot")
+            .add_dataframe_asset(spec.name)
+            .add_batch_definition_whole_dataframe("interval")
+            .get_batch(batch_parameters={"dataframe": expectations.with_target_positive(spec, frame)})
+        )
+        yield batch, expectations.suite_features(spec, frame)
+
+    def test_scores(self, test_uri: str, scorers: dict[str, Scorer], spec: PipelineSpec) -> TestScores:
+        """Every test row."""
+        test = pd.read_parquet(io.BytesIO(storage.read_bytes(test_uri)))
+        labels = dataset.target_vector(spec, test[spec.columns.target])
+        curves = {name: Scored(labels, scorer.score(test)) for name, scorer in scorers.items()}
+        return TestScores(curves, test[[c for c in spec.evaluation.slices if c in test.columns]])
 
 
 def _spark() -> Engine:

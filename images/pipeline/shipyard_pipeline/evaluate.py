@@ -7,6 +7,9 @@ Gates (spec `gates`), each recorded with its value and threshold:
   should not ship);
 - `champion`: it must not fall more than `max_champion_regression` below the current
   `champion` scored on the SAME test rows (passes when there is no champion yet).
+The spec's engine scores the test split (`engines.Engine.test_scores`): every row in the step
+process on pandas; on Spark the executors score it and hand back a bounded summary from which
+the same metrics, slices and plots are computed (`spark_evaluate`).
 Everything (metrics, slices, plots, model card) is logged to the train run in MLflow and
 written under `{root}/{pipeline}/runs/{run_id}/evaluate/` before a failed gate raises
 `CheckFailed` (exit 3).
@@ -22,20 +25,23 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-import pandas as pd
+import pyarrow.parquet as pq
 from mlflow import MlflowClient
 from mlflow.entities import Metric
 
-from shipyard_pipeline import dataset, metrics, plots, storage, tracking
+from shipyard_pipeline import dataset, engines, metrics, plots, storage, tracking
 from shipyard_pipeline.context import RunContext
 from shipyard_pipeline.errors import CheckFailed
+from shipyard_pipeline.metrics import Scorer
 from shipyard_pipeline.model_card import model_card
 from shipyard_pipeline.modeling import build_baseline
-from shipyard_pipeline.train import read_split
+from shipyard_pipeline.train import read_split, split_uri
 from shipyard_spec.contract import Alias, Step, Tag
 
 log = logging.getLogger(__name__)
+
+# The scorers of the test set (`metrics.TestScores.curves`).
+MODEL, BASELINE, CHAMPION = "model", "baseline", "champion"
 
 
 @dataclass(frozen=True)
@@ -51,26 +57,32 @@ class Gate:
 class Champion:
     version: str
     run_id: str
-    scores: np.ndarray | None
+    scorer: Scorer | None  # None: it cannot score the test set (see note)
     note: str = ""
 
 
-def load_champion(client: MlflowClient, name: str, test: pd.DataFrame) -> Champion | None:
-    """The current champion's scores on the test rows; None when no version holds the alias."""
+def load_champion(client: MlflowClient, name: str, test_columns: list[str]) -> Champion | None:
+    """The current champion, to score the test rows; None when no version holds the alias."""
     import mlflow.sklearn
 
     version = tracking.version_by_alias(client, name, Alias.CHAMPION)
     if version is None:
         return None
     model = mlflow.sklearn.load_model(f"models:/{name}@{Alias.CHAMPION}")
-    needed = list(getattr(model, "feature_names_in_", test.columns))
-    missing = [c for c in needed if c not in test.columns]
+    needed = list(getattr(model, "feature_names_in_", test_columns))
+    missing = [c for c in needed if c not in test_columns]
     if missing:
         note = (
             f"champion v{version.version} needs column(s) {missing} absent from the test set: not comparable"
         )
         return Champion(version.version, version.run_id, None, note)
-    return Champion(version.version, version.run_id, model.predict_proba(test[needed])[:, 1])
+    return Champion(version.version, version.run_id, Scorer(model, needed))
+
+
+def parquet_columns(uri: str) -> list[str]:
+    fs, path = storage.filesystem(uri)
+    with fs.open(path, "rb") as handle:
+        return pq.read_schema(handle).names
 
 
 def gates(
@@ -127,24 +139,23 @@ def run(context: RunContext) -> dict[str, Any]:
     trained = context.read_step_result(Step.TRAIN)
     numeric, categorical = trained["features"]["numeric"], trained["features"]["categorical"]
     columns = [*numeric, *categorical]
-    train, test = read_split(context, "train"), read_split(context, "test")
-    labels = dataset.target_vector(spec, test[spec.columns.target])
+    train, test_uri = read_split(context, "train"), split_uri(context, "test")
     threshold = spec.evaluation.threshold
 
     model = mlflow.sklearn.load_model(trained["model_uri"])
-    scores = model.predict_proba(test[columns])[:, 1]
     baseline = build_baseline(numeric, categorical).fit(
         train[columns], dataset.target_vector(spec, train[spec.columns.target])
     )
-    baseline_scores = baseline.predict_proba(test[columns])[:, 1]
-    champion = load_champion(client, spec.mlflow.registered_model, test)
+    champion = load_champion(client, spec.mlflow.registered_model, parquet_columns(test_uri))
+    scorers = {MODEL: Scorer(model, columns), BASELINE: Scorer(baseline, columns)}
+    if champion is not None and champion.scorer is not None:
+        scorers[CHAMPION] = champion.scorer
+    scored = engines.engine(spec.engine).test_scores(test_uri, scorers, spec)
 
-    test_metrics = metrics.classification(labels, scores, threshold)
-    baseline_metrics = metrics.classification(labels, baseline_scores, threshold)
+    test_metrics = metrics.classification(scored.curves[MODEL], threshold)
+    baseline_metrics = metrics.classification(scored.curves[BASELINE], threshold)
     champion_metrics = (
-        metrics.classification(labels, champion.scores, threshold)
-        if champion is not None and champion.scores is not None
-        else None
+        metrics.classification(scored.curves[CHAMPION], threshold) if CHAMPION in scored.curves else None
     )
     checks = gates(
         spec.gates,
@@ -155,7 +166,11 @@ def run(context: RunContext) -> dict[str, Any]:
     )
     passed = all(g.passed for g in checks)
     slice_report = metrics.slices(
-        test, labels, scores, spec.evaluation.slices, threshold, spec.evaluation.min_slice_size
+        scored.slice_values,
+        scored.curves[MODEL],
+        spec.evaluation.slices,
+        threshold,
+        spec.evaluation.min_slice_size,
     )
     importance = metrics.feature_importance(model, numeric, categorical)
     log.info(
@@ -192,13 +207,14 @@ def run(context: RunContext) -> dict[str, Any]:
     storage.write_text(storage.join(out, "model_card.md"), card)
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
-        curves = {"model": scores, "logistic baseline": baseline_scores}
-        if champion_metrics:
-            curves[f"champion v{champion.version}"] = champion.scores
-        plots.roc(labels, curves, folder / "roc.png")
-        plots.precision_recall(labels, curves, folder / "precision_recall.png")
-        plots.calibration(labels, scores, folder / "calibration.png")
-        plots.confusion(labels, (scores >= threshold).astype(int), threshold, folder / "confusion_matrix.png")
+        names = {MODEL: "model", BASELINE: "logistic baseline"}
+        if champion is not None:
+            names[CHAMPION] = f"champion v{champion.version}"
+        curves = {names[name]: curve for name, curve in scored.curves.items()}
+        plots.roc(curves, folder / "roc.png")
+        plots.precision_recall(curves, folder / "precision_recall.png")
+        plots.calibration(scored.curves[MODEL], folder / "calibration.png")
+        plots.confusion(scored.curves[MODEL], threshold, folder / "confusion_matrix.png")
         plots.feature_importance(importance, folder / "feature_importance.png")
         (folder / "model_card.md").write_text(card)
         (folder / "evaluation.json").write_text(json.dumps(evaluation, indent=2, default=str))

@@ -5,21 +5,51 @@ a numeric dtype (a number arriving as text is schema drift); the target is never
 its positive rate stays in bounds; every feature respects `max_null_fraction`. The event
 time needs no check here: ingest already parsed it into UTC timestamps. The spec's own
 expectations (not_null, ranges, allowed values, unique, row count) are added as written.
+
+One suite for both engines (`engines.Engine.validation_batch`): the type checks list each kind by
+its pandas dtype names and by its Spark type names (Great Expectations matches a pandas column
+against the former and a Spark column against the latter, ignoring the other's names). Every
+expectation here runs on Great Expectations' Spark datasource as on its pandas one.
 """
 
 from __future__ import annotations
 
 import great_expectations as gx
+import pandas as pd
 from great_expectations.expectations import Expectation
 
+from shipyard_pipeline import dataset
 from shipyard_pipeline.dataset import FeatureSet
 from shipyard_spec.model import PipelineSpec
 
 TARGET_POSITIVE = "__shipyard_target_positive__"  # 0/1 column added before validation
 INTEGER_TYPES = [f"{kind}{bits}" for kind in ("int", "uint", "Int", "UInt") for bits in (8, 16, 32, 64)]
-NUMERIC_TYPES = [*INTEGER_TYPES, "float32", "float64", "Float32", "Float64", "bool", "boolean"]
+# pyspark.sql.types classes: NumericType and IntegralType are the bases of Spark's number types.
+NUMERIC_TYPES = [
+    *INTEGER_TYPES, "float32", "float64", "Float32", "Float64", "bool", "boolean",
+    "NumericType", "BooleanType",
+]  # fmt: skip
 # Categories may be coded as integers; a number arriving as text is what the numeric check catches.
-CATEGORICAL_TYPES = ["object", "str", "string", "category", "bool", "boolean", *INTEGER_TYPES]
+CATEGORICAL_TYPES = [
+    "object", "str", "string", "category", "bool", "boolean", *INTEGER_TYPES,
+    "StringType", "BooleanType", "IntegralType",
+]  # fmt: skip
+
+
+def suite_features(spec: PipelineSpec, frame: pd.DataFrame) -> FeatureSet:
+    """The features the suite checks: the spec's, or inferred from `frame`'s dtypes (a snapshot or
+    its empty frame: only the dtypes are read)."""
+    if spec.features.infer:
+        return dataset.resolve_features(spec, frame)
+    return FeatureSet(list(spec.features.numeric), list(spec.features.categorical))
+
+
+def with_target_positive(spec: PipelineSpec, frame: pd.DataFrame) -> pd.DataFrame:
+    """`frame` with the 0/1 TARGET_POSITIVE column the target-rate expectation reads (without a
+    target column: `frame`)."""
+    if spec.columns.target not in frame.columns:
+        return frame
+    return frame.assign(**{TARGET_POSITIVE: dataset.target_vector(spec, frame[spec.columns.target])})
 
 
 def build_suite(spec: PipelineSpec, features: FeatureSet) -> gx.ExpectationSuite:

@@ -1,5 +1,6 @@
 """The evaluation plots a person would rather look at than a table: ROC, PR, calibration,
-confusion matrix and feature importance, written as PNG files."""
+confusion matrix and feature importance, written as PNG files, from `metrics.Scored` (every
+test row, or a Spark summary's weighted entries)."""
 
 from __future__ import annotations
 
@@ -11,8 +12,9 @@ matplotlib.use("Agg")  # no display in a pod
 
 import matplotlib.pyplot as plt
 import numpy as np
-from sklearn.calibration import calibration_curve
 from sklearn.metrics import confusion_matrix, precision_recall_curve, roc_curve
+
+from shipyard_pipeline.metrics import Scored, calibration_bins
 
 
 def _save(figure: plt.Figure, path: Path) -> Path:
@@ -22,11 +24,11 @@ def _save(figure: plt.Figure, path: Path) -> Path:
     return path
 
 
-def roc(labels: np.ndarray, curves: dict[str, np.ndarray], path: Path) -> Path:
+def roc(curves: dict[str, Scored], path: Path) -> Path:
     """ROC curves of the model and its comparators on the same test set."""
     figure, axes = plt.subplots(figsize=(5, 5))
-    for name, scores in curves.items():
-        fpr, tpr, _ = roc_curve(labels, scores)
+    for name, scored in curves.items():
+        fpr, tpr, _ = roc_curve(scored.labels, scored.scores, sample_weight=scored.weights)
         axes.plot(fpr, tpr, label=name)
     axes.plot([0, 1], [0, 1], linestyle=":", color="grey")
     axes.set(xlabel="false positive rate", ylabel="true positive rate", title="ROC (test set)")
@@ -34,19 +36,23 @@ def roc(labels: np.ndarray, curves: dict[str, np.ndarray], path: Path) -> Path:
     return _save(figure, path)
 
 
-def precision_recall(labels: np.ndarray, curves: dict[str, np.ndarray], path: Path) -> Path:
+def precision_recall(curves: dict[str, Scored], path: Path) -> Path:
     figure, axes = plt.subplots(figsize=(5, 5))
-    for name, scores in curves.items():
-        precision, recall, _ = precision_recall_curve(labels, scores)
+    for name, scored in curves.items():
+        precision, recall, _ = precision_recall_curve(
+            scored.labels, scored.scores, sample_weight=scored.weights
+        )
         axes.plot(recall, precision, label=name)
-    axes.axhline(labels.mean(), linestyle=":", color="grey", label="positive rate")
+    rate = next(iter(curves.values())).positive_rate
+    axes.axhline(rate, linestyle=":", color="grey", label="positive rate")
     axes.set(xlabel="recall", ylabel="precision", title="Precision-recall (test set)")
     axes.legend(loc="upper right")
     return _save(figure, path)
 
 
-def calibration(labels: np.ndarray, scores: np.ndarray, path: Path, bins: int = 10) -> Path:
-    observed, predicted = calibration_curve(labels, scores, n_bins=bins, strategy="quantile")
+def calibration(scored: Scored, path: Path, bins: int = 10) -> Path:
+    """Observed rate against mean score in the equal-count bins of `metrics.expected_calibration_error`."""
+    _, predicted, observed = calibration_bins(scored, bins)
     figure, axes = plt.subplots(figsize=(5, 5))
     axes.plot(predicted, observed, marker="o", label="model")
     axes.plot([0, 1], [0, 1], linestyle=":", color="grey", label="perfectly calibrated")
@@ -57,12 +63,13 @@ def calibration(labels: np.ndarray, scores: np.ndarray, path: Path, bins: int = 
     return _save(figure, path)
 
 
-def confusion(labels: np.ndarray, predicted: np.ndarray, threshold: float, path: Path) -> Path:
-    matrix = confusion_matrix(labels, predicted, labels=[0, 1])
+def confusion(scored: Scored, threshold: float, path: Path) -> Path:
+    predicted = (scored.scores >= threshold).astype(int)
+    matrix = confusion_matrix(scored.labels, predicted, labels=[0, 1], sample_weight=scored.weights)
     figure, axes = plt.subplots(figsize=(4.5, 4))
     axes.imshow(matrix, cmap="Blues")
     for (row, column), count in np.ndenumerate(matrix):
-        axes.text(column, row, str(count), ha="center", va="center", color="black")
+        axes.text(column, row, f"{count:.0f}", ha="center", va="center", color="black")
     axes.set(
         xticks=[0, 1], yticks=[0, 1],
         xticklabels=["negative", "positive"], yticklabels=["negative", "positive"],

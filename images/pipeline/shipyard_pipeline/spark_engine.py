@@ -15,17 +15,25 @@ import sys
 from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pandas as pd
 from pyspark.sql import SparkSession
+from pyspark.sql.types import LongType, StructField, StructType
 
-from shipyard_pipeline import snapshot, source, spark_score, spark_source
+from shipyard_pipeline import snapshot, source, spark_evaluate, spark_score, spark_source
+from shipyard_pipeline.dataset import FeatureSet
 from shipyard_pipeline.errors import StepError
+from shipyard_pipeline.metrics import Scorer, TestScores
 from shipyard_pipeline.scoring_model import ScoringModel
 from shipyard_pipeline.spark_window import SparkWindow
 from shipyard_pipeline.training_window import TrainingWindow
 from shipyard_spec.contract import Env
 from shipyard_spec.model import FileSource, PipelineSpec
+
+if TYPE_CHECKING:
+    from great_expectations.data_context import AbstractDataContext
+    from great_expectations.datasource.fluent.interfaces import Batch
 
 DEFAULT_MASTER = "local[*]"
 
@@ -97,3 +105,36 @@ class SparkEngine:
             spark_score.scored(spark, model, published, keys, batch_rows) as chunks,
         ):
             yield chunks
+
+    # validate and evaluate
+    @contextlib.contextmanager
+    def validation_batch(
+        self, gx_context: AbstractDataContext, spec: PipelineSpec, published: snapshot.Snapshot
+    ) -> Iterator[tuple[Batch, FeatureSet]]:
+        """The snapshot as a Spark DataFrame through Great Expectations' Spark datasource (which takes
+        the active session). TARGET_POSITIVE comes from the same pandas function on each Arrow batch;
+        inferred features from the snapshot's Arrow schema (its empty frame's dtypes)."""
+        from shipyard_pipeline import expectations  # Great Expectations: for validate only
+
+        empty = spark_score.snapshot_schema(published).empty_table().to_pandas()
+        with session(f"shipyard-validate-{spec.name}") as spark:
+            rows = spark.read.parquet(spark_score.spark_uri(published.data_uri))
+            if spec.columns.target in rows.columns:
+                schema = StructType(
+                    [*rows.schema.fields, StructField(expectations.TARGET_POSITIVE, LongType(), False)]
+                )
+                rows = rows.mapInPandas(
+                    lambda batches: (expectations.with_target_positive(spec, b) for b in batches), schema
+                )
+            batch = (
+                gx_context.data_sources.add_spark("snapshot")
+                .add_dataframe_asset(spec.name)
+                .add_batch_definition_whole_dataframe("interval")
+                .get_batch(batch_parameters={"dataframe": rows})
+            )
+            yield batch, expectations.suite_features(spec, empty)
+
+    def test_scores(self, test_uri: str, scorers: dict[str, Scorer], spec: PipelineSpec) -> TestScores:
+        """Scored on the executors, summarised by Spark (`spark_evaluate`)."""
+        with session(f"shipyard-evaluate-{spec.name}") as spark:
+            return spark_evaluate.test_scores(spark, test_uri, scorers, spec)

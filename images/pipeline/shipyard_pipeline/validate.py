@@ -1,5 +1,8 @@
 """validate: check the run's snapshot with Great Expectations before anything is trained on it.
 
+The suite (`expectations.build_suite`) runs where the spec's engine holds the rows: a pandas
+frame in the step process, or a Spark DataFrame through Great Expectations' Spark datasource.
+
 The report (`_VALIDATION.md`, `_VALIDATION.json`) is written next to the snapshot and logged
 to an MLflow run, whether the data passed or not. A failure quarantines the snapshot (no
 training window takes it, in this run or any later one) and raises `CheckFailed` (exit 3), so
@@ -11,12 +14,10 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-import pandas as pd
-
-from shipyard_pipeline import dataset, snapshot, storage, tracking
+from shipyard_pipeline import engines, snapshot, storage, tracking
 from shipyard_pipeline.context import RunContext
 from shipyard_pipeline.errors import CheckFailed, StepError
-from shipyard_pipeline.expectations import TARGET_POSITIVE, build_suite
+from shipyard_pipeline.expectations import build_suite
 from shipyard_spec.contract import Step, Tag
 
 log = logging.getLogger(__name__)
@@ -25,29 +26,16 @@ REPORT_FILE = "_VALIDATION.md"
 RESULT_FILE = "_VALIDATION.json"
 
 
-def check(context: RunContext, frame: pd.DataFrame) -> dict[str, Any]:
-    """Run the suite on `frame`; the Great Expectations result as a JSON-safe dict."""
+def check(context: RunContext, published: snapshot.Snapshot) -> dict[str, Any]:
+    """Run the suite on the snapshot on the spec's engine; the Great Expectations result, JSON-safe."""
     import great_expectations as gx
     from great_expectations.data_context.types.base import ProgressBarsConfig
 
-    spec = context.spec
-    features = (
-        dataset.resolve_features(spec, frame)
-        if spec.features.infer
-        else dataset.FeatureSet(list(spec.features.numeric), list(spec.features.categorical))
-    )
-    frame = frame.copy()
-    if spec.columns.target in frame.columns:
-        frame[TARGET_POSITIVE] = dataset.target_vector(spec, frame[spec.columns.target])
     gx_context = gx.get_context(mode="ephemeral")
     gx_context.variables.progress_bars = ProgressBarsConfig(globally=False)
-    batch = (
-        gx_context.data_sources.add_pandas("snapshot")
-        .add_dataframe_asset(spec.name)
-        .add_batch_definition_whole_dataframe("interval")
-        .get_batch(batch_parameters={"dataframe": frame})
-    )
-    return batch.validate(build_suite(spec, features)).to_json_dict()
+    engine = engines.engine(context.spec.engine)
+    with engine.validation_batch(gx_context, context.spec, published) as (batch, features):
+        return batch.validate(build_suite(context.spec, features)).to_json_dict()
 
 
 def outcomes(result: dict[str, Any]) -> list[dict[str, Any]]:
@@ -106,7 +94,7 @@ def run(context: RunContext) -> dict[str, Any]:
     published = snapshot.read_published(directory)
     if published is None:
         raise StepError(f"no published snapshot at {directory}: run ingest for this interval first")
-    result = check(context, published.read())
+    result = check(context, published)
     rows = outcomes(result)
     failed = [r for r in rows if not r["success"]]
     report_uri = storage.join(directory, REPORT_FILE)
