@@ -124,6 +124,25 @@ class Env(StrEnum):
     # Spark master of the steps of a pipeline with `engine: spark` (default `local[*]`: the step's
     # own cores; on Kubernetes `k8s://https://…`, the step pod being the driver, docs/architecture.md).
     SPARK_MASTER = "SHIPYARD_SPARK_MASTER"
+    # On Kubernetes (client mode: the step pod is the driver, docs/architecture.md "Engines"), the
+    # Spark confs of the driver and its executor pods, each from one variable (`spark_engine`).
+    # The operator sets the pod's own facts (downward API and the ServiceAccount's mounted files):
+    SPARK_NAMESPACE = "SHIPYARD_SPARK_NAMESPACE"  # spark.kubernetes.namespace
+    SPARK_DRIVER_HOST = "SHIPYARD_SPARK_DRIVER_HOST"  # spark.driver.host: the pod IP
+    # spark.kubernetes.driver.pod.name: executors get an ownerReference to the driver pod.
+    SPARK_DRIVER_POD_NAME = "SHIPYARD_SPARK_DRIVER_POD_NAME"
+    SPARK_API_TOKEN_FILE = "SHIPYARD_SPARK_API_TOKEN_FILE"  # spark.kubernetes.authenticate.oauthTokenFile
+    SPARK_API_CA_FILE = "SHIPYARD_SPARK_API_CA_FILE"  # spark.kubernetes.authenticate.caCertFile
+    # The chart sets the executors' (values `images.pipelineSpark`, `spark.executors`):
+    SPARK_EXECUTOR_IMAGE = "SHIPYARD_SPARK_EXECUTOR_IMAGE"
+    SPARK_EXECUTOR_SERVICE_ACCOUNT = "SHIPYARD_SPARK_EXECUTOR_SERVICE_ACCOUNT"
+    SPARK_EXECUTOR_POD_TEMPLATE = "SHIPYARD_SPARK_EXECUTOR_POD_TEMPLATE"  # a file in the driver pod
+    SPARK_EXECUTOR_INSTANCES = "SHIPYARD_SPARK_EXECUTOR_INSTANCES"
+    SPARK_EXECUTOR_CORES = "SHIPYARD_SPARK_EXECUTOR_CORES"
+    SPARK_EXECUTOR_MEMORY = "SHIPYARD_SPARK_EXECUTOR_MEMORY"
+    # Seconds a Spark session waits for its first executor before the step fails (unset: no wait,
+    # as on `local[*]`); executor pods the API server refuses (RBAC, admission) end the step here.
+    SPARK_EXECUTOR_START_TIMEOUT = "SHIPYARD_SPARK_EXECUTOR_START_TIMEOUT"
 
 
 class Metric(StrEnum):

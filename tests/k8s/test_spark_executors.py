@@ -1,0 +1,259 @@
+"""The Spark engine on Kubernetes against the real API server: a real SparkSession in client mode,
+as a Spark step pod would start it, creates its executor pods as the chart's ServiceAccount.
+
+The driver is `spark_engine.session()` in the pipeline virtualenv (pyspark 4.3 with its
+Kubernetes backend and fabric8 client), its environment the one the DAG's operator and the chart's
+`spark-step.yaml` give the step pod (contract.Env), resolved as the kubelet would resolve it.
+The executor pods are the API server's to admit and Spark's to delete; the audit log shows every
+call the driver made and checks the chart's Role against them.
+
+EMULATED, as everywhere in tests/k8s: what the kubelet does for the driver pod (its IP in the
+status, its downward-API environment, the mounted executor template and ServiceAccount token), and
+the in-cluster address of the API server (`kubernetes.default.svc` is 127.0.0.1:<port> here). No
+executor starts: there is no kubelet or container runtime, so the session's bounded wait for its
+first executor ends the step with StepError, and stopping it must delete the pods Spark created.
+"""
+
+from __future__ import annotations
+
+import collections
+import copy
+import json
+import os
+import subprocess
+import textwrap
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+import yaml
+from envtest import RELEASE, Kube
+from kubernetes import client
+from step_runs import END, SPEC, START, write_pod_templates
+from support.servers import REPO, venv_python
+from test_rbac import call_key, granted, user
+
+from shipyard.dag_factory import build_training_dag
+from shipyard_spec import load_spec
+from shipyard_spec.contract import Env
+
+DRIVER_SA, EXECUTOR_SA = f"{RELEASE}-spark-driver", f"{RELEASE}-pipeline"
+SPARK_VALUES = yaml.safe_load((REPO / "charts/shipyard/ci/spark-values.yaml").read_text())["spark"]
+# The session's wait for its first executor here, where none can start (the chart's default: 600 s).
+START_TIMEOUT = 20
+DRIVER = textwrap.dedent(
+    """
+    from shipyard_pipeline.spark_engine import session
+    with session("shipyard-train"):
+        pass
+    """
+)
+
+
+@pytest.fixture(scope="module")
+def namespace(installed: dict) -> str:
+    return installed["spark"]
+
+
+def spark_pipeline(directory: Path) -> Path:
+    """The Telco pipeline with `engine: spark` (tuning off: the Spark fit does not tune)."""
+    spec = yaml.safe_load(SPEC.read_text())
+    spec["engine"] = "spark"
+    spec["model"].setdefault("tuning", {})["enabled"] = False
+    path = directory / "telco_churn_spark.yaml"
+    path.write_text(yaml.safe_dump(spec, sort_keys=False))
+    return path
+
+
+def operator_pod(namespace: str, templates: Path, spec: Path) -> client.V1Pod:
+    """The train step's pod as the DAG's PodStepOperator builds it from the chart's templates."""
+    settings = {"namespace": namespace}
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("SHIPYARD_RUNNER", "kubernetes")
+        patch.setenv("SHIPYARD_POD_TEMPLATE_DIR", str(templates))
+        patch.setenv("AIRFLOW_VAR_SHIPYARD_KUBERNETES", json.dumps(settings))
+        dag = build_training_dag(load_spec(spec), spec)
+    operator = dag.get_task("pipeline.train")
+    operator.render_template_fields(
+        {
+            "data_interval_start": START,
+            "data_interval_end": END,
+            "run_id": "spark_on_kubernetes",
+            "params": {"window_intervals": 26, "skip_tuning": True, "force_ingest": False},
+            "dag_run": SimpleNamespace(run_after=END, run_id="spark_on_kubernetes"),
+        }
+    )
+    return operator.build_pod_request_obj(dry_run=True)
+
+
+def running_driver(kube: Kube, pod: client.V1Pod, namespace: str) -> client.V1Pod:
+    """The driver pod in the API server. EMULATED kubelet: the pod is Running on 127.0.0.1."""
+    core = client.CoreV1Api(kube.api)
+    created = core.create_namespaced_pod(namespace, pod)
+    status = {"status": {"phase": "Running", "podIP": "127.0.0.1", "podIPs": [{"ip": "127.0.0.1"}]}}
+    core.patch_namespaced_pod_status(created.metadata.name, namespace, status)
+    return core.read_namespaced_pod(created.metadata.name, namespace)
+
+
+def field(pod: client.V1Pod, path: str) -> str:
+    value: Any = client.ApiClient().sanitize_for_serialization(pod)
+    for part in path.split("."):
+        value = value[part]
+    return value
+
+
+def driver_environment(kube: Kube, driver: client.V1Pod, account: str, workdir: Path) -> dict[str, str]:
+    """The driver container's environment as the kubelet would give it: literal values and the
+    downward API from the API server's pod. EMULATED: the volumes (the executor template's ConfigMap,
+    the ServiceAccount's token and CA) are files in `workdir`, and the API server's in-cluster
+    address is its loopback one, both passed by the contract's names."""
+    [container] = [c for c in driver.spec.containers if c.name == "base"]
+    env = {
+        e.name: e.value if e.value_from is None else field(driver, e.value_from.field_ref.field_path)
+        for e in container.env
+    }
+    executor_template = client.CoreV1Api(kube.api).read_namespaced_config_map(
+        f"{RELEASE}-spark-executor", driver.metadata.namespace
+    )
+    assert env[Env.SPARK_EXECUTOR_POD_TEMPLATE] == "/opt/shipyard/spark/executor.yaml"
+    (workdir / "executor.yaml").write_text(executor_template.data["executor.yaml"])
+    (workdir / "token").write_text(kube.service_account_token(driver.metadata.namespace, account))
+    in_cluster = env[Env.SPARK_MASTER].removeprefix("k8s://")
+    return env | {
+        Env.SPARK_EXECUTOR_POD_TEMPLATE: str(workdir / "executor.yaml"),
+        Env.SPARK_MASTER: f"k8s://{kube.plane.server}",
+        Env.SPARK_API_TOKEN_FILE: str(workdir / "token"),
+        Env.SPARK_API_CA_FILE: str(kube.plane.pki.ca),
+        Env.SPARK_EXECUTOR_START_TIMEOUT: str(START_TIMEOUT),
+        "SHIPYARD_TEST_IN_CLUSTER_MASTER": in_cluster,
+        "PATH": os.environ["PATH"],
+        "HOME": str(workdir),
+        "KUBECONFIG": str(workdir / "none"),  # nothing of this machine's: only the pod's token
+    }
+
+
+def executor_pods(kube: Kube, namespace: str) -> list[client.V1Pod]:
+    return client.CoreV1Api(kube.api).list_namespaced_pod(namespace, label_selector="spark-role=executor").items
+
+
+def run_driver(env: dict[str, str], kube: Kube, namespace: str) -> tuple[subprocess.CompletedProcess, dict]:
+    """Run the session to its end; the executor pods seen while it ran, by name."""
+    seen: dict[str, client.V1Pod] = {}
+    started = time.monotonic()
+    process = subprocess.Popen(
+        [venv_python("pipeline"), "-c", DRIVER],
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )  # fmt: skip
+    while process.poll() is None:
+        seen |= {pod.metadata.name: pod for pod in executor_pods(kube, namespace)}
+        assert time.monotonic() - started < START_TIMEOUT + 180, "the driver did not end"
+        time.sleep(0.5)
+    output = process.stdout.read()
+    return subprocess.CompletedProcess(process.args, process.returncode, output), seen
+
+
+@pytest.fixture(scope="module")
+def spark_run(kube: Kube, namespace: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
+    """One Spark session as the chart's driver ServiceAccount, from the operator's pod of a Spark train step."""
+    workdir = tmp_path_factory.mktemp("spark-driver")
+    templates = write_pod_templates(kube, namespace, workdir / "pod-templates")
+    pod = operator_pod(namespace, templates, spark_pipeline(workdir))
+    driver = running_driver(kube, pod, namespace)
+    env = driver_environment(kube, driver, DRIVER_SA, workdir)
+    before = len(kube.plane.audit_events())
+    done, seen = run_driver(env, kube, namespace)
+    calls = [
+        e for e in kube.plane.audit_events()[before:] if e["user"]["username"] == user(namespace, DRIVER_SA)
+    ]
+    yield {"pod": pod, "driver": driver, "env": env, "done": done, "executors": seen, "calls": calls}
+    client.CoreV1Api(kube.api).delete_namespaced_pod(driver.metadata.name, namespace)
+
+
+def test_the_operator_makes_a_spark_step_pod_the_driver(spark_run: dict[str, Any]) -> None:
+    pod = spark_run["pod"]
+    [container] = [c for c in pod.spec.containers if c.name == "base"]
+    assert container.image.endswith("-spark")
+    assert pod.spec.service_account_name == DRIVER_SA
+    assert pod.spec.automount_service_account_token is True
+    assert spark_run["env"]["SHIPYARD_TEST_IN_CLUSTER_MASTER"] == "https://kubernetes.default.svc"
+
+
+def test_the_driver_creates_executor_pods_it_owns(spark_run: dict[str, Any], namespace: str) -> None:
+    driver, executors = spark_run["driver"], spark_run["executors"]
+    assert len(executors) == SPARK_VALUES["executors"]["instances"], spark_run["done"].stdout[-3000:]
+    image = next(c.image for c in spark_run["pod"].spec.containers if c.name == "base")
+    for pod in executors.values():
+        assert pod.metadata.labels["spark-role"] == "executor"
+        assert pod.metadata.labels["app.kubernetes.io/component"] == "spark-executor"
+        [owner] = pod.metadata.owner_references
+        assert (owner.kind, owner.name, owner.uid) == ("Pod", driver.metadata.name, driver.metadata.uid)
+        assert pod.spec.service_account_name == EXECUTOR_SA
+        [container] = pod.spec.containers
+        assert container.image == image
+        assert container.command == ["shipyard-spark-executor"]
+        assert container.args == ["executor"]
+        assert container.security_context.read_only_root_filesystem is True
+        assert pod.spec.security_context.run_as_non_root is True
+        cores, memory = SPARK_VALUES["executors"]["cores"], SPARK_VALUES["executors"]["memory"]
+        assert container.resources.requests["cpu"] == str(cores)
+        # Spark's memory overhead on top of the heap: max(10 %, 384 MiB).
+        heap_mib = int(memory[:-1]) * 1024
+        assert container.resources.requests["memory"] == f"{heap_mib + max(heap_mib // 10, 384)}Mi"
+        env = {e.name: e.value for e in container.env}
+        assert env["SPARK_DRIVER_URL"].startswith("spark://CoarseGrainedScheduler@127.0.0.1:")
+
+
+def test_no_executor_starts_so_the_step_fails_in_bounded_time_and_deletes_its_executors(
+    kube: Kube, spark_run: dict[str, Any], namespace: str
+) -> None:
+    done = spark_run["done"]
+    assert done.returncode == 1
+    assert f"no Spark executor registered within {START_TIMEOUT} s" in done.stdout
+    assert executor_pods(kube, namespace) == []
+
+
+def test_the_driver_role_is_exactly_what_spark_calls(kube: Kube, spark_run: dict[str, Any], namespace: str) -> None:
+    calls = spark_run["calls"]
+    counts = collections.Counter(
+        f"{resource} {verb} {e['responseStatus']['code']}" for e, (_, resource, verb) in zip(calls, map(call_key, calls))
+    )
+    print(f"{user(namespace, DRIVER_SA)}: {sum(counts.values())} calls: {dict(sorted(counts.items()))}")
+    assert [e for e in calls if e["responseStatus"]["code"] == 403] == []
+    # Deleting one executor pod is what Spark does when that executor ends: none runs here.
+    assert granted(kube, namespace, DRIVER_SA) - {call_key(e) for e in calls} == {("", "pods", "delete")}
+
+
+def test_without_the_right_to_create_pods_the_step_fails_with_the_api_servers_answer(
+    kube: Kube, spark_run: dict[str, Any], namespace: str, tmp_path: Path
+) -> None:
+    """A driver whose Role lacks pod `create`: Spark logs the 403 and asks again; the bounded wait ends it."""
+    rbac = client.RbacAuthorizationV1Api(kube.api)
+    role = rbac.read_namespaced_role(DRIVER_SA, namespace)
+    for rule in role.rules:
+        if rule.resources == ["pods"]:
+            rule.verbs = [v for v in rule.verbs if v != "create"]
+    account = "spark-driver-without-create"
+    kube.create_service_accounts(namespace, account)
+    rbac.create_namespaced_role(namespace, {"metadata": {"name": account}, "rules": role.rules})
+    rbac.create_namespaced_role_binding(
+        namespace,
+        {
+            "metadata": {"name": account},
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": account},
+            "subjects": [{"kind": "ServiceAccount", "name": account, "namespace": namespace}],
+        },
+    )
+    pod = copy.deepcopy(spark_run["pod"])
+    pod.metadata.name += "-refused"
+    driver = running_driver(kube, pod, namespace)
+    env = driver_environment(kube, driver, account, tmp_path)
+    started = time.monotonic()
+    done, seen = run_driver(env, kube, namespace)
+    assert done.returncode == 1, done.stdout[-3000:]
+    assert f"no Spark executor registered within {START_TIMEOUT} s" in done.stdout, done.stdout[-3000:]
+    assert "Forbidden" in done.stdout and "cannot create resource" in done.stdout, done.stdout[-3000:]
+    assert seen == {}
+    print(f"refused driver ended after {time.monotonic() - started:.1f} s")
