@@ -48,5 +48,9 @@ def step_operator(
     from shipyard.operators.pod import pod_step_operator
 
     return pod_step_operator(
-        call, spec.resources_for(step), settings.kubernetes_settings(), ENGINE_PODS[spec.engine], **task_kwargs
+        call,
+        spec.resources_for(step),
+        settings.kubernetes_settings(),
+        ENGINE_PODS[spec.engine],
+        **task_kwargs,
     )
