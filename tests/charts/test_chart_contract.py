@@ -102,7 +102,7 @@ def step_templates(objects: list[dict[str, Any]], prefix: str = "") -> list[dict
     return [yaml.safe_load(text) for name, text in config_map["data"].items() if name.startswith(prefix)]
 
 
-# What the chart tells a Spark step (the driver) about its executors (the operator adds the driver's own facts).
+# What the chart tells a Spark step (the driver) about its executors; the operator adds the driver's facts.
 SPARK_EXECUTOR_ENV = {
     Env.SPARK_EXECUTOR_IMAGE,
     Env.SPARK_EXECUTOR_SERVICE_ACCOUNT,
@@ -199,7 +199,7 @@ class TestEveryRender:
         for template in templates:
             [container] = template["spec"]["containers"]
             env = env_values(container)
-            assert SPARK_EXECUTOR_ENV <= set(env)
+            assert set(env) >= SPARK_EXECUTOR_ENV
             [executor_template] = [
                 obj
                 for (kind, name), obj in objects.items()

@@ -278,7 +278,7 @@ def test_a_pandas_step_pod_has_nothing_of_spark(telco_pods: dict[str, dict], ste
 def test_a_spark_step_pod_takes_the_charts_spark_template(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The engine picks the template (`spark-step.yaml`, `spark-gpu-step.yaml`) and the settings leave it be."""
+    """The engine picks the template (`spark-step.yaml`, `spark-gpu-step.yaml`); the settings leave it be."""
     for name, image in (("step.yaml", "pipeline:1"), ("spark-step.yaml", "pipeline:1-spark")):
         container = {
             "name": "base",

@@ -81,8 +81,9 @@ def session(app_name: str) -> Iterator[SparkSession]:
 def await_executor(spark: SparkSession, timeout: float) -> None:
     """Return once an executor has registered; a StepError after `timeout` seconds.
 
-    Executor pods the API server refuses (RBAC, admission) are only logged by Spark, which asks
-    again and again: without this bound the step would wait for executors forever.
+    Spark waits for executor pods that never start (not schedulable, image not pulled) forever;
+    pods the API server refuses (RBAC, admission) count as executor failures, and it stops only
+    at its maximum (`spark.executor.maxNumFailures`): this bound holds in every case.
     """
     deadline = time.monotonic() + timeout
     # The driver is one of the block managers; an executor is another.
@@ -91,7 +92,7 @@ def await_executor(spark: SparkSession, timeout: float) -> None:
             raise StepError(
                 f"no Spark executor registered within {timeout:g} s ({Env.SPARK_EXECUTOR_START_TIMEOUT}): "
                 "the executor pods were refused or never started; the driver's log above has the API "
-                "server's answer (403: the step ServiceAccount may not create pods, see the chart's `spark` values)"
+                "server's answer (403: the step's ServiceAccount may not create pods; chart values `spark`)"
             )
         time.sleep(0.5)
 
