@@ -126,11 +126,13 @@ class Env(StrEnum):
     SPARK_MASTER = "SHIPYARD_SPARK_MASTER"
     # On Kubernetes (client mode: the step pod is the driver, docs/architecture.md "Engines"), the
     # Spark confs of the driver and its executor pods, each from one variable (`spark_engine`).
-    # The operator sets the pod's own facts (downward API and the ServiceAccount's mounted files):
+    # The operator sets the pod's own facts (downward API):
     SPARK_NAMESPACE = "SHIPYARD_SPARK_NAMESPACE"  # spark.kubernetes.namespace
     SPARK_DRIVER_HOST = "SHIPYARD_SPARK_DRIVER_HOST"  # spark.driver.host: the pod IP
     # spark.kubernetes.driver.pod.name: executors get an ownerReference to the driver pod.
     SPARK_DRIVER_POD_NAME = "SHIPYARD_SPARK_DRIVER_POD_NAME"
+    # A driver outside a pod names its API credentials (in a pod, Spark's client reads the mounted
+    # ServiceAccount token and CA itself; tests/k8s passes a real token this way):
     SPARK_API_TOKEN_FILE = "SHIPYARD_SPARK_API_TOKEN_FILE"  # spark.kubernetes.authenticate.oauthTokenFile
     SPARK_API_CA_FILE = "SHIPYARD_SPARK_API_CA_FILE"  # spark.kubernetes.authenticate.caCertFile
     # The chart sets the executors' (values `images.pipelineSpark`, `spark.executors`):

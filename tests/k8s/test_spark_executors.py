@@ -154,7 +154,10 @@ def run_driver(
         try:
             while process.poll() is None:
                 seen |= {pod.metadata.name: pod for pod in executor_pods(kube, namespace)}
-                assert time.monotonic() - started < START_TIMEOUT + 180, f"the driver did not end: {log}"
+                if time.monotonic() - started > START_TIMEOUT + 60:
+                    subprocess.run(["pkill", "-QUIT", "-P", str(process.pid)])
+                    time.sleep(3)
+                    raise AssertionError(f"the driver did not end: {log}")
                 time.sleep(0.5)
         finally:
             process.kill()
@@ -236,8 +239,9 @@ def test_the_driver_role_is_exactly_what_spark_calls(
     assert granted(kube, namespace, DRIVER_SA) - {call_key(e) for e in calls} == {("", "pods", "delete")}
 
 
+@pytest.mark.parametrize("repeat", range(12))
 def test_without_the_right_to_create_pods_the_step_fails_with_the_api_servers_answer(
-    kube: Kube, spark_run: dict[str, Any], namespace: str, tmp_path: Path
+    kube: Kube, spark_run: dict[str, Any], namespace: str, tmp_path: Path, repeat
 ) -> None:
     """A driver whose Role lacks pod `create`: each refused executor pod counts as an executor failure,
     and Spark ends the session at its maximum (`spark.executor.maxNumFailures`), within the bound."""
@@ -246,7 +250,7 @@ def test_without_the_right_to_create_pods_the_step_fails_with_the_api_servers_an
     for rule in role.rules:
         if rule.resources == ["pods"]:
             rule.verbs = [v for v in rule.verbs if v != "create"]
-    account = "spark-driver-without-create"
+    account = f"spark-driver-without-create-{repeat}"
     kube.create_service_accounts(namespace, account)
     rbac.create_namespaced_role(namespace, {"metadata": {"name": account}, "rules": role.rules})
     rbac.create_namespaced_role_binding(
@@ -258,7 +262,7 @@ def test_without_the_right_to_create_pods_the_step_fails_with_the_api_servers_an
         },
     )
     pod = copy.deepcopy(spark_run["pod"])
-    pod.metadata.name += "-refused"
+    pod.metadata.name += f"-refused-{repeat}"
     driver = running_driver(kube, pod, namespace)
     env = driver_environment(kube, driver, account, tmp_path)
     started = time.monotonic()
