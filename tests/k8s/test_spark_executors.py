@@ -20,6 +20,7 @@ import collections
 import copy
 import json
 import os
+import re
 import subprocess
 import textwrap
 import time
@@ -40,10 +41,22 @@ from shipyard.dag_factory import build_training_dag
 from shipyard_spec import load_spec
 from shipyard_spec.contract import Env
 
+LAUNCHER = REPO / "images/pipeline/spark-executor.sh"
+LAUNCHER_READS = re.findall(r'"\$(SPARK_[A-Z_]+)"', LAUNCHER.read_text())
 DRIVER_SA, EXECUTOR_SA = f"{RELEASE}-spark-driver", f"{RELEASE}-pipeline"
 SPARK_VALUES = yaml.safe_load((REPO / "charts/shipyard/ci/spark-values.yaml").read_text())["spark"]
 # The session's wait for its first executor here, where none can start (the chart's default: 600 s).
 START_TIMEOUT = 20
+# A job only executors can run (the driver runs no task in client mode), Python workers included.
+JOB = textwrap.dedent(
+    """
+    from shipyard_pipeline.spark_engine import session
+    with session("shipyard-train") as spark:
+        rows = spark.range(1000, numPartitions=4)
+        doubled = rows.mapInPandas(lambda batches: (batch * 2 for batch in batches), "id long")
+        print("sum", doubled.groupBy().sum("id").collect()[0][0])
+    """
+)
 DRIVER = textwrap.dedent(
     """
     from shipyard_pipeline.spark_engine import session
@@ -113,16 +126,21 @@ def field(pod: client.V1Pod, path: str) -> str:
     return value
 
 
+def container_env(container: client.V1Container, pod: client.V1Pod) -> dict[str, str]:
+    """Literal values, and the downward API's from the pod as the API server stores it."""
+    return {
+        e.name: e.value if e.value_from is None else field(pod, e.value_from.field_ref.field_path)
+        for e in container.env
+    }
+
+
 def driver_environment(kube: Kube, driver: client.V1Pod, account: str, workdir: Path) -> dict[str, str]:
     """The driver container's environment as the kubelet would give it: literal values and the
     downward API from the API server's pod. EMULATED: the volumes (the executor template's ConfigMap,
     the ServiceAccount's token and CA) are files in `workdir`, and the API server's in-cluster
     address is its loopback one, both passed by the contract's names."""
     [container] = [c for c in driver.spec.containers if c.name == "base"]
-    env = {
-        e.name: e.value if e.value_from is None else field(driver, e.value_from.field_ref.field_path)
-        for e in container.env
-    }
+    env = container_env(container, driver)
     executor_template = client.CoreV1Api(kube.api).read_namespaced_config_map(
         f"{RELEASE}-spark-executor", driver.metadata.namespace
     )
@@ -148,18 +166,31 @@ def executor_pods(kube: Kube, namespace: str) -> list[client.V1Pod]:
 
 
 def run_driver(
-    env: dict[str, str], kube: Kube, namespace: str, log: Path
+    env: dict[str, str],
+    kube: Kube,
+    namespace: str,
+    log: Path,
+    program: str = DRIVER,
+    runtime: ContainerRuntime | None = None,
 ) -> tuple[subprocess.CompletedProcess, dict[str, client.V1Pod]]:
-    """Run the session to its end (its output in `log`); the executor pods seen while it ran, by name."""
+    """Run the session to its end (its output in `log`); the executor pods seen while it ran, by name.
+    With a `runtime`, each executor pod starts in it as it appears."""
     seen: dict[str, client.V1Pod] = {}
     started = time.monotonic()
     with log.open("w") as output:
         process = subprocess.Popen(
-            [venv_python("pipeline"), "-c", DRIVER], env=env, stdout=output, stderr=subprocess.STDOUT
+            [venv_python("pipeline"), "-c", program], env=env, stdout=output, stderr=subprocess.STDOUT
         )
         try:
             while process.poll() is None:
-                seen |= {pod.metadata.name: pod for pod in executor_pods(kube, namespace)}
+                new = {
+                    pod.metadata.name: pod
+                    for pod in executor_pods(kube, namespace)
+                    if pod.metadata.name not in seen
+                }
+                seen |= new
+                for pod in new.values() if runtime else ():
+                    runtime.start(pod)
                 if time.monotonic() - started > START_TIMEOUT + 180:
                     # The JVM writes a thread dump to the log on SIGQUIT: where it hung.
                     subprocess.run(["pkill", "-QUIT", "-P", str(process.pid)], check=False)
@@ -170,6 +201,44 @@ def run_driver(
             process.kill()
             process.wait()
     return subprocess.CompletedProcess(process.args, process.returncode, log.read_text()), seen
+
+
+class ContainerRuntime:
+    """EMULATED kubelet and container runtime for executor pods: a pod is Running on 127.0.0.1, its
+    container's command (the Spark image's launcher, `images/pipeline/spark-executor.sh`) a process
+    of the pipeline virtualenv with the pod's environment as the kubelet resolves it and a temporary
+    directory for its emptyDir local dirs."""
+
+    def __init__(self, kube: Kube, workdir: Path) -> None:
+        self.core = client.CoreV1Api(kube.api)
+        self.workdir = workdir
+        self.processes: list[subprocess.Popen] = []
+
+    def start(self, pod: client.V1Pod) -> None:
+        name, namespace = pod.metadata.name, pod.metadata.namespace
+        status = {"status": {"phase": "Running", "podIP": "127.0.0.1", "podIPs": [{"ip": "127.0.0.1"}]}}
+        self.core.patch_namespaced_pod_status(name, namespace, status)
+        pod = self.core.read_namespaced_pod(name, namespace)
+        [container] = pod.spec.containers
+        assert container.command == ["shipyard-spark-executor"]
+        local = self.workdir / name
+        local.mkdir()
+        env = container_env(container, pod) | {
+            "PATH": f"{Path(venv_python('pipeline')).parent}:{os.environ['PATH']}",
+            "HOME": str(local),
+            "SPARK_LOCAL_DIRS": str(local),
+        }
+        with (self.workdir / f"{name}.log").open("w") as log:
+            self.processes.append(
+                subprocess.Popen(
+                    [str(LAUNCHER), *container.args], env=env, stdout=log, stderr=subprocess.STDOUT
+                )
+            )
+
+    def stop(self) -> None:
+        for process in self.processes:
+            process.kill()
+            process.wait()
 
 
 @pytest.fixture(scope="module")
@@ -231,6 +300,9 @@ def test_the_driver_creates_executor_pods_it_owns(spark_run: dict[str, Any], nam
         assert container.resources.requests["memory"] == f"{heap_mib + max(heap_mib // 10, 384)}Mi"
         env = {e.name: e.value for e in container.env}
         assert env["SPARK_DRIVER_URL"].startswith("spark://CoarseGrainedScheduler@127.0.0.1:")
+        # The image's executor launcher reads only variables Spark sets on the pod.
+        assert LAUNCHER_READS
+        assert set(LAUNCHER_READS) <= set(env), set(LAUNCHER_READS) - set(env)
 
 
 def test_no_executor_starts_so_the_step_fails_in_bounded_time_and_deletes_its_executors(
@@ -296,6 +368,7 @@ def test_the_driver_template_and_the_executor_pods_pass_the_restricted_standard(
     (a server-side dry run). The operator's driver pod adds the XCom sidecar, which the README covers."""
     restricted = "shipyard-spark-restricted"
     kube.create_namespace(restricted, {"pod-security.kubernetes.io/enforce": "restricted"})
+    kube.create_service_accounts(restricted, DRIVER_SA, EXECUTOR_SA)
     core = client.CoreV1Api(kube.api)
     template = yaml.safe_load(
         (write_pod_templates(kube, namespace, tmp_path) / "spark-step.yaml").read_text()
@@ -310,3 +383,23 @@ def test_the_driver_template_and_the_executor_pods_pass_the_restricted_standard(
         body.pop("status", None)
         created = core.create_namespaced_pod(restricted, body, dry_run="All")
         assert created.spec.security_context.run_as_non_root is True
+
+
+def test_executors_that_start_run_the_steps_work_and_go_at_stop(
+    kube: Kube, spark_run: dict[str, Any], namespace: str, tmp_path: Path
+) -> None:
+    """With the executor pods run (EMULATED container runtime above), the session gets its executors and
+    runs a job on them: the launcher, the driver's address and Python workers as on a cluster."""
+    pod = copy.deepcopy(spark_run["pod"])
+    pod.metadata.name += "-running"
+    driver = running_driver(kube, pod, namespace)
+    env = driver_environment(kube, driver, DRIVER_SA, tmp_path) | {Env.SPARK_EXECUTOR_START_TIMEOUT: "180"}
+    runtime = ContainerRuntime(kube, tmp_path)
+    try:
+        done, seen = run_driver(env, kube, namespace, tmp_path / "driver.log", JOB, runtime)
+    finally:
+        runtime.stop()
+    assert done.returncode == 0, tmp_path / "driver.log"
+    assert "sum 999000" in done.stdout
+    assert len(seen) == SPARK_VALUES["executors"]["instances"]
+    assert executor_pods(kube, namespace) == []
