@@ -302,6 +302,15 @@ def test_a_spark_step_pod_takes_the_charts_spark_template(
     assert {base_container(pod)["image"] for pod in pandas.values()} == {"pipeline:1"}
 
 
+def test_a_spark_pipeline_without_the_charts_spark_template_fails_for_good_saying_which_value(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The chart installed without spark.enabled: the task fails once with the fix, not with a parse error."""
+    (tmp_path / "step.yaml").write_text(yaml.safe_dump({"apiVersion": "v1", "kind": "Pod", "spec": {}}))
+    with pytest.raises(AirflowFailException, match=r"spark-step\.yaml does not exist.*spark\.enabled=true"):
+        render_pods(spark_pipeline(tmp_path), monkeypatch, pod_template_dir=str(tmp_path))
+
+
 @pytest.mark.parametrize("step", POD_STEPS)
 def test_every_step_pod_gets_the_spec_the_dag_parsed_and_no_copy_to_read(
     telco_pods: dict[str, dict], step: str

@@ -11,10 +11,11 @@ complete it.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from airflow.providers.cncf.kubernetes.operators.pod import KubernetesPodOperator
-from airflow.sdk.exceptions import AirflowException
+from airflow.sdk.exceptions import AirflowException, AirflowFailException
 from kubernetes.client import models as k8s
 
 from shipyard.operators.engine_pods import ENGINE_PODS, EnginePod
@@ -44,6 +45,16 @@ class PodStepOperator(KubernetesPodOperator):
             *(v for v in self.env_vars or [] if v.name not in handed_over),
             *(k8s.V1EnvVar(name=name, value=value) for name, value in handed_over.items()),
         ]
+
+    def build_pod_request_obj(self, context: Any = None, *, dry_run: bool = False) -> k8s.V1Pod:
+        # The provider would read a missing template's path as the template's YAML text.
+        if self.pod_template_file and not Path(self.pod_template_file).is_file():
+            raise AirflowFailException(
+                f"pod template {self.pod_template_file} does not exist: the chart renders spark-step.yaml "
+                "(pipelines with engine: spark) only with spark.enabled=true, and gpu-step.yaml only with "
+                "pipeline.gpu.enabled=true"
+            )
+        return super().build_pod_request_obj(context, dry_run=dry_run)
 
     def execute(self, context: Any) -> Any:
         result = super().execute(context)
