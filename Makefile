@@ -180,7 +180,7 @@ $(ENVTEST_DIR)/.done:
 envtest-bin: $(ENVTEST_DIR)/.done  ## Build kube-apiserver + etcd (pinned in tools/envtest) into a cache outside the repo
 	@echo $(ENVTEST_DIR)
 
-test-k8s: envtest-bin $(HELM) $(VENVS)/airflow/.done $(VENVS)/serving/.done  ## The chart, RBAC and the KServe backend against a real API server
+test-k8s: envtest-bin spark $(HELM) $(VENVS)/airflow/.done $(VENVS)/serving/.done  ## The chart, RBAC, the KServe backend and Spark executor pods against a real API server
 	SHIPYARD_ENVTEST_DIR=$(ENVTEST_DIR) SHIPYARD_HELM=$(abspath $(HELM)) $(AIRFLOW_PY) -m pytest tests/k8s
 
 test: lint test-pipeline test-serving test-airflow test-chart test-k8s  ## Set up everything and run every test

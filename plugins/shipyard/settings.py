@@ -97,6 +97,10 @@ class KubernetesSettings(BaseModel):
     namespace: str | None = None
     kubernetes_conn_id: str = "kubernetes_default"
     service_account: str | None = None
+    # The same for the step pods of `engine: spark` pipelines (Spark drivers): the image's Spark
+    # variant, and a ServiceAccount allowed to run executor pods (the chart's spark-step.yaml).
+    spark_image: str | None = None
+    spark_service_account: str | None = None
     node_selector: dict[str, str] = {}
     tolerations: list[dict[str, str | int]] = []
     # Added to train (or any step) when the spec asks for GPUs.
@@ -108,7 +112,8 @@ class KubernetesSettings(BaseModel):
     env_from_config_maps: list[str] = []
     # Expanded by the step inside the pod, from the environment the ConfigMap provides.
     storage_root: str = f"${{{Env.STORAGE_ROOT}}}"
-    # Directory of the chart's pod templates (step.yaml, gpu-step.yaml); default $SHIPYARD_POD_TEMPLATE_DIR.
+    # Directory of the chart's pod templates ([spark-]step.yaml, [spark-]gpu-step.yaml); default
+    # $SHIPYARD_POD_TEMPLATE_DIR.
     pod_template_dir: str | None = Field(default_factory=lambda: os.environ.get(Env.POD_TEMPLATE_DIR))
     deferrable: bool = False
     startup_timeout_seconds: Annotated[int, Field(ge=1)] = 600

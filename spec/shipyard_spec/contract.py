@@ -127,6 +127,27 @@ class Env(StrEnum):
     # Directory of the JDBC driver jars the Spark session puts on spark.jars (Spark ingest of a SQL
     # source): default ~/.cache/shipyard/spark-jars (`make spark`), /opt/spark-jars in the Spark image.
     SPARK_JARS = "SHIPYARD_SPARK_JARS"
+    # On Kubernetes (client mode: the step pod is the driver, docs/architecture.md "Engines"), the
+    # Spark confs of the driver and its executor pods, each from one variable (`spark_engine`).
+    # The operator sets the pod's own facts (downward API):
+    SPARK_NAMESPACE = "SHIPYARD_SPARK_NAMESPACE"  # spark.kubernetes.namespace
+    SPARK_DRIVER_HOST = "SHIPYARD_SPARK_DRIVER_HOST"  # spark.driver.host: the pod IP
+    # spark.kubernetes.driver.pod.name: executors get an ownerReference to the driver pod.
+    SPARK_DRIVER_POD_NAME = "SHIPYARD_SPARK_DRIVER_POD_NAME"
+    # A driver outside a pod names its API credentials (in a pod, Spark's client reads the mounted
+    # ServiceAccount token and CA itself; tests/k8s passes a real token this way):
+    SPARK_API_TOKEN_FILE = "SHIPYARD_SPARK_API_TOKEN_FILE"  # spark.kubernetes.authenticate.oauthTokenFile
+    SPARK_API_CA_FILE = "SHIPYARD_SPARK_API_CA_FILE"  # spark.kubernetes.authenticate.caCertFile
+    # The chart sets the executors' (values `images.pipelineSpark`, `spark.executors`):
+    SPARK_EXECUTOR_IMAGE = "SHIPYARD_SPARK_EXECUTOR_IMAGE"
+    SPARK_EXECUTOR_SERVICE_ACCOUNT = "SHIPYARD_SPARK_EXECUTOR_SERVICE_ACCOUNT"
+    SPARK_EXECUTOR_POD_TEMPLATE = "SHIPYARD_SPARK_EXECUTOR_POD_TEMPLATE"  # a file in the driver pod
+    SPARK_EXECUTOR_INSTANCES = "SHIPYARD_SPARK_EXECUTOR_INSTANCES"
+    SPARK_EXECUTOR_CORES = "SHIPYARD_SPARK_EXECUTOR_CORES"
+    SPARK_EXECUTOR_MEMORY = "SHIPYARD_SPARK_EXECUTOR_MEMORY"
+    # Seconds a Spark session waits for its first executor before the step fails (unset: no wait,
+    # as on `local[*]`); executor pods the API server refuses (RBAC, admission) end the step here.
+    SPARK_EXECUTOR_START_TIMEOUT = "SHIPYARD_SPARK_EXECUTOR_START_TIMEOUT"
 
 
 class Metric(StrEnum):

@@ -44,6 +44,7 @@ EVERYTHING = {
     },
     "dashboards": {"enabled": True},
     "mlflow": {"enabled": True, "database": {"existingSecret": "mlflow-db"}},
+    "spark": {"enabled": True},
 }
 RENDERS = [
     pytest.param([], {}, id="defaults"),
@@ -88,16 +89,29 @@ def object_containers(obj: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
         specs = [obj["spec"]]
     elif kind == "InferenceService":
         specs = [{"containers": [obj["spec"]["predictor"]["model"]]}]
-    elif kind == "ConfigMap" and name.endswith("-pod-templates"):
+    elif kind == "ConfigMap" and name.endswith(("-pod-templates", "-spark-executor")):
         specs = [yaml.safe_load(text)["spec"] for text in obj["data"].values()]
     return [(f"{kind}/{name}", c) for spec in specs for c in spec.get("containers", [])]
 
 
-def step_templates(objects: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def step_templates(objects: list[dict[str, Any]], prefix: str = "") -> list[dict[str, Any]]:
+    """The step pod templates whose file name starts with `prefix` (`spark-`: the Spark engine's)."""
     [config_map] = [
         o for o in objects if o["kind"] == "ConfigMap" and o["metadata"]["name"].endswith("-pod-templates")
     ]
-    return [yaml.safe_load(text) for text in config_map["data"].values()]
+    return [yaml.safe_load(text) for name, text in config_map["data"].items() if name.startswith(prefix)]
+
+
+# What the chart tells a Spark step (the driver) about its executors; the operator adds the driver's facts.
+SPARK_EXECUTOR_ENV = {
+    Env.SPARK_EXECUTOR_IMAGE,
+    Env.SPARK_EXECUTOR_SERVICE_ACCOUNT,
+    Env.SPARK_EXECUTOR_POD_TEMPLATE,
+    Env.SPARK_EXECUTOR_INSTANCES,
+    Env.SPARK_EXECUTOR_CORES,
+    Env.SPARK_EXECUTOR_MEMORY,
+    Env.SPARK_EXECUTOR_START_TIMEOUT,
+}
 
 
 def env_values(container: dict[str, Any]) -> dict[str, Any]:
@@ -138,8 +152,10 @@ class TestEveryRender:
             env = env_values(container)
             mounts = {m["mountPath"]: m["name"] for m in container["volumeMounts"]}
             # The operator hands each step the spec the DAG parsed; a pod never gets a copy of its own.
+            # The one ConfigMap a (Spark) step pod mounts is its executors' pod template.
             assert Env.SPEC_YAML not in env
-            assert not [v for v in template["spec"]["volumes"] if "configMap" in v]
+            config_maps = [v["configMap"]["name"] for v in template["spec"]["volumes"] if "configMap" in v]
+            assert [name for name in config_maps if not name.endswith("-spark-executor")] == []
             assert env[Env.STORAGE_ROOT] == storage["root"]
             assert env[Env.PREDICTION_LOG_URI] == (
                 storage["predictionLogUri"] or contract.default_prediction_log_root(storage["root"])
@@ -174,6 +190,30 @@ class TestEveryRender:
             env = env_values(container)
             if where.startswith(("ConfigMap/", "ServingRuntime/")) and endpoint:
                 assert env[Env.S3_ENDPOINT_URL] == endpoint, where
+
+    def test_spark_step_pods_tell_the_driver_its_executors_by_the_contract_names(self, values_files, values):
+        objects = by_kind_name(rendered(values_files, values))
+        templates = step_templates(list(objects.values()), prefix="spark-")
+        enabled = any(kind == "ConfigMap" and name.endswith("-spark-executor") for kind, name in objects)
+        assert bool(templates) == enabled
+        for template in templates:
+            [container] = template["spec"]["containers"]
+            env = env_values(container)
+            assert set(env) >= SPARK_EXECUTOR_ENV
+            [executor_template] = [
+                obj
+                for (kind, name), obj in objects.items()
+                if kind == "ConfigMap" and name.endswith("-spark-executor")
+            ]
+            [mount] = [m for m in container["volumeMounts"] if m["name"] == "spark-executor-template"]
+            assert env[Env.SPARK_EXECUTOR_POD_TEMPLATE] == posixpath.join(
+                mount["mountPath"], *executor_template["data"]
+            )
+            assert env[Env.SPARK_EXECUTOR_IMAGE] == container["image"]
+        for template in step_templates(list(objects.values())):
+            if template not in templates:  # pandas step pods: nothing of Spark
+                [container] = template["spec"]["containers"]
+                assert not [n for n in env_values(container) if n.startswith("SHIPYARD_SPARK_")]
 
 
 class TestDefaults:

@@ -304,11 +304,13 @@ class TestCheckov:
         for path in [None, *SCENARIOS]:
             name = path.name.removesuffix(".yaml") if path else "defaults"
             objects = render_chart(values_files=[path] if path else None, validate=False)
-            # The KPO pod templates are strings in a ConfigMap: give checkov each as a Pod of its own.
+            # The KPO pod templates (and Spark's executor template) are strings in a ConfigMap: give
+            # checkov each as a Pod of its own.
             templates = [
                 yaml.safe_load(text)
                 for obj in objects
-                if obj["kind"] == "ConfigMap" and obj["metadata"]["name"].endswith("-pod-templates")
+                if obj["kind"] == "ConfigMap"
+                and obj["metadata"]["name"].endswith(("-pod-templates", "-spark-executor"))
                 for text in obj["data"].values()
             ]
             for index, pod in enumerate(templates):
@@ -338,6 +340,7 @@ class TestCheckov:
             "CKV_K8S_13",
             "CKV_K8S_15",
             "CKV_K8S_35",
+            "CKV_K8S_38",
             "CKV_K8S_43",
         }
         skipped = results["kubernetes"]["results"]["skipped_checks"]

@@ -227,6 +227,90 @@ def test_the_chart_pod_template_supplies_what_the_settings_leave_out(
     }
 
 
+def spark_pipeline(directory: Path) -> Path:
+    """The Telco pipeline on the Spark engine (tuning off: the Spark fit does not tune)."""
+    spec = yaml.safe_load(TELCO.read_text())
+    spec["engine"] = "spark"
+    spec["model"].setdefault("tuning", {})["enabled"] = False
+    path = directory / "telco_churn_spark.yaml"
+    path.write_text(yaml.safe_dump(spec, sort_keys=False))
+    return path
+
+
+SPARK_SETTINGS = {
+    "spark_image": "ghcr.io/shipyard/pipeline:0.1.0-spark",
+    "spark_service_account": "shipyard-spark-driver",
+}
+# The driver's own facts, from the downward API: what Spark's client mode needs to be reached by its
+# executors (the pod IP) and to own them (the pod's name), and where to create them.
+DOWNWARD_API = {
+    Env.SPARK_NAMESPACE: "metadata.namespace",
+    Env.SPARK_DRIVER_POD_NAME: "metadata.name",
+    Env.SPARK_DRIVER_HOST: "status.podIP",
+}
+
+
+@pytest.mark.parametrize("step", POD_STEPS)
+def test_every_step_pod_of_a_spark_pipeline_is_a_spark_driver(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, step: str
+) -> None:
+    pod = render_pods(spark_pipeline(tmp_path), monkeypatch, **SPARK_SETTINGS)[step]
+    container = base_container(pod)
+    assert container["image"] == "ghcr.io/shipyard/pipeline:0.1.0-spark"
+    assert pod["spec"]["serviceAccountName"] == "shipyard-spark-driver"
+    assert pod["spec"]["automountServiceAccountToken"] is True
+    env = {e["name"]: e for e in container["env"]}
+    assert env[Env.SPARK_MASTER]["value"] == "k8s://https://kubernetes.default.svc"
+    for name, path in DOWNWARD_API.items():
+        assert env[name]["valueFrom"] == {"fieldRef": {"fieldPath": path}}
+    assert Env.SPEC_YAML in env  # and the handed-over spec beside them
+
+
+@pytest.mark.parametrize("step", POD_STEPS)
+def test_a_pandas_step_pod_has_nothing_of_spark(telco_pods: dict[str, dict], step: str) -> None:
+    pod = telco_pods[step]
+    assert base_container(pod)["image"] == "ghcr.io/shipyard/pipeline:0.1.0"
+    assert pod["spec"]["serviceAccountName"] == "shipyard-pipeline"
+    assert "automountServiceAccountToken" not in pod["spec"]
+    assert not [e for e in base_container(pod)["env"] if e["name"].startswith("SHIPYARD_SPARK_")]
+
+
+def test_a_spark_step_pod_takes_the_charts_spark_template(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The engine picks the template (`spark-step.yaml`, `spark-gpu-step.yaml`); the settings leave it be."""
+    for name, image in (("step.yaml", "pipeline:1"), ("spark-step.yaml", "pipeline:1-spark")):
+        container = {
+            "name": "base",
+            "image": image,
+            "env": [{"name": str(Env.SPARK_EXECUTOR_INSTANCES), "value": "4"}],
+        }
+        (tmp_path / name).write_text(
+            yaml.safe_dump({"apiVersion": "v1", "kind": "Pod", "spec": {"containers": [container]}})
+        )
+    settings = {
+        "image": None,
+        "service_account": None,
+        "node_selector": {},
+        "pod_template_dir": str(tmp_path),
+    }
+    spark = render_pods(spark_pipeline(tmp_path), monkeypatch, **settings)
+    assert {base_container(pod)["image"] for pod in spark.values()} == {"pipeline:1-spark"}
+    env = {e["name"] for e in base_container(spark["train"])["env"]}
+    assert {Env.SPARK_EXECUTOR_INSTANCES, Env.SPARK_DRIVER_HOST, Env.SPEC_YAML} <= env
+    pandas = render_pods(TELCO, monkeypatch, **settings)
+    assert {base_container(pod)["image"] for pod in pandas.values()} == {"pipeline:1"}
+
+
+def test_a_spark_pipeline_without_the_charts_spark_template_fails_for_good_saying_which_value(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The chart installed without spark.enabled: the task fails once with the fix, not with a parse error."""
+    (tmp_path / "step.yaml").write_text(yaml.safe_dump({"apiVersion": "v1", "kind": "Pod", "spec": {}}))
+    with pytest.raises(AirflowFailException, match=r"spark-step\.yaml does not exist.*spark\.enabled=true"):
+        render_pods(spark_pipeline(tmp_path), monkeypatch, pod_template_dir=str(tmp_path))
+
+
 @pytest.mark.parametrize("step", POD_STEPS)
 def test_every_step_pod_gets_the_spec_the_dag_parsed_and_no_copy_to_read(
     telco_pods: dict[str, dict], step: str

@@ -196,3 +196,48 @@ Call with (dict "env" <list of EnvVar> "where" "<values path>").
 {{- end }}
 {{- end }}
 {{- end }}
+
+{{/* The Spark image: images.pipelineSpark, its repository defaulting to the pipeline's and its tag to <pipeline tag>-spark. */}}
+{{- define "shipyard.sparkImageValues" -}}
+{{- $pipeline := .Values.images.pipeline }}
+{{- $spark := .Values.images.pipelineSpark }}
+repository: {{ default $pipeline.repository $spark.repository }}
+tag: {{ default (printf "%s-spark" (default .Chart.AppVersion $pipeline.tag)) $spark.tag | quote }}
+digest: {{ $spark.digest | quote }}
+pullPolicy: {{ $spark.pullPolicy }}
+{{- end }}
+
+{{- define "shipyard.spark.driverServiceAccountName" -}}
+{{- default (printf "%s-spark-driver" (include "shipyard.fullname" .)) .Values.spark.driverServiceAccount.name }}
+{{- end }}
+
+{{- define "shipyard.spark.executorTemplateName" -}}
+{{- printf "%s-spark-executor" (include "shipyard.fullname" .) }}
+{{- end }}
+
+{{/* Where Spark step pods mount the executor pod template (spark.kubernetes.executor.podTemplateFile). */}}
+{{- define "shipyard.spark.executorTemplateDir" -}}
+/opt/shipyard/spark
+{{- end }}
+
+{{/*
+What a Spark step (the driver) is told about its executors, by the contract's names (shipyard_spec.contract.Env):
+the image, the ServiceAccount, the pod template, their number and size, how long to wait for the first one.
+The driver's own facts (namespace, pod name and IP, API token) come from the operator (downward API).
+*/}}
+{{- define "shipyard.spark.executorEnv" -}}
+- name: SHIPYARD_SPARK_EXECUTOR_IMAGE
+  value: {{ include "shipyard.image" (dict "root" . "image" (include "shipyard.sparkImageValues" . | fromYaml)) | quote }}
+- name: SHIPYARD_SPARK_EXECUTOR_SERVICE_ACCOUNT
+  value: {{ include "shipyard.pipeline.serviceAccountName" . | quote }}
+- name: SHIPYARD_SPARK_EXECUTOR_POD_TEMPLATE
+  value: {{ printf "%s/executor.yaml" (include "shipyard.spark.executorTemplateDir" .) | quote }}
+- name: SHIPYARD_SPARK_EXECUTOR_INSTANCES
+  value: {{ .Values.spark.executors.instances | quote }}
+- name: SHIPYARD_SPARK_EXECUTOR_CORES
+  value: {{ .Values.spark.executors.cores | quote }}
+- name: SHIPYARD_SPARK_EXECUTOR_MEMORY
+  value: {{ .Values.spark.executors.memory | quote }}
+- name: SHIPYARD_SPARK_EXECUTOR_START_TIMEOUT
+  value: {{ .Values.spark.executors.startTimeoutSeconds | quote }}
+{{- end }}

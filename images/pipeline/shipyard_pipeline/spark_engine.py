@@ -4,7 +4,8 @@ pyspark is an optional part of the pipeline image (`images/pipeline/requirements
 `make spark`); `engines` imports this module only for a Spark pipeline. The master defaults to
 `local[*]`: the step process is the driver and its cores the executors. On Kubernetes the
 step pod is the driver in client mode and the master `k8s://https://<api server>`: executor
-pods run the same image (docs/architecture.md, "Engines").
+pods run the same image, configured from the step pod's environment (`CONFS_FROM_ENV`, set by
+the operator and the chart; docs/architecture.md, "Engines").
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import os
 import sys
+import time
 from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
@@ -36,6 +38,28 @@ if TYPE_CHECKING:
     from great_expectations.datasource.fluent.interfaces import Batch
 
 DEFAULT_MASTER = "local[*]"
+# Spark confs taken from the environment when it sets them: on Kubernetes, the step pod's.
+CONFS_FROM_ENV = {
+    Env.SPARK_NAMESPACE: "spark.kubernetes.namespace",
+    Env.SPARK_DRIVER_HOST: "spark.driver.host",
+    Env.SPARK_DRIVER_POD_NAME: "spark.kubernetes.driver.pod.name",
+    Env.SPARK_API_TOKEN_FILE: "spark.kubernetes.authenticate.oauthTokenFile",
+    Env.SPARK_API_CA_FILE: "spark.kubernetes.authenticate.caCertFile",
+    Env.SPARK_EXECUTOR_IMAGE: "spark.kubernetes.executor.container.image",
+    Env.SPARK_EXECUTOR_SERVICE_ACCOUNT: "spark.kubernetes.authenticate.executor.serviceAccountName",
+    Env.SPARK_EXECUTOR_POD_TEMPLATE: "spark.kubernetes.executor.podTemplateFile",
+    Env.SPARK_EXECUTOR_INSTANCES: "spark.executor.instances",
+    Env.SPARK_EXECUTOR_CORES: "spark.executor.cores",
+    Env.SPARK_EXECUTOR_MEMORY: "spark.executor.memory",
+}
+# Client mode on Kubernetes (ignored elsewhere): the driver has no Service of its own and its executors
+# no PersistentVolumeClaims (their local dirs are emptyDirs), so Spark need not look for or delete
+# any: the chart's Role grants neither (least privilege; tests/k8s/test_spark_executors.py).
+KUBERNETES_CONFS = {
+    "spark.kubernetes.driver.service.deleteOnTermination": "false",
+    "spark.kubernetes.driver.ownPersistentVolumeClaim": "false",
+    "spark.kubernetes.driver.reusePersistentVolumeClaim": "false",
+}
 
 
 def jdbc_jars() -> list[str]:
@@ -60,12 +84,35 @@ def session(app_name: str) -> Iterator[SparkSession]:
         .config("spark.sql.execution.arrow.pyspark.enabled", "true")
         # Snapshots hold pandas' nanosecond timestamps, which Spark reads only as epoch nanoseconds.
         .config("spark.sql.legacy.parquet.nanosAsLong", "true")
+        .config(map=KUBERNETES_CONFS)
+        .config(map={conf: os.environ[env] for env, conf in CONFS_FROM_ENV.items() if os.environ.get(env)})
         .getOrCreate()
     )
     try:
+        if timeout := os.environ.get(Env.SPARK_EXECUTOR_START_TIMEOUT):
+            await_executor(spark, float(timeout))
         yield spark
     finally:
         spark.stop()
+
+
+def await_executor(spark: SparkSession, timeout: float) -> None:
+    """Return once an executor has registered; a StepError after `timeout` seconds.
+
+    Spark waits for executor pods that never start (not schedulable, image not pulled) forever;
+    pods the API server refuses (RBAC, admission) count as executor failures, and it stops only
+    at its maximum (`spark.executor.maxNumFailures`): this bound holds in every case.
+    """
+    deadline = time.monotonic() + timeout
+    # The driver is one of the block managers; an executor is another.
+    while spark.sparkContext._jsc.sc().getExecutorMemoryStatus().size() < 2:
+        if time.monotonic() > deadline:
+            raise StepError(
+                f"no Spark executor registered within {timeout:g} s ({Env.SPARK_EXECUTOR_START_TIMEOUT}): "
+                "the executor pods were refused or never started; the driver's log above has the API "
+                "server's answer (403: the step's ServiceAccount may not create pods; chart values `spark`)"
+            )
+        time.sleep(0.5)
 
 
 class SparkEngine:

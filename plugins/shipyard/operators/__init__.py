@@ -44,6 +44,13 @@ def step_operator(
     )  # fmt: skip
     if runner == "local":
         return LocalStepOperator(call=call, **task_kwargs)
-    from shipyard.operators.pod import pod_step_operator  # the Kubernetes client only when needed
+    from shipyard.operators.engine_pods import ENGINE_PODS  # the Kubernetes client only when needed
+    from shipyard.operators.pod import pod_step_operator
 
-    return pod_step_operator(call, spec.resources_for(step), settings.kubernetes_settings(), **task_kwargs)
+    return pod_step_operator(
+        call,
+        spec.resources_for(step),
+        settings.kubernetes_settings(),
+        ENGINE_PODS[spec.engine],
+        **task_kwargs,
+    )

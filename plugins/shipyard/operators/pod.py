@@ -11,12 +11,14 @@ complete it.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from airflow.providers.cncf.kubernetes.operators.pod import KubernetesPodOperator
-from airflow.sdk.exceptions import AirflowException
+from airflow.sdk.exceptions import AirflowException, AirflowFailException
 from kubernetes.client import models as k8s
 
+from shipyard.operators.engine_pods import ENGINE_PODS, EnginePod
 from shipyard.operators.step import StepCall, log_result, step_failure
 from shipyard.settings import KubernetesSettings
 from shipyard_spec.contract import POD_RESULT_PATH, ExitCode
@@ -43,6 +45,16 @@ class PodStepOperator(KubernetesPodOperator):
             *(v for v in self.env_vars or [] if v.name not in handed_over),
             *(k8s.V1EnvVar(name=name, value=value) for name, value in handed_over.items()),
         ]
+
+    def build_pod_request_obj(self, context: Any = None, *, dry_run: bool = False) -> k8s.V1Pod:
+        # The provider would read a missing template's path as the template's YAML text.
+        if self.pod_template_file and not Path(self.pod_template_file).is_file():
+            raise AirflowFailException(
+                f"pod template {self.pod_template_file} does not exist: the chart renders spark-step.yaml "
+                "(pipelines with engine: spark) only with spark.enabled=true, and gpu-step.yaml only with "
+                "pipeline.gpu.enabled=true"
+            )
+        return super().build_pod_request_obj(context, dry_run=dry_run)
 
     def execute(self, context: Any) -> Any:
         result = super().execute(context)
@@ -99,22 +111,27 @@ def env_from(settings: KubernetesSettings) -> list[k8s.V1EnvFromSource]:
 
 
 def pod_step_operator(
-    call: StepCall, resources: StepResources, settings: KubernetesSettings, **task_kwargs: Any
+    call: StepCall,
+    resources: StepResources,
+    settings: KubernetesSettings,
+    engine: EnginePod = ENGINE_PODS["pandas"],
+    **task_kwargs: Any,
 ) -> PodStepOperator:
-    """The step's pod: image, resources, placement and env references from the settings and the spec."""
+    """The step's pod: image, resources, placement and env references from the settings and the spec;
+    what the pipeline's engine needs from `engine` (`engine_pods.ENGINE_PODS[spec.engine]`)."""
     gpu = resources.gpu > 0
-    template = None
-    if settings.pod_template_dir:
-        template = f"{settings.pod_template_dir.rstrip('/')}/{'gpu-step' if gpu else 'step'}.yaml"
+    template = engine.template(settings.pod_template_dir, gpu) if settings.pod_template_dir else None
     tolerations = [*settings.tolerations, *(settings.gpu_tolerations if gpu else [])]
     return PodStepOperator(
         call=call,
         name=f"{call.pipeline}-{call.step}".replace("_", "-"),
-        image=settings.image,
+        image=engine.image(settings),
         cmds=["shipyard-step"],
+        env_vars=list(engine.env) or None,
         env_from=env_from(settings),
         container_resources=container_resources(resources),
-        service_account_name=settings.service_account,
+        service_account_name=engine.service_account(settings),
+        automount_service_account_token=engine.automount_service_account_token,
         node_selector={**settings.node_selector, **(settings.gpu_node_selector if gpu else {})} or None,
         tolerations=[k8s.V1Toleration(**t) for t in tolerations] or None,
         labels={
