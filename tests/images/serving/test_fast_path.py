@@ -83,3 +83,21 @@ def test_parity_failure_on_the_input_example_falls_back_to_the_exact_path(
         assert model.load()
     assert model.path == "exact"
     assert "exceeds 1e-06" in caplog.text
+
+
+@pytest.mark.parametrize("rows", [1, 2, 300])
+@pytest.mark.parametrize("missing", [False, True], ids=["complete", "with-nan"])
+def test_tree_walk_is_bit_equal_to_xgboost(
+    loaded: ShipyardModel, trained: Trained, rows: int, missing: bool
+) -> None:
+    """The walk has a one-row shape and a NaN-free shortcut: both must stay XGBoost's answer exactly.
+    The Pipeline's matrices never hold NaN (the imputer fills them), so NaN is put in here."""
+    batch = loaded.decoder.from_v1({"inputs": trained.columns})
+    matrix = loaded.fast.transform(batch.numeric[:rows], {k: v[:rows] for k, v in batch.categorical.items()})
+    if missing:
+        chosen = np.random.default_rng(7).random(matrix.shape) < 0.2
+        matrix[chosen] = np.nan
+        assert np.isnan(matrix).any()
+    booster = loaded.pipeline.named_steps["model"].get_booster()
+    expected = booster.inplace_predict(matrix, missing=np.nan).astype(np.float64)
+    np.testing.assert_array_equal(loaded.fast.trees.predict(matrix), expected)
