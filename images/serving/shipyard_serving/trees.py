@@ -80,7 +80,7 @@ class TreeEnsemble:
         # Missing values need the default direction, two more steps per level: only paid when present.
         missing = bool(np.isnan(values).any())
         row_start = (np.arange(rows) * matrix.shape[1])[:, None] if rows > 1 else None
-        slot = np.broadcast_to(self.roots, (rows, len(self.roots)))
+        slot = np.repeat(self.roots[None, :], rows, axis=0)
         for _ in range(self.depth):
             index = self.feature.take(slot)
             if row_start is not None:

@@ -101,3 +101,24 @@ def test_tree_walk_is_bit_equal_to_xgboost(
     booster = loaded.pipeline.named_steps["model"].get_booster()
     expected = booster.inplace_predict(matrix, missing=np.nan).astype(np.float64)
     np.testing.assert_array_equal(loaded.fast.trees.predict(matrix), expected)
+
+
+def test_one_row_requests_score_as_the_pipeline_on_the_example_and_hostile_rows(
+    loaded: ShipyardModel, trained: Trained
+) -> None:
+    """A one-row request takes every short cut of the request path (decoding straight to arrays,
+    the NaN-free walk, the one-row tree shape): each answer must still be the Pipeline's. Rows: the
+    input example, a spread of Telco rows and every hostile row (each feature missing in turn,
+    unseen categories, everything missing), each sent as its own V1 request."""
+    reference = trained.probabilities
+    telco = 7043
+    picks = [*range(0, telco, 97), *range(telco, len(reference))]
+    records = [{name: values[i] for name, values in trained.columns.items()} for i in picks]
+    columns = read_model_dir(trained.model_dir).input_example
+    example = [dict(zip(columns, row, strict=True)) for row in zip(*columns.values(), strict=True)]
+    for record in [*example, *records]:
+        batch = loaded.preprocess({"instances": [record]})
+        [answer] = loaded.predict(batch)["predictions"]
+        assert abs(answer - loaded.exact(batch)[0]) <= PARITY_TOLERANCE, record
+    answers = [loaded.predict(loaded.preprocess({"instances": [r]}))["predictions"][0] for r in records]
+    assert np.max(np.abs(np.array(answers) - np.array([reference[i] for i in picks]))) <= PARITY_TOLERANCE
