@@ -348,6 +348,88 @@ def front_door_overhead(repeats: int = 20000) -> list[tuple[str, float]]:
     return [(name, asyncio.run(median_us(handler))) for name, handler in layers]
 
 
+def whole_app_breakdown(model_dir: Path, repeats: int = 3000, rounds: int = 3) -> list[tuple[str, float]]:
+    """Median µs of one 1-row V1 request through kserve's whole ASGI app with Shipyard's front door,
+    in process (no socket, no uvicorn), with the served model swapped: the constant model, then
+    Shipyard's model with parts of its work taken out one by one. Differences between the rows
+    are what each part costs inside the app, where caches are colder than in a loop of its own."""
+    import numpy as np
+    from kserve.constants.constants import FASTAPI_APP_IMPORT_STRING
+    from kserve.model_server import app
+
+    from kserve import ModelServer
+    from kserve import logging as kserve_logging
+    from shipyard_serving.dataplane import ShipyardDataPlane
+    from shipyard_serving.limits import RequestLimits
+    from shipyard_serving.metrics import ServedModel
+    from shipyard_serving.predictor import Settings, ShipyardModel
+    from shipyard_serving.server import FrontDoor, ShipyardRESTServer
+
+    sys.path.insert(0, str(Path(__file__).parent))
+    from ceiling_predictor import ConstantModel
+
+    kserve_logging.configure_logging(str(LOG_CONFIG))
+    server = ModelServer(http_port=0, workers=1, enable_grpc=False)
+    server.dataplane = ShipyardDataPlane(model_registry=server.registered_models)
+    front_door = FrontDoor(ServedModel(MODEL, "bench"), RequestLimits())
+    rest = ShipyardRESTServer(
+        FASTAPI_APP_IMPORT_STRING,
+        server.dataplane,
+        server.model_repository_extension,
+        0,
+        front_door=front_door,
+    )
+    shipyard = ShipyardModel(MODEL, Settings(str(model_dir)))
+    shipyard.load()
+    no_range = ShipyardModel(MODEL, Settings(str(model_dir)))
+    no_range.load()
+    no_range.out_of_range = None
+    decode_only = ShipyardModel(MODEL, Settings(str(model_dir)))
+    decode_only.load()
+    decode_only.out_of_range = None
+    constant = np.array([0.5])
+    decode_only.score = lambda batch: constant
+    models = [
+        ("kserve + front door, constant model", ConstantModel(MODEL)),
+        ("+ decode + validate (no range check, no scoring)", decode_only),
+        ("+ scoring (fast path)", no_range),
+        ("+ training-range check = Shipyard's predictor", shipyard),
+    ]
+    server.register_model(models[0][1])
+    rest.create_application()
+    body = json.dumps({"instances": example_records(model_dir)[:1]}).encode()
+    path = f"/v1/models/{MODEL}:predict"
+    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+    scope = {
+        "type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "POST", "scheme": "http",
+        "path": path, "raw_path": path.encode(), "query_string": b"", "root_path": "", "headers": headers,
+        "client": ("127.0.0.1", 1), "server": ("127.0.0.1", 2),
+    }  # fmt: skip
+
+    async def receive() -> dict:
+        return {"type": "http.request", "body": body, "more_body": False}
+
+    async def send(message: dict) -> None:
+        if message["type"] == "http.response.start" and message["status"] != 200:
+            raise RuntimeError(f"in-process request answered {message['status']}")
+
+    async def samples(n: int) -> list[float]:
+        taken = []
+        for _ in range(n):
+            start = time.perf_counter()
+            await app(scope, receive, send)
+            taken.append(time.perf_counter() - start)
+        return taken
+
+    pooled: dict[str, list[float]] = {name: [] for name, _ in models}
+    for _ in range(rounds):
+        for name, model in models:
+            server.registered_models.update(model)
+            asyncio.run(samples(200))  # warm-up after the swap
+            pooled[name] += asyncio.run(samples(repeats))
+    return [(name, statistics.median(taken) * 1e6) for name, taken in pooled.items()]
+
+
 def load_average() -> str:
     return "load average " + ", ".join(f"{v:.1f}" for v in os.getloadavg())
 
@@ -466,6 +548,12 @@ def main() -> None:
     print("|---|---|---|---|")
     for path, rows, decode, score in in_process_latency(model_dir):
         print(f"| {path} | {rows} | {decode:.0f} | {score:.0f} |")
+    print("\none 1-row V1 request through kserve's whole app in process, median µs:\n")
+    previous = None
+    for name, micros in whole_app_breakdown(model_dir):
+        step = f"({micros - previous:+.0f})" if previous is not None else ""
+        print(f"  {name:<52} {micros:6.0f} {step}")
+        previous = micros
     print("\nthe front door's ASGI layers in process, median µs per request:\n")
     for name, micros in front_door_overhead():
         print(f"  {name:<38} {micros:6.1f}")
