@@ -30,6 +30,7 @@ import argparse
 import asyncio
 import contextlib
 import json
+import logging
 import os
 import shutil
 import statistics
@@ -37,6 +38,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -369,6 +371,9 @@ def whole_app_breakdown(model_dir: Path, repeats: int = 3000, rounds: int = 3) -
     from ceiling_predictor import ConstantModel
 
     kserve_logging.configure_logging(str(LOG_CONFIG))
+    for name in ("kserve", "shipyard_serving"):  # their load and start-up lines, not figures
+        logging.getLogger(name).setLevel(logging.WARNING)
+    warnings.filterwarnings("ignore", message="ORJSONResponse is deprecated")
     server = ModelServer(http_port=0, workers=1, enable_grpc=False)
     server.dataplane = ShipyardDataPlane(model_registry=server.registered_models)
     front_door = FrontDoor(ServedModel(MODEL, "bench"), RequestLimits())
@@ -498,10 +503,11 @@ def print_ceiling_fractions(results: dict[tuple[str, Case], Measured]) -> None:
                 f"p99 {p99:.1f} ms = {p99 / top.percentile_ms(99):.2f}x the ceiling's, "
                 f"CPU/request {ours.cpu_us_per_request / top.cpu_us_per_request:.2f}x{goal}"
             )
-    print("where a request's server CPU time goes (µs; differences of the rows above):")
     for case in CASES:
         ceiling, front, ours = (results.get((name, case)) for name in (CEILING, CEILING_FRONT_DOOR, SHIPYARD))
         if ceiling and front and ours:
+            if case == CASES[0]:
+                print("where a request's server CPU time goes (µs; differences of the rows above):")
             print(
                 f"  {case}: kserve {ceiling.cpu_us_per_request:,.0f}, "
                 f"front door {front.cpu_us_per_request - ceiling.cpu_us_per_request:+,.0f}, "
