@@ -200,7 +200,7 @@ class RequestDecoder:
             .reshape(len(self.numeric), rows)
             .T
         )
-        categorical = {
+        categorical = {  # a str or None as it is (most values); `_string` converts or refuses the rest
             name: [
                 value if value is None or type(value) is str else _string(name, row, value)
                 for row, value in enumerate(columns[name])

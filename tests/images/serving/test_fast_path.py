@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from conftest import Trained
+from kserve.errors import InvalidInput
 
 from shipyard_serving.fast_path import FastPath, UnsupportedPipeline
 from shipyard_serving.model_dir import read_model_dir
@@ -122,3 +123,21 @@ def test_one_row_requests_score_as_the_pipeline_on_the_example_and_hostile_rows(
         assert abs(answer - loaded.exact(batch)[0]) <= PARITY_TOLERANCE, record
     answers = [loaded.predict(loaded.preprocess({"instances": [r]}))["predictions"][0] for r in records]
     assert np.max(np.abs(np.array(answers) - np.array([reference[i] for i in picks]))) <= PARITY_TOLERANCE
+
+
+def test_with_several_bad_values_the_first_in_signature_order_is_named(
+    loaded: ShipyardModel, trained: Trained
+) -> None:
+    """Numbers are decoded into one array at once: the error still names the first bad feature of
+    the signature (then the first bad row), whatever order the record's keys come in."""
+    record = {name: values[0] for name, values in trained.columns.items()}
+    numeric = loaded.decoder.numeric
+    record[numeric[2]] = "twelve"
+    record[numeric[0]] = "nan"
+    second_row = dict(record, **{numeric[0]: 1.0})
+    reversed_keys = dict(reversed(list(record.items())))
+    for body in ({"instances": [reversed_keys, second_row]}, {"instances": [second_row, record]}):
+        with pytest.raises(InvalidInput) as raised:
+            loaded.decoder.decode(body)
+        first_bad_row = 0 if body["instances"][0] is reversed_keys else 1
+        assert raised.value.reason.startswith(f"feature {numeric[0]!r} row {first_bad_row}:")
