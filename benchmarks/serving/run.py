@@ -31,7 +31,9 @@ import asyncio
 import contextlib
 import json
 import logging
+import math
 import os
+import re
 import shutil
 import statistics
 import subprocess
@@ -177,13 +179,41 @@ def cpu_seconds(group: int) -> float:
     return total / os.sysconf("SC_CLK_TCK")
 
 
-def hey(url: str, body: Path, seconds: float, concurrency: int) -> tuple[list[float], int]:
-    """Latencies (s) of the answered requests and the count of non-200 answers, from hey's per-request
-    CSV (which leaves out connection errors: a stack that refuses connections shows a low req/s)."""
+def hey_command(
+    url: str, body: Path, seconds: float, concurrency: int, qps: int | None = None, *options: str
+) -> list[str]:
+    """`qps` caps each of the `concurrency` workers' request rate (a fixed offered load), unset = as
+    fast as possible; `options` go before the URL (hey reads no flag after it)."""
     command = ["hey", "-z", f"{seconds}s", "-c", str(concurrency), "-m", "POST", "-T", "application/json"]
-    output = subprocess.run(
-        [*command, "-o", "csv", "-D", str(body), url], check=True, capture_output=True, text=True
-    ).stdout
+    command += ["-q", str(qps)] if qps else []
+    return [*command, *options, "-D", str(body), url]
+
+
+def hey(
+    url: str, body: Path, seconds: float, concurrency: int, qps: int | None = None
+) -> tuple[float, float, float, int]:
+    """req/s, p50 ms, p99 ms, error count (non-200 answers and connection errors), from hey's
+    summary (the shadow benchmark's figures)."""
+    command = hey_command(url, body, seconds, concurrency, qps)
+    output = subprocess.run(command, check=True, capture_output=True, text=True).stdout
+    rate = float(re.search(r"Requests/sec:\s+([\d.]+)", output).group(1))
+    # hey prints no latency distribution when no request succeeded.
+    p50, p99 = (
+        float(m.group(1)) * 1000 if (m := re.search(rf"{q}% in ([\d.]+) secs", output)) else math.nan
+        for q in (50, 99)
+    )
+    statuses = {int(code): int(n) for code, n in re.findall(r"\[(\d{3})\]\s+(\d+) responses", output)}
+    errors = sum(n for code, n in statuses.items() if code != 200)
+    errors += sum(int(n) for n in re.findall(r"^\s+\[(\d+)\]\s+(?!\d+ responses)", output, re.MULTILINE))
+    return rate, p50, p99, errors
+
+
+def hey_requests(url: str, body: Path, seconds: float, concurrency: int) -> tuple[list[float], int]:
+    """Latencies (s) of the answered requests and the count of non-200 answers, from hey's per-request
+    CSV, to pool percentiles over rounds (the CSV leaves out connection errors: a stack that
+    refuses connections shows as a low req/s)."""
+    command = hey_command(url, body, seconds, concurrency, None, "-o", "csv")
+    output = subprocess.run(command, check=True, capture_output=True, text=True).stdout
     rows = [line.split(",") for line in output.splitlines()[1:] if line]
     latencies = [float(row[0]) for row in rows if row[6] == "200"]
     return latencies, len(rows) - len(latencies)
@@ -445,7 +475,7 @@ def load(
     body = bodies[server.stack.body_key, case.rows]
     if server.stack.body_key == "grpc":
         return grpc_load(server.grpc_target, body.read_bytes(), seconds, case.concurrency)
-    return hey(server.url + server.stack.predict_path, body, seconds, case.concurrency)
+    return hey_requests(server.url + server.stack.predict_path, body, seconds, case.concurrency)
 
 
 def measure(
