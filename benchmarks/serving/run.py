@@ -96,11 +96,13 @@ class Measured:
         return len(self.latencies) / self.seconds
 
     def percentile_ms(self, q: int) -> float:
+        if len(self.latencies) < 2:  # a stack that answered nothing (its errors say why)
+            return math.nan
         return statistics.quantiles(self.latencies, n=100)[q - 1] * 1000
 
     @property
     def cpu_us_per_request(self) -> float:
-        return self.cpu_seconds / len(self.latencies) * 1e6
+        return self.cpu_seconds / len(self.latencies) * 1e6 if self.latencies else math.nan
 
 
 def stacks(model_dir: Path, workers: int) -> list[Stack]:
