@@ -15,7 +15,7 @@ TOOLS_PY := $(VENVS)/tools/bin/python
 export SHIPYARD_PIPELINE_PYTHON := $(abspath $(PIPELINE_PY))
 export SHIPYARD_SERVING_PYTHON := $(abspath $(SERVING_PY))
 
-.PHONY: help venvs java spark lint format test test-pipeline test-serving test-airflow test-chart test-k8s envtest-bin kserve-manifests dashboards demo demo-canary-fault up bench-airflow bench-scale bench-shadow prometheus pushgateway haproxy browser bench-rollout bench-storage locks clean
+.PHONY: help venvs java spark lint format test test-pipeline test-serving test-airflow test-chart test-k8s envtest-bin kserve-manifests dashboards demo demo-canary-fault up bench-airflow bench-scale bench-shadow bench-serving profile-serving prometheus pushgateway haproxy browser bench-rollout bench-storage locks clean
 
 help:  ## List the targets
 	@grep -E '^[a-z0-9-]+:.*##' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -95,6 +95,11 @@ bench-storage: $(VENVS)/pipeline/.done $(VENVS)/tools/.done  ## Pipeline step wa
 bench-serving: $(VENVS)/serving/.done $(VENVS)/pipeline/.done  ## Benchmark the predictor vs its kserve ceiling, mlflow serve and naive kserve (needs hey)
 	@command -v hey >/dev/null || apt-get install -y hey || { echo "install hey (Debian: apt-get install -y hey)" >&2; exit 1; }
 	$(SERVING_PY) benchmarks/serving/run.py
+
+PROFILE_SERVING_ARGS ?=
+profile-serving: $(VENVS)/serving/.done $(VENVS)/pipeline/.done $(VENVS)/tools/.done  ## py-spy profile of a loaded predictor (PROFILE_SERVING_ARGS="--stack ceiling-front-door"; needs hey)
+	@command -v hey >/dev/null || apt-get install -y hey || { echo "install hey (Debian: apt-get install -y hey)" >&2; exit 1; }
+	$(SERVING_PY) benchmarks/serving/profile_server.py $(PROFILE_SERVING_ARGS)
 
 bench-shadow: $(VENVS)/serving/.done $(VENVS)/pipeline/.done  ## Stable-path latency with and without live shadow mirroring (needs hey)
 	@command -v hey >/dev/null || apt-get install -y hey || { echo "install hey (Debian: apt-get install -y hey)" >&2; exit 1; }

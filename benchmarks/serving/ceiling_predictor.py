@@ -3,7 +3,9 @@
     ceiling_predictor.py --model_name m --http_port P --workers 2 [--front_door true]
 
 No decoding, no validation, no scoring: `predict` returns `{"predictions": [0.5]}` whatever
-the body holds (kserve's data plane still parses the JSON body, as for any V1 model). What
+the body holds (kserve's data plane still parses the JSON body, as for any V1 model), and a
+one-value V2 response to a V2 request (gRPC `ModelInfer`, which kserve parses into an
+`InferRequest`). What
 `run.py` measures with it is the most a kserve ModelServer can answer on this machine with
 the same workers, log settings and load as Shipyard's predictor.
 
@@ -19,6 +21,7 @@ import os
 import shutil
 import tempfile
 
+from kserve.protocol.infer_type import InferOutput, InferRequest, InferResponse
 from kserve.utils.utils import strtobool
 
 from kserve import Model, ModelServer, model_server
@@ -31,8 +34,13 @@ class ConstantModel(Model):
         super().__init__(name)
         self.ready = True
 
-    async def predict(self, payload: dict, headers: dict[str, str] | None = None) -> dict:
-        return CONSTANT
+    async def predict(
+        self, payload: dict | InferRequest, headers: dict[str, str] | None = None
+    ) -> dict | InferResponse:
+        if not isinstance(payload, InferRequest):
+            return CONSTANT
+        output = InferOutput("probability", [1], "FP64", data=CONSTANT["predictions"])
+        return InferResponse(payload.id, self.name, infer_outputs=[output])
 
 
 def main() -> None:
@@ -42,6 +50,7 @@ def main() -> None:
     model_server.args.log_config_file = args.log_config_file
     server_args = {
         "http_port": args.http_port,
+        "grpc_port": args.grpc_port,
         "workers": args.workers,
         "enable_grpc": args.enable_grpc,
         "enable_latency_logging": args.enable_latency_logging,

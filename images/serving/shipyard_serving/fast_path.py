@@ -87,12 +87,16 @@ class FastPath:
         filled -= self.mean
         filled /= self.scale
         matrix[:, : len(self.numeric)] = filled
+        # The one-hot cells, as flat positions in the matrix, set in one call (not one per value).
+        ones: list[int] = []
         for block in self.blocks:
-            index = block.index
-            for row, value in enumerate(categorical[block.name]):
-                position = index.get(value)
-                if position is not None:
-                    matrix[row, block.offset + position] = 1.0
+            index, offset, width = block.index, block.offset, self.width
+            ones += [
+                row * width + offset + position
+                for row, value in enumerate(categorical[block.name])
+                if (position := index.get(value)) is not None
+            ]
+        matrix.put(ones, 1.0)
         return matrix
 
     def predict(self, numeric: np.ndarray, categorical: Mapping[str, Sequence[Any]]) -> np.ndarray:

@@ -65,6 +65,7 @@ class RequestDecoder:
         self.features = tuple(features)
         self.names = frozenset(f.name for f in features)
         self.numeric = [f.name for f in features if f.numeric]
+        self.numeric_names = tuple(self.numeric)
         self.categorical = [f.name for f in features if not f.numeric]
         self.max_batch_size = max_batch_size
 
@@ -186,14 +187,27 @@ class RequestDecoder:
         rows = len(columns[self.features[0].name])
         if ids is not None and (not isinstance(ids, list) or len(ids) != rows):
             raise InvalidInput(f"'ids' must be a list of {rows} values, one per row")
-        numeric = np.empty((rows, len(self.numeric)), dtype=np.float64)
-        for j, name in enumerate(self.numeric):
-            numeric[:, j] = [_number(name, row, value) for row, value in enumerate(columns[name])]
-        categorical = {
-            name: [_string(name, row, value) for row, value in enumerate(columns[name])]
+        # One array built from all numeric values (column by column, so the first bad value named
+        # is the same as ever), transposed to rows x columns: one numpy call for any batch size.
+        numeric = (
+            np.array(
+                [
+                    [_number(name, row, value) for row, value in enumerate(columns[name])]
+                    for name in self.numeric
+                ],
+                dtype=np.float64,
+            )
+            .reshape(len(self.numeric), rows)
+            .T
+        )
+        categorical = {  # a str or None as it is (most values); `_string` converts or refuses the rest
+            name: [
+                value if value is None or type(value) is str else _string(name, row, value)
+                for row, value in enumerate(columns[name])
+            ]
             for name in self.categorical
         }
-        return Batch(tuple(self.numeric), numeric, categorical, ids)
+        return Batch(self.numeric_names, numeric, categorical, ids)
 
 
 # A number sent as a string must be spelt as a JSON number: no "nan", "inf", "1_000", " 12 ", "0x1f".

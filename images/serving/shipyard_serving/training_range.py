@@ -54,9 +54,14 @@ class TrainingRange:
                     return cls(tuple(numeric), step.mean_ - spread, step.mean_ + spread)
         return None
 
-    def outside(self, numeric: np.ndarray) -> np.ndarray:
-        """Per feature, how many of the rows are out of range (missing values are not)."""
-        return ((numeric < self.low) | (numeric > self.high)).sum(axis=0)
+    def outside(self, numeric: np.ndarray) -> np.ndarray | None:
+        """Per feature, how many of the rows are out of range (missing values are not); None when
+        none is, the common case, answered without counting."""
+        mask = numeric < self.low
+        mask |= numeric > self.high
+        if not mask.any():
+            return None
+        return np.count_nonzero(mask, axis=0)
 
 
 class OutOfRangeMonitor:
@@ -73,7 +78,7 @@ class OutOfRangeMonitor:
 
     def observe(self, numeric: np.ndarray) -> None:
         counts = self.training.outside(numeric)
-        if not counts.any():
+        if counts is None:
             return
         for j in np.flatnonzero(counts):
             name = self.training.names[j]

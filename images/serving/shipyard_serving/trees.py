@@ -61,31 +61,49 @@ class TreeEnsemble:
             # A leaf's split_condition holds its value (XGBoost's JSON model format).
             condition.append(np.array(tree["split_conditions"], dtype=np.float32))
             default_left.append(np.array(tree["default_left"], dtype=bool) | leaf)
-        # children[2 * node] is the left child, children[2 * node + 1] the right one.
-        self.children = np.stack([np.concatenate(left), np.concatenate(right)], axis=1).ravel()
-        self.feature = np.concatenate(feature)
-        self.condition = np.concatenate(condition)
-        self.default_left = np.concatenate(default_left)
-        self.roots = offsets[:-1]
-        self.depth = max(_depth(t["left_children"], t["right_children"]) for t in trees)
+        # One more node, first of the walk and a leaf from the start: the base margin, so that the
+        # leaves the walk ends on are the terms of the margin in XGBoost's order, base first.
         base_score = float(learner["learner_model_param"]["base_score"].strip("[]"))
-        self.base_margin = np.float32(math.log(base_score / (1.0 - base_score)))
+        base = offsets[-1]
+        left.append(np.array([base]))
+        right.append(np.array([base]))
+        feature.append(np.array([0]))
+        condition.append(np.array([math.log(base_score / (1.0 - base_score))], dtype=np.float32))
+        default_left.append(np.array([True]))
+        # A node is walked as its "slot" 2 * node: slot + 0 is the way left, slot + 1 the way right,
+        # so one step is `slot = children[slot + went_right]` with no multiplication per level.
+        # Per-node arrays are repeated so that they read the same at either slot of a node.
+        self.children = 2 * np.stack([np.concatenate(left), np.concatenate(right)], axis=1).ravel()
+        self.feature = np.repeat(np.concatenate(feature), 2)
+        self.condition = np.repeat(np.concatenate(condition), 2)
+        # Leaf values negated (exactly): their running sum is then -margin, the sigmoid's argument.
+        self.minus_value = -self.condition
+        self.default_right = np.repeat(~np.concatenate(default_left), 2)
+        self.roots = 2 * np.concatenate([[base], offsets[:-1]])[None, :]
+        self.depth = max(_depth(t["left_children"], t["right_children"]) for t in trees)
 
     def predict(self, matrix: np.ndarray) -> np.ndarray:
         """Probability of the positive class for each row of the (rows x features) matrix."""
+        rows = matrix.shape[0]
         values = matrix.astype(np.float32).ravel()
-        row_start = (np.arange(matrix.shape[0]) * matrix.shape[1])[:, None]
-        node = np.broadcast_to(self.roots, (matrix.shape[0], len(self.roots)))
+        # Missing values need the default direction, two more steps per level: only paid when present.
+        missing = bool(np.isnan(values).any())
+        row_start = (np.arange(rows) * matrix.shape[1])[:, None] if rows > 1 else None
+        slot = np.repeat(self.roots, rows, axis=0)
         for _ in range(self.depth):
-            value = values.take(row_start + self.feature.take(node))
-            go_left = (value < self.condition.take(node)) | (np.isnan(value) & self.default_left.take(node))
-            node = self.children.take(2 * node + ~go_left)
-        # float32 and summed tree by tree from the base margin, as XGBoost does: bit-equal output.
-        terms = np.empty((matrix.shape[0], len(self.roots) + 1), dtype=np.float32)
-        terms[:, 0] = self.base_margin
-        self.condition.take(node, out=terms[:, 1:])
-        margin = np.cumsum(terms, axis=1, dtype=np.float32)[:, -1]
-        exp = _expf(np.minimum(-margin, _EXP_LIMIT)).astype(np.float32)
+            index = self.feature.take(slot)
+            if row_start is not None:
+                index += row_start
+            value = values.take(index)
+            # `not value < condition` goes right; NaN compares false both ways and goes its default way.
+            went_right = value >= self.condition.take(slot)
+            if missing:
+                went_right |= np.isnan(value) & self.default_right.take(slot)
+            slot = self.children.take(slot + went_right)
+        # float32 and summed tree by tree from the base margin, as XGBoost does: bit-equal output
+        # (a float sum of negated terms is exactly the negated sum).
+        minus_margin = np.cumsum(self.minus_value.take(slot), axis=1, dtype=np.float32)[:, -1]
+        exp = _expf(np.minimum(minus_margin, _EXP_LIMIT)).astype(np.float32)
         return (np.float32(1.0) / (exp + np.float32(1.0))).astype(np.float64)
 
 

@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from conftest import Trained
+from kserve.errors import InvalidInput
 
 from shipyard_serving.fast_path import FastPath, UnsupportedPipeline
 from shipyard_serving.model_dir import read_model_dir
@@ -83,3 +84,60 @@ def test_parity_failure_on_the_input_example_falls_back_to_the_exact_path(
         assert model.load()
     assert model.path == "exact"
     assert "exceeds 1e-06" in caplog.text
+
+
+@pytest.mark.parametrize("rows", [1, 2, 300])
+@pytest.mark.parametrize("missing", [False, True], ids=["complete", "with-nan"])
+def test_tree_walk_is_bit_equal_to_xgboost(
+    loaded: ShipyardModel, trained: Trained, rows: int, missing: bool
+) -> None:
+    """The walk has a one-row shape and a NaN-free shortcut: both must stay XGBoost's answer exactly.
+    The Pipeline's matrices never hold NaN (the imputer fills them), so NaN is put in here."""
+    batch = loaded.decoder.from_v1({"inputs": trained.columns})
+    matrix = loaded.fast.transform(batch.numeric[:rows], {k: v[:rows] for k, v in batch.categorical.items()})
+    if missing:
+        chosen = np.random.default_rng(7).random(matrix.shape) < 0.2
+        matrix[chosen] = np.nan
+        assert np.isnan(matrix).any()
+    booster = loaded.pipeline.named_steps["model"].get_booster()
+    expected = booster.inplace_predict(matrix, missing=np.nan).astype(np.float64)
+    np.testing.assert_array_equal(loaded.fast.trees.predict(matrix), expected)
+
+
+def test_one_row_requests_score_as_the_pipeline_on_the_example_and_hostile_rows(
+    loaded: ShipyardModel, trained: Trained
+) -> None:
+    """A one-row request takes every short cut of the request path (decoding straight to arrays,
+    the NaN-free walk, the one-row tree shape): each answer must still be the Pipeline's. Rows: the
+    input example, a spread of Telco rows and every hostile row (each feature missing in turn,
+    unseen categories, everything missing), each sent as its own V1 request."""
+    reference = trained.probabilities
+    telco = 7043
+    picks = [*range(0, telco, 97), *range(telco, len(reference))]
+    records = [{name: values[i] for name, values in trained.columns.items()} for i in picks]
+    columns = read_model_dir(trained.model_dir).input_example
+    example = [dict(zip(columns, row, strict=True)) for row in zip(*columns.values(), strict=True)]
+    for record in [*example, *records]:
+        batch = loaded.preprocess({"instances": [record]})
+        [answer] = loaded.predict(batch)["predictions"]
+        assert abs(answer - loaded.exact(batch)[0]) <= PARITY_TOLERANCE, record
+    answers = [loaded.predict(loaded.preprocess({"instances": [r]}))["predictions"][0] for r in records]
+    assert np.max(np.abs(np.array(answers) - np.array([reference[i] for i in picks]))) <= PARITY_TOLERANCE
+
+
+def test_with_several_bad_values_the_first_in_signature_order_is_named(
+    loaded: ShipyardModel, trained: Trained
+) -> None:
+    """Numbers are decoded into one array at once: the error still names the first bad feature of
+    the signature (then the first bad row), whatever order the record's keys come in."""
+    record = {name: values[0] for name, values in trained.columns.items()}
+    numeric = loaded.decoder.numeric
+    record[numeric[2]] = "twelve"
+    record[numeric[0]] = "nan"
+    second_row = dict(record, **{numeric[0]: 1.0})
+    reversed_keys = dict(reversed(list(record.items())))
+    for body in ({"instances": [reversed_keys, second_row]}, {"instances": [second_row, record]}):
+        with pytest.raises(InvalidInput) as raised:
+            loaded.decoder.decode(body)
+        first_bad_row = 0 if body["instances"][0] is reversed_keys else 1
+        assert raised.value.reason.startswith(f"feature {numeric[0]!r} row {first_bad_row}:")
