@@ -9,6 +9,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import sqlalchemy as sa
+from awkward_source import write_awkward_source
 
 from shipyard_pipeline import demo, snapshot
 from shipyard_spec.contract import ExitCode
@@ -122,17 +123,7 @@ def test_a_chunked_ingest_publishes_the_snapshot_of_an_unchunked_read(
     # text column, and the table is stored out of time order: chunks of 41 rows see the integer
     # column as all-NULL objects, then as int64, and must still give the one float64 column (and
     # the content hash) of a read in one piece.
-    database = tmp_path / "nulls.db"
-    source = sa.create_engine(f"sqlite:///{shipyard_home / demo.DATABASE}")
-    rows = pd.read_sql_table(demo.TABLE, source)
-    source.dispose()
-    in_week = rows.index[(rows["event_time"] >= last_week[0].replace(tzinfo=None))][:100]
-    rows.loc[in_week, ["senior_citizen", "payment_method"]] = None
-    target = sa.create_engine(f"sqlite:///{database}")
-    rows.sample(frac=1, random_state=3).to_sql(
-        demo.TABLE, target, index=False, dtype={"event_time": sa.DateTime()}
-    )
-    target.dispose()
+    database = write_awkward_source(tmp_path / "nulls.db", shipyard_home, last_week[0])
 
     spec = spec_variant(source={"url": f"sqlite:///{database}", "chunk_rows": 41})
     outcome = make_runner(spec)("ingest")

@@ -14,6 +14,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import sqlalchemy as sa
+from awkward_source import write_awkward_source
 
 from shipyard_pipeline import dataset, demo, snapshot, spark_engine, spark_source
 from shipyard_pipeline.errors import StepError
@@ -37,18 +38,9 @@ def two_cores(monkeypatch: pytest.MonkeyPatch) -> None:
 def awkward_source(tmp_path_factory: pytest.TempPathFactory, shipyard_home: Path, last_week) -> Path:
     """The demo table stored out of time order, with NULLs in an integer and a text column in the
     first rows of the week: partitions that see an integer column only NULL, then only integers."""
-    database = tmp_path_factory.mktemp("awkward") / "awkward.db"
-    source = sa.create_engine(f"sqlite:///{shipyard_home / demo.DATABASE}")
-    rows = pd.read_sql_table(demo.TABLE, source)
-    source.dispose()
-    in_week = rows.index[(rows["event_time"] >= last_week[0].replace(tzinfo=None))][:100]
-    rows.loc[in_week, ["senior_citizen", "payment_method"]] = None
-    target = sa.create_engine(f"sqlite:///{database}")
-    rows.sample(frac=1, random_state=3).to_sql(
-        demo.TABLE, target, index=False, dtype={"event_time": sa.DateTime()}
+    return write_awkward_source(
+        tmp_path_factory.mktemp("awkward") / "awkward.db", shipyard_home, last_week[0]
     )
-    target.dispose()
-    return database
 
 
 def test_spark_ingest_publishes_the_snapshot_pandas_ingest_publishes(

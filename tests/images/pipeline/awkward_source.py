@@ -1,0 +1,29 @@
+"""A copy of the demo table that is awkward to read in pieces, for the ingest tests of both engines."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from pathlib import Path
+
+import pandas as pd
+import sqlalchemy as sa
+
+from shipyard_pipeline import demo
+
+
+def write_awkward_source(database: Path, shipyard_home: Path, week_start: datetime) -> Path:
+    """The demo table stored out of time order, with NULLs in an integer and a text column in the
+    first 100 rows from `week_start`: a reader in pieces (pandas chunks, Spark partitions) sees
+    the integer column only NULL, then only integers, and must still give the one float64 column
+    (and the content hash) of a read in one piece."""
+    source = sa.create_engine(f"sqlite:///{shipyard_home / demo.DATABASE}")
+    rows = pd.read_sql_table(demo.TABLE, source)
+    source.dispose()
+    in_week = rows.index[(rows["event_time"] >= week_start.replace(tzinfo=None))][:100]
+    rows.loc[in_week, ["senior_citizen", "payment_method"]] = None
+    target = sa.create_engine(f"sqlite:///{database}")
+    rows.sample(frac=1, random_state=3).to_sql(
+        demo.TABLE, target, index=False, dtype={"event_time": sa.DateTime()}
+    )
+    target.dispose()
+    return database
