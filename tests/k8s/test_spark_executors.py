@@ -33,8 +33,9 @@ import pytest
 import yaml
 from envtest import RELEASE, Kube
 from kubernetes import client
-from step_runs import END, SPEC, START, write_pod_templates
+from step_runs import END, START, write_pod_templates
 from support.servers import REPO, venv_python
+from support.specs import spark_pipeline
 from test_rbac import call_key, granted, user
 
 from shipyard.dag_factory import build_training_dag
@@ -69,16 +70,6 @@ DRIVER = textwrap.dedent(
 @pytest.fixture(scope="module")
 def namespace(installed: dict) -> str:
     return installed["spark"]
-
-
-def spark_pipeline(directory: Path) -> Path:
-    """The Telco pipeline with `engine: spark` (tuning off: the Spark fit does not tune)."""
-    spec = yaml.safe_load(SPEC.read_text())
-    spec["engine"] = "spark"
-    spec["model"].setdefault("tuning", {})["enabled"] = False
-    path = directory / "telco_churn_spark.yaml"
-    path.write_text(yaml.safe_dump(spec, sort_keys=False))
-    return path
 
 
 def operator_pod(namespace: str, templates: Path, spec: Path) -> client.V1Pod:

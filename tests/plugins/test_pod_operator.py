@@ -21,7 +21,8 @@ import yaml
 from airflow.sdk.exceptions import AirflowException, AirflowFailException
 from kubernetes.client import ApiClient
 from kubernetes.client import models as k8s
-from support.servers import REPO, free_port
+from support.servers import free_port
+from support.specs import TELCO, spark_pipeline
 
 from shipyard.dag_factory import build_training_dag
 from shipyard.drift_dag import build_drift_dag
@@ -30,7 +31,6 @@ from shipyard_spec import load_spec
 from shipyard_spec.contract import SPEC_SHA256_OPTION, Env, spec_sha256
 
 KUBERNETES_VERSIONS = ("1.36", "1.37")
-TELCO = REPO / "dags" / "pipelines" / "telco_churn.yaml"
 SETTINGS = {
     "image": "ghcr.io/shipyard/pipeline:0.1.0",
     "namespace": "shipyard",
@@ -225,16 +225,6 @@ def test_the_chart_pod_template_supplies_what_the_settings_leave_out(
         "SHIPYARD_STORAGE_ROOT": "s3://bucket/shipyard",
         "SHIPYARD_SPEC_YAML": TELCO.read_text(),
     }
-
-
-def spark_pipeline(directory: Path) -> Path:
-    """The Telco pipeline on the Spark engine (tuning off: the Spark fit does not tune)."""
-    spec = yaml.safe_load(TELCO.read_text())
-    spec["engine"] = "spark"
-    spec["model"].setdefault("tuning", {})["enabled"] = False
-    path = directory / "telco_churn_spark.yaml"
-    path.write_text(yaml.safe_dump(spec, sort_keys=False))
-    return path
 
 
 SPARK_SETTINGS = {
