@@ -7,25 +7,19 @@ subprocesses exactly as the local Airflow runtime does.
 
 from __future__ import annotations
 
-import contextlib
-import io
-import json
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
+from step_runner import TELCO_SPEC, StepRunner
 from support.servers import mlflow_server, s3_server
 
 from shipyard_pipeline import demo
-from shipyard_pipeline.cli import main
 from shipyard_spec.contract import Env
 
-REPO = Path(__file__).resolve().parents[3]
-TELCO_SPEC = REPO / "dags" / "pipelines" / "telco_churn.yaml"
 SPECS = Path(__file__).resolve().parent / "specs"
 
 
@@ -86,46 +80,6 @@ def last_week() -> tuple[datetime, datetime]:
 def mlflow_env(mlflow_tracking_uri: str, monkeypatch: pytest.MonkeyPatch) -> str:
     monkeypatch.setenv("MLFLOW_TRACKING_URI", mlflow_tracking_uri)
     return mlflow_tracking_uri
-
-
-@dataclass
-class Outcome:
-    code: int
-    result: dict[str, Any] | None
-    stderr: str
-
-
-@dataclass
-class StepRunner:
-    """Calls `shipyard-step <step>` with one run's common arguments."""
-
-    spec: Path
-    storage_root: Path
-    start: datetime
-    end: datetime
-    run_id: str
-    results: Path
-
-    def arguments(self, step: str, *extra: str) -> list[str]:
-        return [
-            step,
-            "--spec", str(self.spec),
-            "--interval-start", self.start.isoformat(),
-            "--interval-end", self.end.isoformat(),
-            "--run-id", self.run_id,
-            "--storage-root", str(self.storage_root),
-            "--result-path", str(self.results / f"{step}.json"),
-            *extra,
-        ]  # fmt: skip
-
-    def __call__(self, step: str, *extra: str) -> Outcome:
-        result_path = self.results / f"{step}.json"
-        result_path.unlink(missing_ok=True)
-        stderr = io.StringIO()
-        with contextlib.redirect_stderr(stderr):
-            code = main(self.arguments(step, *extra))
-        result = json.loads(result_path.read_text()) if result_path.exists() else None
-        return Outcome(code, result, stderr.getvalue())
 
 
 @pytest.fixture

@@ -20,8 +20,8 @@ import pandas as pd
 import pytest
 import sqlalchemy as sa
 import yaml
-from conftest import TELCO_SPEC, StepRunner
 from mlflow import MlflowClient
+from step_runner import TELCO_SPEC, StepRunner
 
 from shipyard_pipeline import dataset, demo, spark_evaluate
 from shipyard_pipeline.validate import REPORT_FILE, RESULT_FILE
