@@ -1,4 +1,4 @@
-"""A copy of the demo table that is awkward to read in pieces, for the ingest tests of both engines."""
+"""Copies of the demo table that are awkward to read: for the ingest and validate tests of both engines."""
 
 from __future__ import annotations
 
@@ -26,4 +26,19 @@ def write_awkward_source(database: Path, shipyard_home: Path, week_start: dateti
         demo.TABLE, target, index=False, dtype={"event_time": sa.DateTime()}
     )
     target.dispose()
+    return database
+
+
+def charges_as_text(database: Path, column: str) -> Path:
+    """The demo table in `database` with `column` (a charge) arriving as text, e.g. `$29.85`, as after
+    an upstream export change."""
+    engine = sa.create_engine(f"sqlite:///{database}")
+    try:
+        frame = pd.read_sql_table(demo.TABLE, engine)
+        frame[column] = frame[column].map(lambda v: f"${v:.2f}")
+        frame.to_sql(
+            demo.TABLE, engine, if_exists="replace", index=False, dtype={"event_time": sa.DateTime()}
+        )
+    finally:
+        engine.dispose()
     return database

@@ -18,8 +18,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pytest
-import sqlalchemy as sa
 import yaml
+from awkward_source import charges_as_text
 from mlflow import MlflowClient
 from step_runner import TELCO_SPEC, StepRunner
 
@@ -91,17 +91,7 @@ def evaluation(runner: StepRunner, client: MlflowClient) -> dict[str, Any]:
 def bad_week(directory: Path) -> Path:
     """The corrupt demo week (nulls in a non-null column, an out-of-range charge, an unknown
     contract) with `total_charges` arriving as text, e.g. after an upstream export change."""
-    path = demo.seed(directory, bad=True)
-    engine = sa.create_engine(f"sqlite:///{path}")
-    try:
-        frame = pd.read_sql_table(demo.TABLE, engine)
-        frame["total_charges"] = frame["total_charges"].map(lambda v: f"${v:.2f}")
-        frame.to_sql(
-            demo.TABLE, engine, if_exists="replace", index=False, dtype={"event_time": sa.DateTime()}
-        )
-    finally:
-        engine.dispose()
-    return path
+    return charges_as_text(demo.seed(directory, bad=True), "total_charges")
 
 
 @pytest.fixture(scope="module")

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import pandas as pd
 import pytest
-import sqlalchemy as sa
+from awkward_source import charges_as_text
 
 from shipyard_pipeline import demo
 from shipyard_spec.contract import ExitCode
@@ -22,17 +21,7 @@ def corrupt_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="module")
 def drifted_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The demo rows with `monthly_charges` arriving as text, e.g. after an upstream export change."""
-    path = demo.seed(tmp_path_factory.mktemp("drifted"))
-    engine = sa.create_engine(f"sqlite:///{path}")
-    try:
-        frame = pd.read_sql_table(demo.TABLE, engine)
-        frame["monthly_charges"] = frame["monthly_charges"].map(lambda v: f"${v:.2f}")
-        frame.to_sql(
-            demo.TABLE, engine, if_exists="replace", index=False, dtype={"event_time": sa.DateTime()}
-        )
-    finally:
-        engine.dispose()
-    return path
+    return charges_as_text(demo.seed(tmp_path_factory.mktemp("drifted")), "monthly_charges")
 
 
 def test_demo_week_passes_and_the_report_sits_next_to_the_snapshot(make_runner) -> None:
