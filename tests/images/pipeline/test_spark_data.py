@@ -38,9 +38,9 @@ def two_cores(monkeypatch: pytest.MonkeyPatch) -> None:
 def awkward_source(tmp_path_factory: pytest.TempPathFactory, shipyard_home: Path, last_week) -> Path:
     """The demo table stored out of time order, with NULLs in an integer and a text column in the
     first rows of the week: partitions that see an integer column only NULL, then only integers."""
-    return write_awkward_source(
-        tmp_path_factory.mktemp("awkward") / "awkward.db", shipyard_home, last_week[0]
-    )
+    database = tmp_path_factory.mktemp("awkward") / "awkward.db"
+    write_awkward_source(f"sqlite:///{database}", shipyard_home, last_week[0])
+    return database
 
 
 def test_spark_ingest_publishes_the_snapshot_pandas_ingest_publishes(
