@@ -19,6 +19,7 @@ from support.servers import postgres_server
 from support.specs import spark_pipeline
 
 from shipyard_pipeline import snapshot
+from shipyard_pipeline.source import URL_FORMS
 from shipyard_spec.contract import Env, ExitCode
 
 pytestmark = [pytest.mark.spark, pytest.mark.usefixtures("shipyard_home")]
@@ -103,18 +104,48 @@ def test_both_engines_ingest_from_postgresql_the_snapshot_of_the_same_rows_in_sq
 
 
 @pytest.mark.parametrize("engine", ENGINES)
+@pytest.mark.parametrize("form", ["in the authority", "as a query parameter"])
 def test_a_wrong_password_fails_naming_the_source_and_the_cause_but_not_the_password(
-    engine, make_runner, spec_on, warehouse, monkeypatch, caplog, capfd
+    engine, form, make_runner, spec_on, warehouse, monkeypatch, caplog, capfd
 ) -> None:
     postgres, _ = warehouse
     wrong = "not-the-" + postgres.password
-    monkeypatch.setenv(URL_VARIABLE, postgres.set(password=wrong).render_as_string(hide_password=False))
+    url = (
+        postgres.set(password=wrong)
+        if form == "in the authority"
+        else sa.URL.create(
+            postgres.drivername,
+            postgres.username,
+            None,
+            postgres.host,
+            postgres.port,
+            postgres.database,
+            query={"password": wrong},
+        )
+    )
+    monkeypatch.setenv(URL_VARIABLE, url.render_as_string(hide_password=False))
     outcome = make_runner(spec_on(engine, f"${{{URL_VARIABLE}}}"))("ingest")
     assert outcome.code == ExitCode.ERROR, outcome.stderr
     assert outcome.result is None
     cause = outcome.stderr.strip().splitlines()[-1]
+    shown = "***" if form == "in the authority" else ""
     assert cause.startswith(
-        f"shipyard-step ingest: reading postgresql://{postgres.username}:***@{postgres.host}:{postgres.port}/"
+        f"shipyard-step ingest: reading postgresql://{postgres.username}{shown and ':'}{shown}@"
+        f"{postgres.host}:{postgres.port}/{postgres.database} failed: "
     ), cause
     assert f'password authentication failed for user "{postgres.username}"' in cause
     assert wrong not in _output(outcome, caplog, capfd)
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_a_url_of_a_driver_the_image_lacks_is_refused_on_both_engines(
+    engine, make_runner, spec_on, monkeypatch, caplog, capfd
+) -> None:
+    monkeypatch.setenv(URL_VARIABLE, "postgresql+psycopg2://etl:s3cret@127.0.0.1:1/warehouse")
+    outcome = make_runner(spec_on(engine, f"${{{URL_VARIABLE}}}"))("ingest")
+    assert outcome.code == ExitCode.ERROR, outcome.stderr
+    assert outcome.stderr.strip().splitlines()[-1] == (
+        "shipyard-step ingest: source.url postgresql+psycopg2://etl:***@127.0.0.1:1/warehouse: no driver "
+        f"for postgresql+psycopg2 in the pipeline image; the forms read: {URL_FORMS}"
+    )
+    assert "s3cret" not in _output(outcome, caplog, capfd)
