@@ -87,11 +87,12 @@ def _postgresql(url: sa.URL) -> JdbcSource:
             f"(postgresql://user:password@host:port/database), not {source.describe_url(url)}"
         )
     properties = {"driver": "org.postgresql.Driver"}
+    properties |= {"user": url.username} if url.username else {}
+    properties |= {"password": url.password} if url.password else {}
+    # The query's parameters win, as in SQLAlchemy's connect arguments for psycopg (`?user=`, `?password=`).
     properties |= {
         name: ",".join(value) if isinstance(value, tuple) else value for name, value in url.query.items()
     }
-    properties |= {"user": url.username} if url.username else {}
-    properties |= {"password": url.password} if url.password else {}
     jdbc_url = f"jdbc:postgresql://{url.host}:{url.port or 5432}/{url.database or ''}"
     return JdbcSource(jdbc_url, properties, url.get_dialect()(), False)
 
@@ -165,8 +166,20 @@ def read_interval(
             parts = sorted(Path(out, "rows").glob("part-*.parquet"))
             yield (source.with_utc_event_times(spec, chunk) for chunk in _chunks(parts, sql.chunk_rows))
     except (PySparkException, Py4JJavaError) as e:
-        cause = str(e).strip().splitlines()[0]
-        raise StepError(f"reading {source.describe_url(url)} on Spark failed: {cause}") from e
+        raise StepError(f"reading {source.describe_url(url)} on Spark failed: {spark_cause(e)}") from e
+
+
+def spark_cause(error: PySparkException | Py4JJavaError) -> str:
+    """The first line of a Spark error, and the Java exception at the root of it when that line does
+    not say it: py4j's is `An error occurred while calling o54.jdbc.`, Spark's JDBC errors say
+    `Couldn't connect to the database` without the database's answer (a refused login)."""
+    first = str(error).strip().splitlines()[0]
+    java = getattr(error, "java_exception", None) or getattr(error, "_origin", None)  # py4j's; pyspark's
+    root = None
+    while java is not None:
+        root, java = java, java.getCause()
+    root_text = " ".join(str(root.toString()).split()) if root is not None else ""
+    return f"{first} ({root_text})" if root_text and root_text not in first else first
 
 
 def compiled(clause: sa.ClauseElement, dialect: sa.Dialect) -> str:

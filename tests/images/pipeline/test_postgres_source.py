@@ -15,10 +15,11 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 from awkward_source import write_awkward_source
+from pyspark.errors import PySparkException
 from support.servers import postgres_server
 from support.specs import spark_pipeline
 
-from shipyard_pipeline import snapshot
+from shipyard_pipeline import snapshot, spark_engine, spark_source
 from shipyard_pipeline.source import URL_FORMS
 from shipyard_spec.contract import Env, ExitCode
 
@@ -149,3 +150,30 @@ def test_a_url_of_a_driver_the_image_lacks_is_refused_on_both_engines(
         f"for postgresql+psycopg2 in the pipeline image; the forms read: {URL_FORMS}"
     )
     assert "s3cret" not in _output(outcome, caplog, capfd)
+
+
+def test_a_query_jdbc_cannot_run_fails_on_spark_with_the_database_driver_s_answer(
+    make_runner, spec_on, spec_variant, warehouse, monkeypatch
+) -> None:
+    # pgjdbc takes `?` (PostgreSQL's jsonb operator) for a parameter; psycopg, on the driver, does not.
+    postgres, _ = warehouse
+    monkeypatch.setenv(URL_VARIABLE, postgres.render_as_string(hide_password=False))
+    query = {"table": None, "query": """SELECT * FROM customers WHERE '{"a": 1}'::jsonb ? 'a'"""}
+    spec = spec_variant(spec_on("spark", f"${{{URL_VARIABLE}}}"), source=query)
+    outcome = make_runner(spec)("ingest")
+    assert outcome.code == ExitCode.ERROR, outcome.stderr
+    cause = outcome.stderr.strip().splitlines()[-1]
+    assert "on Spark failed: An error occurred while calling" in cause
+    assert cause.endswith("(org.postgresql.util.PSQLException: No value specified for parameter 1.)"), cause
+
+
+def test_a_login_jdbc_is_refused_is_named_with_the_database_s_answer(warehouse) -> None:
+    # Spark's own message for it is "Couldn't connect to the database" (e.g. executors refused by
+    # pg_hba.conf while the driver was let in).
+    postgres, _ = warehouse
+    jdbc = spark_source.jdbc_source(postgres.set(password="not-the-" + postgres.password))
+    with spark_engine.session("test-jdbc-login") as spark, pytest.raises(PySparkException) as raised:
+        spark.read.jdbc(jdbc.url, "customers", properties=jdbc.properties).schema  # noqa: B018
+    cause = spark_source.spark_cause(raised.value)
+    assert "Couldn't connect to the database" in cause
+    assert f'password authentication failed for user "{postgres.username}"' in cause

@@ -188,6 +188,10 @@ def test_a_source_url_becomes_a_jdbc_url_without_its_credentials() -> None:
         "driver": "org.postgresql.Driver", "sslmode": "require", "user": "etl", "password": "s3cret"
     }  # fmt: skip
     assert "s3cret" not in repr(postgres)  # what a log line could show
+    # Given twice, the query's password is the one libpq (the pandas read) sends.
+    twice = spark_source.jdbc_source(sa.make_url("postgresql://etl:old@db.internal/warehouse?password=new"))
+    assert twice.url == "jdbc:postgresql://db.internal:5432/warehouse"
+    assert twice.properties["password"] == "new"
     assert set(spark_source.JDBC_SOURCES) == set(DRIVERS)  # every URL the pandas read takes
 
 
