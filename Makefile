@@ -14,6 +14,9 @@ SERVING_PY := $(VENVS)/serving/bin/python
 TOOLS_PY := $(VENVS)/tools/bin/python
 export SHIPYARD_PIPELINE_PYTHON := $(abspath $(PIPELINE_PY))
 export SHIPYARD_SERVING_PYTHON := $(abspath $(SERVING_PY))
+# Where numba keeps the predictor's compiled kernels (shipyard_serving/kernels.py): compiled once,
+# not in every predictor the tests and the demo start.
+export NUMBA_CACHE_DIR := $(abspath .shipyard/numba-cache)
 
 .PHONY: help venvs java spark lint format test test-pipeline test-serving test-airflow test-chart test-k8s envtest-bin kserve-manifests dashboards demo demo-canary-fault up bench-airflow bench-scale bench-shadow bench-serving profile-serving prometheus pushgateway postgresql haproxy browser bench-rollout bench-storage locks clean
 
