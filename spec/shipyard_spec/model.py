@@ -397,6 +397,22 @@ class Scoring(StrictModel):
     batch_rows: Annotated[int, Field(ge=1)] = 100_000
 
 
+class SparkExecutors(StrictModel):
+    """This pipeline's Spark executors on Kubernetes; a field left out keeps the chart's `spark.executors`
+    value. Spark sizes each executor pod from `cores` and `memory` (plus its memory overhead)."""
+
+    instances: Annotated[int, Field(ge=1)] | None = None
+    cores: Annotated[int, Field(ge=1)] | None = None
+    # A JVM memory size as Spark reads `spark.executor.memory`: a number and a unit k, m, g or t.
+    memory: Annotated[str, Field(pattern=r"^[1-9][0-9]*[kmgt]$")] | None = None
+
+
+class Spark(StrictModel):
+    """Settings of the Spark engine for this pipeline (only with `engine: spark`)."""
+
+    executors: SparkExecutors = SparkExecutors()
+
+
 class PipelineSpec(StrictModel):
     """One pipeline: data source, features, training, gates, registry names, rollout and drift."""
 
@@ -406,10 +422,12 @@ class PipelineSpec(StrictModel):
     tags: list[str] = []
     schedule: Schedule
     source: Annotated[SqlSource | FileSource, Field(discriminator="kind")]
-    # What fits the model (train) and scores snapshots (score): pandas in the step process, or Spark
-    # (`make spark`; master from SHIPYARD_SPARK_MASTER, docs/architecture.md "Engines"). Ingest,
-    # validate and evaluate run on pandas on both. Either way the registered model is the same artifact.
+    # What reads the source (ingest), checks it (validate), fits the model (train), scores the test
+    # split (evaluate) and snapshots (score): pandas in the step process, or Spark (`make spark`;
+    # master from SHIPYARD_SPARK_MASTER, docs/architecture.md "Engines"). Either way the registered
+    # model is the same artifact.
     engine: Literal["pandas", "spark"] = "pandas"
+    spark: Spark | None = None
     columns: Columns
     features: Features
     expectations: Expectations = Expectations()
@@ -444,6 +462,8 @@ class PipelineSpec(StrictModel):
             raise ValueError(f"features must not include the id/target/event-time columns: {sorted(leaked)}")
         if self.engine == "spark" and self.model.tuning.enabled:
             raise ValueError("model.tuning runs on the pandas engine only: disable it or use engine: pandas")
+        if self.spark is not None and self.engine != "spark":
+            raise ValueError("spark settings are for engine: spark; this pipeline's engine is pandas")
         return self
 
     def resources_for(self, step: Step) -> StepResources:

@@ -58,10 +58,16 @@ JOB = textwrap.dedent(
         print("sum", doubled.groupBy().sum("id").collect()[0][0])
     """
 )
+# This pipeline's own executor settings (spec `spark.executors`): they win over the chart's field by
+# field (its instances stay the chart's).
+SPEC_EXECUTORS = {"cores": 1, "memory": "1g"}
+# The step's session, from the pipeline's spec as the step process reads it.
 DRIVER = textwrap.dedent(
     """
-    from shipyard_pipeline.spark_engine import session
-    with session("shipyard-train"):
+    import sys
+    from shipyard_pipeline import engines
+    from shipyard_spec import load_spec
+    with engines.engine(load_spec(sys.argv[1])).session("shipyard-train"):
         pass
     """
 )
@@ -161,16 +167,16 @@ def run_driver(
     kube: Kube,
     namespace: str,
     log: Path,
-    program: str = DRIVER,
+    program: list[str],
     runtime: ContainerRuntime | None = None,
 ) -> tuple[subprocess.CompletedProcess, dict[str, client.V1Pod]]:
-    """Run the session to its end (its output in `log`); the executor pods seen while it ran, by name.
-    With a `runtime`, each executor pod starts in it as it appears."""
+    """Run the session (`program`: Python's arguments) to its end (its output in `log`); the executor
+    pods seen while it ran, by name. With a `runtime`, each executor pod starts in it as it appears."""
     seen: dict[str, client.V1Pod] = {}
     started = time.monotonic()
     with log.open("w") as output:
         process = subprocess.Popen(
-            [venv_python("pipeline"), "-c", program], env=env, stdout=output, stderr=subprocess.STDOUT
+            [venv_python("pipeline"), *program], env=env, stdout=output, stderr=subprocess.STDOUT
         )
         try:
             while process.poll() is None:
@@ -239,15 +245,19 @@ def spark_run(
     """One Spark session as the chart's driver ServiceAccount, from the operator's pod of a Spark step."""
     workdir = tmp_path_factory.mktemp("spark-driver")
     templates = write_pod_templates(kube, namespace, workdir / "pod-templates")
-    pod = operator_pod(namespace, templates, spark_pipeline(workdir))
+    spec = spark_pipeline(workdir, SPEC_EXECUTORS)
+    pod = operator_pod(namespace, templates, spec)
     driver = running_driver(kube, pod, namespace)
     env = driver_environment(kube, driver, DRIVER_SA, workdir)
     before = len(kube.plane.audit_events())
-    done, seen = run_driver(env, kube, namespace, workdir / "driver.log")
+    done, seen = run_driver(env, kube, namespace, workdir / "driver.log", ["-c", DRIVER, str(spec)])
     calls = [
         e for e in kube.plane.audit_events()[before:] if e["user"]["username"] == user(namespace, DRIVER_SA)
     ]
-    yield {"pod": pod, "driver": driver, "env": env, "done": done, "executors": seen, "calls": calls}
+    yield {
+        "pod": pod, "driver": driver, "env": env, "spec": spec,
+        "done": done, "executors": seen, "calls": calls,
+    }  # fmt: skip
     client.CoreV1Api(kube.api).delete_namespaced_pod(driver.metadata.name, namespace)
 
 
@@ -284,7 +294,8 @@ def test_the_driver_creates_executor_pods_it_owns(spark_run: dict[str, Any], nam
         assert container.args == ["executor"]
         assert container.security_context.read_only_root_filesystem is True
         assert pod.spec.security_context.run_as_non_root is True
-        cores, memory = SPARK_VALUES["executors"]["cores"], SPARK_VALUES["executors"]["memory"]
+        cores, memory = SPEC_EXECUTORS["cores"], SPEC_EXECUTORS["memory"]  # the spec's, not the chart's
+        assert (cores, memory) != (SPARK_VALUES["executors"]["cores"], SPARK_VALUES["executors"]["memory"])
         assert container.resources.requests["cpu"] == str(cores)
         # Spark's memory overhead on top of the heap: max(10 %, 384 MiB).
         heap_mib = int(memory[:-1]) * 1024
@@ -342,7 +353,9 @@ def test_without_the_right_to_create_pods_the_step_fails_with_the_api_servers_an
     driver = running_driver(kube, pod, namespace)
     env = driver_environment(kube, driver, account, tmp_path)
     started = time.monotonic()
-    done, seen = run_driver(env, kube, namespace, tmp_path / "driver.log")
+    done, seen = run_driver(
+        env, kube, namespace, tmp_path / "driver.log", ["-c", DRIVER, str(spark_run["spec"])]
+    )
     elapsed = time.monotonic() - started
     assert done.returncode == 1, done.stdout[-3000:]
     refusal = f'pods is forbidden: User "{user(namespace, account)}" cannot create resource "pods"'
@@ -387,7 +400,7 @@ def test_executors_that_start_run_the_steps_work_and_go_at_stop(
     env = driver_environment(kube, driver, DRIVER_SA, tmp_path) | {Env.SPARK_EXECUTOR_START_TIMEOUT: "180"}
     runtime = ContainerRuntime(kube, tmp_path)
     try:
-        done, seen = run_driver(env, kube, namespace, tmp_path / "driver.log", JOB, runtime)
+        done, seen = run_driver(env, kube, namespace, tmp_path / "driver.log", ["-c", JOB], runtime)
     finally:
         runtime.stop()
     assert done.returncode == 0, tmp_path / "driver.log"

@@ -73,6 +73,9 @@ def test_telco_spec_defaults_for_the_parts_it_leaves_out() -> None:
         ("columns.positive_label", True, "columns.positive_label", "YAML boolean"),  # `positive_label: yes`
         ("engine", "dask", "engine", "'pandas' or 'spark'"),
         ("engine", "spark", "(top level)", "tuning runs on the pandas engine only"),  # telco tunes
+        ("spark", {"executors": {"instances": 2}}, "(top level)", "spark settings are for engine: spark"),
+        ("spark.executors.memory", "4GiB", "spark.executors.memory", "should match pattern"),
+        ("spark.executors.cores", 0, "spark.executors.cores", "greater than or equal to 1"),
     ],
 )
 def test_invalid_spec_names_the_field_and_the_problem(

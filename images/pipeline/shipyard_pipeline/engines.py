@@ -25,7 +25,7 @@ from shipyard_pipeline.dataset import FeatureSet
 from shipyard_pipeline.errors import StepError
 from shipyard_pipeline.metrics import Scored, Scorer, TestScores
 from shipyard_pipeline.training_window import PandasWindow, TrainingWindow
-from shipyard_spec.model import PipelineSpec
+from shipyard_spec.model import PipelineSpec, Spark
 
 if TYPE_CHECKING:
     from great_expectations.data_context import AbstractDataContext
@@ -117,7 +117,7 @@ class PandasEngine:
         return TestScores(curves, test[[c for c in spec.evaluation.slices if c in test.columns]])
 
 
-def _spark() -> Engine:
+def _spark(spec: PipelineSpec) -> Engine:
     try:  # pyspark: imported by a Spark pipeline's steps only
         from shipyard_pipeline.spark_engine import SparkEngine
     except ModuleNotFoundError as e:
@@ -127,12 +127,12 @@ def _spark() -> Engine:
             f"the spec selects engine: spark but {e.name} is not installed "
             "(make spark, or the pipeline image's Spark variant)"
         ) from e
-    return SparkEngine()
+    return SparkEngine(spec.spark or Spark())
 
 
-ENGINES: dict[str, Callable[[], Engine]] = {"pandas": PandasEngine, "spark": _spark}
+ENGINES: dict[str, Callable[[PipelineSpec], Engine]] = {"pandas": lambda _: PandasEngine(), "spark": _spark}
 
 
-def engine(name: str) -> Engine:
-    """The engine the spec's `engine` names."""
-    return ENGINES[name]()
+def engine(spec: PipelineSpec) -> Engine:
+    """The engine the spec's `engine` names, with the spec's settings for it."""
+    return ENGINES[spec.engine](spec)

@@ -31,7 +31,7 @@ from shipyard_pipeline.scoring_model import ScoringModel
 from shipyard_pipeline.spark_window import SparkWindow
 from shipyard_pipeline.training_window import TrainingWindow
 from shipyard_spec.contract import Env
-from shipyard_spec.model import FileSource, PipelineSpec
+from shipyard_spec.model import FileSource, PipelineSpec, Spark, SparkExecutors
 
 if TYPE_CHECKING:
     from great_expectations.data_context import AbstractDataContext
@@ -68,9 +68,15 @@ def jdbc_jars() -> list[str]:
     return sorted(str(jar) for jar in Path(os.environ.get(Env.SPARK_JARS, default)).glob("*.jar"))
 
 
+def executor_confs(executors: SparkExecutors) -> dict[str, str]:
+    """The Spark confs of the spec's executor settings: they win over the chart's (CONFS_FROM_ENV)."""
+    settings = {"instances": executors.instances, "cores": executors.cores, "memory": executors.memory}
+    return {f"spark.executor.{name}": str(value) for name, value in settings.items() if value is not None}
+
+
 @contextlib.contextmanager
-def session(app_name: str) -> Iterator[SparkSession]:
-    """A SparkSession for one step, stopped when the step is done."""
+def session(app_name: str, confs: dict[str, str] | None = None) -> Iterator[SparkSession]:
+    """A SparkSession for one step with `confs` over the environment's, stopped when the step is done."""
     # Python workers run the step's own interpreter (the image's virtualenv), not `python3` on PATH:
     # PySpark refuses workers of another Python version, and only this one has the pipeline's packages.
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
@@ -86,6 +92,7 @@ def session(app_name: str) -> Iterator[SparkSession]:
         .config("spark.sql.legacy.parquet.nanosAsLong", "true")
         .config(map=KUBERNETES_CONFS)
         .config(map={conf: os.environ[env] for env, conf in CONFS_FROM_ENV.items() if os.environ.get(env)})
+        .config(map=confs or {})
         .getOrCreate()
     )
     try:
@@ -116,7 +123,13 @@ def await_executor(spark: SparkSession, timeout: float) -> None:
 
 
 class SparkEngine:
-    """`engines.Engine` on Spark."""
+    """`engines.Engine` on Spark, with one pipeline's Spark settings."""
+
+    def __init__(self, settings: Spark) -> None:
+        self.confs = executor_confs(settings.executors)
+
+    def session(self, app_name: str) -> contextlib.AbstractContextManager[SparkSession]:
+        return session(app_name, self.confs)
 
     # Reading the source (ingest) and the training window (train).
     @contextlib.contextmanager
@@ -131,7 +144,7 @@ class SparkEngine:
                 f"no JDBC driver jars in {Env.SPARK_JARS} (run make spark, or use the Spark image)"
             )
         with (
-            session("shipyard-ingest") as spark,
+            self.session("shipyard-ingest") as spark,
             spark_source.read_interval(spark, spec, start, end, order) as chunks,
         ):
             yield chunks
@@ -140,7 +153,7 @@ class SparkEngine:
     def training_data(
         self, spec: PipelineSpec, snapshots: list[snapshot.Snapshot]
     ) -> Iterator[TrainingWindow]:
-        with session("shipyard-train") as spark:
+        with self.session("shipyard-train") as spark:
             yield SparkWindow(spark, spec, snapshots)
 
     @contextlib.contextmanager
@@ -148,7 +161,7 @@ class SparkEngine:
         self, model: ScoringModel, published: snapshot.Snapshot, keys: list[str], batch_rows: int
     ) -> Iterator[Iterator[pd.DataFrame]]:
         with (
-            session(f"shipyard-score-{model.name}-v{model.version}") as spark,
+            self.session(f"shipyard-score-{model.name}-v{model.version}") as spark,
             spark_score.scored(spark, model, published, keys, batch_rows) as chunks,
         ):
             yield chunks
@@ -164,7 +177,7 @@ class SparkEngine:
         from shipyard_pipeline import expectations  # Great Expectations: for validate only
 
         empty = spark_score.snapshot_schema(published).empty_table().to_pandas()
-        with session(f"shipyard-validate-{spec.name}") as spark:
+        with self.session(f"shipyard-validate-{spec.name}") as spark:
             rows = spark.read.parquet(spark_score.spark_uri(published.data_uri))
             if spec.columns.target in rows.columns:
                 schema = StructType(
@@ -183,5 +196,5 @@ class SparkEngine:
 
     def test_scores(self, test_uri: str, scorers: dict[str, Scorer], spec: PipelineSpec) -> TestScores:
         """Scored on the executors, summarised by Spark (`spark_evaluate`)."""
-        with session(f"shipyard-evaluate-{spec.name}") as spark:
+        with self.session(f"shipyard-evaluate-{spec.name}") as spark:
             return spark_evaluate.test_scores(spark, test_uri, scorers, spec)

@@ -9,6 +9,8 @@ from __future__ import annotations
 import subprocess
 import sys
 
+from support.specs import TELCO
+
 WITHOUT_SPARK = """
 import importlib.abc, sys
 
@@ -21,9 +23,11 @@ class WithoutSpark(importlib.abc.MetaPathFinder):
 sys.meta_path.insert(0, WithoutSpark())
 from shipyard_pipeline import engines, score, train
 from shipyard_pipeline.errors import StepError
-print(type(engines.engine("pandas")).__name__)
+from shipyard_spec import load_spec
+spec = load_spec(sys.argv[1])
+print(type(engines.engine(spec)).__name__)
 try:
-    engines.engine("spark")
+    engines.engine(spec.model_copy(update={"engine": "spark"}))
 except StepError as e:
     print(e)
 """
@@ -31,7 +35,7 @@ except StepError as e:
 
 def test_a_pandas_pipeline_needs_no_pyspark_and_a_spark_one_says_how_to_get_it() -> None:
     completed = subprocess.run(
-        [sys.executable, "-c", WITHOUT_SPARK], capture_output=True, text=True, check=True
+        [sys.executable, "-c", WITHOUT_SPARK, str(TELCO)], capture_output=True, text=True, check=True
     )
     pandas, spark = completed.stdout.splitlines()
     assert pandas == "PandasEngine"
