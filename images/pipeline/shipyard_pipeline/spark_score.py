@@ -29,7 +29,8 @@ from shipyard_pipeline.scoring_model import Column, ScoringModel
 
 
 def spark_uri(uri: str) -> str:
-    """What Spark reads for a storage URI: a local path, or `s3a://` (hadoop-aws on the image) for `s3://`."""
+    """What Spark reads for a storage URI: a local path, or for `s3://` the same object as `s3a://`, Hadoop's
+    S3A filesystem (hadoop-aws, spark-jars.txt; configured by `spark_engine.s3a_confs`)."""
     fs, path = storage.filesystem(uri)
     return path if isinstance(fs, LocalFileSystem) else uri.replace("s3://", "s3a://", 1)
 
