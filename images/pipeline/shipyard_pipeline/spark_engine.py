@@ -187,7 +187,7 @@ class SparkEngine:
 
         empty = spark_score.snapshot_schema(published).empty_table().to_pandas()
         with session(f"shipyard-validate-{spec.name}") as spark:
-            rows = spark.read.parquet(spark_score.spark_uri(published.data_uri))
+            rows = spark_score.read_parquet(spark, published.data_uri)
             if spec.columns.target in rows.columns:
                 schema = StructType(
                     [*rows.schema.fields, StructField(expectations.TARGET_POSITIVE, LongType(), False)]

@@ -124,12 +124,12 @@ def test_evaluate_on_spark_scores_the_test_split_in_the_bucket_as_pandas_does(
     assert found > 0.75
 
 
-# What a Spark step does first with a snapshot; a subprocess, as its JVM reads its own environment.
+# What a Spark step does first with a snapshot, in a process of its own: a JVM reads its environment once.
 READ_WITH_SPARK = """
 import sys
 from shipyard_pipeline import spark_engine, spark_score
 with spark_engine.session("no-credentials") as spark:
-    spark.read.parquet(spark_score.spark_uri(sys.argv[1])).count()
+    spark_score.read_parquet(spark, sys.argv[1])
 """
 
 
