@@ -2,6 +2,8 @@
 # shipyard-spark-executor: the command of a Spark executor pod (the chart's executor pod template).
 # Spark's executor backend on this image's pyspark jars, configured by what the driver put in the
 # pod's environment (Spark's own images do this in their entrypoint; this image's is shipyard-step).
+# The JVM keeps that environment: its AWS SDK reads the storage credentials the pod template gives it
+# (the step pods' storage variables, or workload identity) when the executor reads s3a://.
 set -euo pipefail
 if [[ "${1:-}" != executor ]]; then
   echo "usage: shipyard-spark-executor executor (the argument Spark gives its executor pods)" >&2
