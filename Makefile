@@ -14,8 +14,11 @@ SERVING_PY := $(VENVS)/serving/bin/python
 TOOLS_PY := $(VENVS)/tools/bin/python
 export SHIPYARD_PIPELINE_PYTHON := $(abspath $(PIPELINE_PY))
 export SHIPYARD_SERVING_PYTHON := $(abspath $(SERVING_PY))
+# Where numba keeps the predictor's compiled kernels (shipyard_serving/kernels.py): compiled once,
+# not in every predictor the tests and the demo start.
+export NUMBA_CACHE_DIR := $(abspath .shipyard/numba-cache)
 
-.PHONY: help venvs java spark lint format test test-pipeline test-serving test-airflow test-chart test-k8s envtest-bin kserve-manifests dashboards demo demo-canary-fault up bench-airflow bench-scale bench-shadow bench-serving profile-serving prometheus pushgateway haproxy browser bench-rollout bench-storage locks clean
+.PHONY: help venvs java spark lint format test test-pipeline test-serving test-airflow test-chart test-k8s envtest-bin kserve-manifests dashboards demo demo-canary-fault up bench-airflow bench-scale bench-shadow bench-serving profile-serving prometheus pushgateway postgresql haproxy browser bench-rollout bench-storage locks clean
 
 help:  ## List the targets
 	@grep -E '^[a-z0-9-]+:.*##' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -82,8 +85,8 @@ format: $(VENVS)/airflow/.done  ## Apply ruff fixes and formatting
 	$(VENVS)/airflow/bin/ruff format .
 
 # The object-storage tests start moto's S3 server from the tools venv; the S3 chain serves its model
-# with the predictor of the serving venv.
-test-pipeline: spark $(VENVS)/pipeline/.done $(VENVS)/serving/.done $(VENVS)/tools/.done pushgateway  ## Tests of the pipeline steps (pipeline venv)
+# with the predictor of the serving venv; the SQL-source tests start a PostgreSQL server.
+test-pipeline: spark $(VENVS)/pipeline/.done $(VENVS)/serving/.done $(VENVS)/tools/.done pushgateway postgresql  ## Tests of the pipeline steps (pipeline venv)
 	$(PIPELINE_PY) -m pytest tests/images/pipeline tests/spec
 
 test-serving: $(VENVS)/serving/.done $(VENVS)/pipeline/.done  ## Tests of the predictor (serving venv)
@@ -120,6 +123,11 @@ prometheus:  ## The Prometheus server binary the rollout's PromQL test starts (D
 
 pushgateway:  ## The Prometheus Pushgateway the rollout, drift and dashboard tests start (Debian package)
 	@command -v prometheus-pushgateway >/dev/null || apt-get install -y prometheus-pushgateway || { echo "install prometheus-pushgateway (Debian: apt-get install -y prometheus-pushgateway)" >&2; exit 1; }
+
+# The server binaries (initdb, postgres) are under /usr/lib/postgresql/<version>/bin, not on PATH. PostgreSQL
+# refuses to run as root: as root, the tests run it as the package's `postgres` system user.
+postgresql:  ## The PostgreSQL server the SQL-source tests start (Debian package postgresql)
+	@ls /usr/lib/postgresql/*/bin/postgres >/dev/null 2>&1 && id -u postgres >/dev/null 2>&1 || apt-get install -y postgresql || { echo "install postgresql (Debian: apt-get install -y postgresql)" >&2; exit 1; }
 
 haproxy:  ## The load balancer of the local rollout backend (Debian package haproxy 2.6, built with USE_PROMEX)
 	@command -v haproxy >/dev/null || apt-get install -y haproxy || { echo "install haproxy (Debian: apt-get install -y haproxy)" >&2; exit 1; }

@@ -34,7 +34,9 @@ class Schedule(StrictModel):
 
 
 class SqlSource(StrictModel):
-    """Rows read through SQLAlchemy. `${VAR}` in the URL is expanded from the environment."""
+    """Rows read through SQLAlchemy. `${VAR}` in the URL is expanded from the environment (keep
+    credentials there). The pipeline image reads `sqlite:///path` and
+    `postgresql://user:password@host:port/database` (psycopg 3; `postgresql+psycopg://` alike)."""
 
     kind: Literal["sql"]
     url: str

@@ -1,4 +1,5 @@
-"""Start real servers (MLflow, an S3-compatible object store, a Pushgateway) as subprocesses on free ports.
+"""Start real servers (MLflow, an S3-compatible object store, a Pushgateway, PostgreSQL) as subprocesses on
+free ports.
 
 Standard library only (and prometheus_client, which every virtualenv locks, inside
 `metric_samples`): these helpers are imported by test runs in all three virtualenvs.
@@ -8,11 +9,14 @@ from __future__ import annotations
 
 import contextlib
 import os
+import pwd
+import secrets
 import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.error
 import urllib.request
@@ -170,6 +174,88 @@ def pushgateway_server(workdir: Path) -> Iterator[str]:
     finally:
         stop_process(process)
         log.close()
+
+
+POSTGRES_USER = "shipyard"
+POSTGRES_DATABASE = "warehouse"
+
+
+def postgres_bin() -> Path:
+    """The newest PostgreSQL server's binaries (Debian package `postgresql`, `make postgresql`)."""
+    found = sorted(Path("/usr/lib/postgresql").glob("*/bin/postgres"), key=lambda p: int(p.parts[-3]))
+    if not found:
+        raise RuntimeError("no PostgreSQL server: run `make postgresql` (apt-get install -y postgresql)")
+    return found[-1].parent
+
+
+@contextlib.contextmanager
+def postgres_server() -> Iterator[str]:
+    """A real PostgreSQL server on a free loopback port, its cluster and unix socket in a fresh temporary
+    directory; yields the SQLAlchemy URL of its database `warehouse` with the password of its user
+    `shipyard` (checked with scram-sha-256 over TCP).
+
+    PostgreSQL refuses to run as root: as root (CI), the cluster belongs to Debian's `postgres` system
+    user (created by the package) and initdb/postgres run as that user; otherwise as the current user.
+    The directory is not under pytest's tmp_path, which only root may enter.
+    """
+    bindir = postgres_bin()
+    as_user: dict = {}
+    workdir = Path(tempfile.mkdtemp(prefix="shipyard-postgres-"))
+    if os.geteuid() == 0:
+        try:
+            owner = pwd.getpwnam("postgres")
+        except KeyError:
+            raise RuntimeError("no 'postgres' user to run PostgreSQL as: run `make postgresql`") from None
+        os.chown(workdir, owner.pw_uid, owner.pw_gid)
+        as_user = {"user": owner.pw_uid, "group": owner.pw_gid, "extra_groups": []}
+    password = secrets.token_urlsafe(12)
+    data = workdir / "data"
+    port = free_port()
+    log_path = workdir / "postgres.log"
+    log = log_path.open("wb")
+
+    def failed(what: str) -> RuntimeError:
+        log.flush()
+        return RuntimeError(f"PostgreSQL: {what}; its log ends with:\n{log_path.read_text()[-2000:]}")
+
+    def run(*command: object) -> None:
+        if subprocess.run(command, stdout=log, stderr=subprocess.STDOUT, cwd=workdir, **as_user).returncode:
+            raise failed(f"{Path(str(command[0])).name} failed")
+
+    process = None
+    try:
+        (workdir / "password").write_text(password)
+        os.chmod(workdir / "password", 0o644)  # for the cluster's owner; the directory is private
+        os.chmod(workdir, 0o700)
+        run(
+            bindir / "initdb", "-D", data, "-U", POSTGRES_USER, f"--pwfile={workdir / 'password'}",
+            "--auth-local=trust", "--auth-host=scram-sha-256", "--encoding=UTF8", "--locale=C", "--no-sync",
+        )  # fmt: skip
+        process = subprocess.Popen(
+            [
+                bindir / "postgres", "-D", data, "-p", str(port), "-k", workdir,
+                "-c", "listen_addresses=127.0.0.1", "-c", "fsync=off", "-c", "full_page_writes=off",
+            ],
+            stdout=log, stderr=subprocess.STDOUT, cwd=workdir, **as_user,
+        )  # fmt: skip
+        deadline = time.monotonic() + 60
+        ready = [bindir / "pg_isready", "-q", "-h", workdir, "-p", str(port)]
+        while subprocess.run(ready, cwd=workdir, **as_user).returncode:
+            if process.poll() is not None or time.monotonic() > deadline:
+                raise failed("the server did not start within 60 s")
+            time.sleep(0.2)
+        run(bindir / "createdb", "-h", workdir, "-p", str(port), "-U", POSTGRES_USER, POSTGRES_DATABASE)
+        yield f"postgresql://{POSTGRES_USER}:{password}@127.0.0.1:{port}/{POSTGRES_DATABASE}"
+    finally:
+        if process is not None:
+            process.send_signal(signal.SIGINT)  # fast shutdown: clients are disconnected
+            try:
+                process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+        log.close()
+        shutil.rmtree(workdir)
 
 
 def metric_samples(url: str, name: str) -> dict[frozenset, float]:

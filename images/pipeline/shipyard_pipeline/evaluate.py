@@ -3,8 +3,8 @@
 Gates (spec `gates`), each recorded with its value and threshold:
 - `min_roc_auc`: the test ROC AUC must reach an absolute floor;
 - `baseline`: it must not fall more than `max_baseline_shortfall` below a logistic
-  regression fitted on the same training split (a model that loses to the simple one
-  should not ship);
+  regression fitted on the same training split (at most `modeling.BASELINE_ROWS` of its rows, a
+  seeded sample; a model that loses to the simple one should not ship);
 - `champion`: it must not fall more than `max_champion_regression` below the current
   `champion` scored on the SAME test rows (passes when there is no champion yet).
 The spec's engine scores the test split (`engines.Engine.test_scores`): every row in the step
@@ -34,8 +34,8 @@ from shipyard_pipeline.context import RunContext
 from shipyard_pipeline.errors import CheckFailed
 from shipyard_pipeline.metrics import Scorer
 from shipyard_pipeline.model_card import model_card
-from shipyard_pipeline.modeling import build_baseline
-from shipyard_pipeline.train import read_split, split_uri
+from shipyard_pipeline.modeling import BASELINE_ROWS, build_baseline
+from shipyard_pipeline.train import read_split_sample, split_uri
 from shipyard_spec.contract import Alias, Step, Tag
 
 log = logging.getLogger(__name__)
@@ -139,12 +139,16 @@ def run(context: RunContext) -> dict[str, Any]:
     trained = context.read_step_result(Step.TRAIN)
     numeric, categorical = trained["features"]["numeric"], trained["features"]["categorical"]
     columns = [*numeric, *categorical]
-    train, test_uri = read_split(context, "train"), split_uri(context, "test")
+    # The baseline is a yardstick, not the model: a bounded sample fits it as well as millions of
+    # rows would, and keeps the step's memory flat on either engine (the Spark driver included).
+    target = spec.columns.target
+    train = read_split_sample(context, "train", [*columns, target], BASELINE_ROWS, spec.split.seed)
+    test_uri = split_uri(context, "test")
     threshold = spec.evaluation.threshold
 
     model = mlflow.sklearn.load_model(trained["model_uri"])
     baseline = build_baseline(numeric, categorical).fit(
-        train[columns], dataset.target_vector(spec, train[spec.columns.target])
+        train[columns], dataset.target_vector(spec, train[target])
     )
     champion = load_champion(client, spec.mlflow.registered_model, parquet_columns(test_uri))
     scorers = {MODEL: Scorer(model, columns), BASELINE: Scorer(baseline, columns)}

@@ -74,6 +74,9 @@ def build_pipeline(
     )
 
 
+BASELINE_ROWS = 200_000  # the training rows the baseline is fitted on, at most (evaluate.py)
+
+
 def build_baseline(numeric: list[str], categorical: list[str]) -> Pipeline:
     """The simple model a challenger must not fall far behind: logistic regression."""
     return Pipeline(

@@ -2,6 +2,12 @@
 
 The event-time filter [start, end) runs in the database for SQL sources, so a weekly run
 reads one week, not the whole table. Event times are UTC; naive values are taken as UTC.
+
+A SQL source's URL is a SQLAlchemy URL of a driver the pipeline image has (`DRIVERS`): a SQLite
+file, or a PostgreSQL database through psycopg 3 (`postgresql://`, SQLAlchemy 2.1's default for
+it, or `postgresql+psycopg://`). Credentials come in the URL, usually as `${VAR}` expanded from
+the step's environment (a Secret on Kubernetes); whatever is logged, raised or written to a
+manifest names the source by `describe_url`, without them.
 """
 
 from __future__ import annotations
@@ -18,14 +24,33 @@ from shipyard_pipeline.context import expand_env, to_utc
 from shipyard_pipeline.errors import CheckFailed, StepError
 from shipyard_spec.model import FileSource, PipelineSpec, SqlSource
 
+# SQLAlchemy backend -> the one DBAPI driver of it in the pipeline lock (both engines read these URLs).
+DRIVERS = {"sqlite": "pysqlite", "postgresql": "psycopg"}
+URL_FORMS = "sqlite:///path, postgresql://user:password@host:port/database (or postgresql+psycopg://)"
+
 
 def describe(spec: PipelineSpec) -> str:
     """The source without credentials, for logs and manifests."""
     source = spec.source
     if isinstance(source, SqlSource):
-        url = sa.engine.make_url(expand_env(source.url)).render_as_string(hide_password=True)
+        url = describe_url(sql_url(source))
         return f"{url} table={source.table}" if source.table else f"{url} query"
     return ", ".join(source.paths)
+
+
+def sql_url(source: SqlSource) -> sa.URL:
+    """The source's URL, `${VAR}` expanded, checked to name a driver the pipeline image has."""
+    try:
+        url = sa.engine.make_url(expand_env(source.url))
+    except sa.exc.ArgumentError as e:  # the message does not repeat the URL
+        raise StepError(f"source.url is not a SQLAlchemy URL ({e}); the forms read: {URL_FORMS}") from e
+    backend = url.get_backend_name()  # before the driver's name, which loads the dialect
+    if backend not in DRIVERS or url.get_driver_name() != DRIVERS[backend]:
+        raise StepError(
+            f"source.url {describe_url(url)}: no driver for {url.drivername} in the pipeline image; "
+            f"the forms read: {URL_FORMS}"
+        )
+    return url
 
 
 def read_interval(
@@ -83,7 +108,7 @@ def _read_sql(
 def connected(source: SqlSource, event_time: str | None) -> Iterator[sa.Connection]:
     """A connection to the source, its table checked (it exists, it has the event-time column); a
     database error is a StepError naming the source without credentials."""
-    url = expand_env(source.url)
+    url = sql_url(source)
     engine = sa.create_engine(url)
     try:
         with engine.connect() as connection:
@@ -111,7 +136,7 @@ def interval_filter(event_time: str, start: datetime, end: datetime) -> sa.Colum
     return sa.and_(column >= to_utc(start).replace(tzinfo=None), column < to_utc(end).replace(tzinfo=None))
 
 
-def _check_table(connection: sa.Connection, table: str, event_time: str | None, url: str) -> None:
+def _check_table(connection: sa.Connection, table: str, event_time: str | None, url: sa.URL) -> None:
     inspector = sa.inspect(connection)
     if not inspector.has_table(table):
         raise StepError(f"table {table!r} does not exist in {describe_url(url)}")
@@ -123,8 +148,9 @@ def _check_table(connection: sa.Connection, table: str, event_time: str | None, 
         )
 
 
-def describe_url(url: str) -> str:
-    return sa.engine.make_url(url).render_as_string(hide_password=True)
+def describe_url(url: sa.URL) -> str:
+    """`url` without its password: `***` in the URL, a query parameter (libpq reads `?password=`) left out."""
+    return url.difference_update_query(["password"]).render_as_string(hide_password=True)
 
 
 def _read_files(source: FileSource) -> pd.DataFrame:

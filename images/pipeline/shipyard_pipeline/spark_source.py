@@ -1,9 +1,13 @@
 """Ingest's read of a SQL source on Spark: the interval in partitions, through Spark's JDBC reader.
 
-The source URL (SQLAlchemy's, as the spec names it) becomes a JDBC URL without credentials
-(`sqlite:///path` -> `jdbc:sqlite:path`; `postgresql://user:pw@host:port/db` ->
-`jdbc:postgresql://host:port/db`, user, password and URL query as connection properties, never
-logged); the drivers are the jars `make spark` / the Spark image put on `spark.jars`.
+The source URL (SQLAlchemy's, as the spec names it, checked by `source.sql_url` as on pandas)
+becomes a JDBC URL without credentials (`sqlite:///path` -> `jdbc:sqlite:path`;
+`postgresql://user:pw@host:port/db` -> `jdbc:postgresql://host:port/db`, user, password and URL
+query as connection properties, never logged; a PostgreSQL URL must name its host in the
+authority: JDBC has no unix sockets); the drivers are the jars `make spark` / the Spark image put
+on `spark.jars`. The driver first checks the source through SQLAlchemy (`source.connected`: the
+table, the event-time column, the interval's row count), so an unreachable database or a refused
+login fails as on pandas, with the same message.
 
 The interval [start, end) is cut into equal event-time sub-ranges, one JDBC `predicates` WHERE
 clause each (the clause ingest's pandas read uses, `source.interval_filter`, rendered by the
@@ -45,7 +49,6 @@ from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
 from shipyard_pipeline import source
-from shipyard_pipeline.context import expand_env
 from shipyard_pipeline.errors import StepError
 from shipyard_spec.model import PipelineSpec, SqlSource
 
@@ -64,31 +67,38 @@ class JdbcSource:
     affinities: bool
 
 
-def jdbc_source(url: str) -> JdbcSource:
-    """The JDBC form of a SQLAlchemy URL (sqlite or postgresql)."""
-    parsed = sa.engine.make_url(url)
-    backend = parsed.get_backend_name()
-    dialect = parsed.get_dialect()()
-    if backend == "sqlite":
-        if not parsed.database or parsed.database == ":memory:":
-            raise StepError(
-                f"engine: spark reads a SQLite source from a file, not {source.describe_url(url)}"
-            )
-        return JdbcSource(f"jdbc:sqlite:{parsed.database}", {"driver": "org.sqlite.JDBC"}, dialect, True)
-    if backend == "postgresql":
-        properties = {"driver": "org.postgresql.Driver"}
-        properties |= {
-            name: ",".join(value) if isinstance(value, tuple) else value
-            for name, value in parsed.query.items()
-        }
-        properties |= {"user": parsed.username} if parsed.username else {}
-        properties |= {"password": parsed.password} if parsed.password else {}
-        address = f"{parsed.host or 'localhost'}:{parsed.port or 5432}"
-        return JdbcSource(f"jdbc:postgresql://{address}/{parsed.database or ''}", properties, dialect, False)
-    raise StepError(
-        f"engine: spark reads SQL sources from sqlite or postgresql (the JDBC drivers of "
-        f"images/pipeline/spark-jars.txt), not {backend} ({source.describe_url(url)})"
-    )
+def jdbc_source(url: sa.URL) -> JdbcSource:
+    """The JDBC form of a SQL source's URL (`source.sql_url`: one of `source.DRIVERS`)."""
+    return JDBC_SOURCES[url.get_backend_name()](url)
+
+
+def _sqlite(url: sa.URL) -> JdbcSource:
+    if not url.database or url.database == ":memory:":
+        raise StepError(f"engine: spark reads a SQLite source from a file, not {source.describe_url(url)}")
+    return JdbcSource(f"jdbc:sqlite:{url.database}", {"driver": "org.sqlite.JDBC"}, url.get_dialect()(), True)
+
+
+def _postgresql(url: sa.URL) -> JdbcSource:
+    # libpq (the pandas read) takes a unix socket directory, or several hosts, as ?host=; JDBC reads one
+    # TCP address, on every executor: a URL that is not one would be read from elsewhere, if at all.
+    if not url.host or "host" in url.query or "port" in url.query:
+        raise StepError(
+            f"engine: spark reads PostgreSQL over TCP from the host and port in the URL's authority "
+            f"(postgresql://user:password@host:port/database), not {source.describe_url(url)}"
+        )
+    properties = {"driver": "org.postgresql.Driver"}
+    properties |= {"user": url.username} if url.username else {}
+    properties |= {"password": url.password} if url.password else {}
+    # The query's parameters win, as in SQLAlchemy's connect arguments for psycopg (`?user=`, `?password=`).
+    properties |= {
+        name: ",".join(value) if isinstance(value, tuple) else value for name, value in url.query.items()
+    }
+    jdbc_url = f"jdbc:postgresql://{url.host}:{url.port or 5432}/{url.database or ''}"
+    return JdbcSource(jdbc_url, properties, url.get_dialect()(), False)
+
+
+# One translation for each backend `source.DRIVERS` reads (a test checks they match).
+JDBC_SOURCES = {"sqlite": _sqlite, "postgresql": _postgresql}
 
 
 def sub_ranges(start: datetime, end: datetime, parts: int) -> list[tuple[datetime, datetime]]:
@@ -128,7 +138,7 @@ def read_interval(
     sql = spec.source
     assert isinstance(sql, SqlSource)
     event_time = spec.columns.event_time
-    url = expand_env(sql.url)
+    url = source.sql_url(sql)
     jdbc = jdbc_source(url)
     selected = source.select_rows(sql)
     with source.connected(sql, event_time) as connection:  # the pandas read's table checks
@@ -156,8 +166,20 @@ def read_interval(
             parts = sorted(Path(out, "rows").glob("part-*.parquet"))
             yield (source.with_utc_event_times(spec, chunk) for chunk in _chunks(parts, sql.chunk_rows))
     except (PySparkException, Py4JJavaError) as e:
-        cause = str(e).strip().splitlines()[0]
-        raise StepError(f"reading {source.describe_url(url)} on Spark failed: {cause}") from e
+        raise StepError(f"reading {source.describe_url(url)} on Spark failed: {spark_cause(e)}") from e
+
+
+def spark_cause(error: PySparkException | Py4JJavaError) -> str:
+    """The first line of a Spark error, and the Java exception at the root of it when that line does
+    not say it: py4j's is `An error occurred while calling o54.jdbc.`, Spark's JDBC errors say
+    `Couldn't connect to the database` without the database's answer (a refused login)."""
+    first = str(error).strip().splitlines()[0]
+    java = getattr(error, "java_exception", None) or getattr(error, "_origin", None)  # py4j's; pyspark's
+    root = None
+    while java is not None:
+        root, java = java, java.getCause()
+    root_text = " ".join(str(root.toString()).split()) if root is not None else ""
+    return f"{first} ({root_text})" if root_text and root_text not in first else first
 
 
 def compiled(clause: sa.ClauseElement, dialect: sa.Dialect) -> str:

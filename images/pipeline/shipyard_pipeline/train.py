@@ -26,6 +26,7 @@ import mlflow.data
 import mlflow.sklearn
 import numpy as np
 import pandas as pd
+import pyarrow.parquet as pq
 import sklearn
 import xgboost
 from mlflow import MlflowClient
@@ -47,10 +48,18 @@ def split_uri(context: RunContext, part: str) -> str:
     return storage.join(context.step_dir(Step.TRAIN), "split", f"{part}.parquet")
 
 
-def read_split(context: RunContext, part: str) -> pd.DataFrame:
+def read_split_sample(
+    context: RunContext, part: str, columns: list[str], rows: int, seed: int
+) -> pd.DataFrame:
+    """At most `rows` rows of a split part, `columns` only: the whole part when it is no larger, else
+    a seeded uniform sample (the same rows on every run). Read as Arrow; only the sample becomes a
+    pandas frame, so the memory is the part's Arrow columns, not its pandas objects."""
     fs, path = storage.filesystem(split_uri(context, part))
     with fs.open(path, "rb") as handle:
-        return pd.read_parquet(handle)
+        table = pq.read_table(handle, columns=columns)
+    if table.num_rows > rows:
+        table = table.take(np.sort(np.random.default_rng(seed).choice(table.num_rows, rows, replace=False)))
+    return table.to_pandas()
 
 
 def pip_requirements() -> list[str]:

@@ -25,6 +25,7 @@ from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import OneHotEncoder, StandardScaler
 from xgboost import XGBClassifier
 
+from shipyard_serving.kernels import kernel
 from shipyard_serving.trees import TreeEnsemble, UnsupportedBooster
 
 
@@ -81,13 +82,7 @@ class FastPath:
 
     def transform(self, numeric: np.ndarray, categorical: Mapping[str, Sequence[Any]]) -> np.ndarray:
         """The ColumnTransformer's output for `numeric` (rows x numeric columns, NaN = missing)."""
-        rows = numeric.shape[0]
-        matrix = np.zeros((rows, self.width), dtype=np.float64)
-        filled = np.where(np.isnan(numeric), self.fill, numeric)
-        filled -= self.mean
-        filled /= self.scale
-        matrix[:, : len(self.numeric)] = filled
-        # The one-hot cells, as flat positions in the matrix, set in one call (not one per value).
+        # The one-hot cells, as flat positions in the matrix (a dict lookup per value, in Python).
         ones: list[int] = []
         for block in self.blocks:
             index, offset, width = block.index, block.offset, self.width
@@ -96,11 +91,29 @@ class FastPath:
                 for row, value in enumerate(categorical[block.name])
                 if (position := index.get(value)) is not None
             ]
-        matrix.put(ones, 1.0)
-        return matrix
+        return _transform(
+            numeric, self.fill, self.mean, self.scale, np.array(ones, dtype=np.int64), self.width
+        )
 
     def predict(self, numeric: np.ndarray, categorical: Mapping[str, Sequence[Any]]) -> np.ndarray:
         return self.trees.predict(self.transform(numeric, categorical))
+
+
+# Compiled at import for these types (trees.py says why).
+@kernel("float64[:, ::1](float64[:, :], float64[::1], float64[::1], float64[::1], int64[::1], int64)")
+def _transform(numeric, fill, mean, scale, ones, width):
+    """Median fill and `(x - mean) / scale` into the first columns, 1.0 at the one-hot positions:
+    one compiled call (the same float64 arithmetic as the fitted transformers)."""
+    rows, columns = numeric.shape
+    matrix = np.zeros((rows, width), dtype=np.float64)
+    for row in range(rows):
+        for j in range(columns):
+            value = numeric[row, j]
+            matrix[row, j] = ((fill[j] if np.isnan(value) else value) - mean[j]) / scale[j]
+    flat = matrix.reshape(rows * width)
+    for position in ones:
+        flat[position] = 1.0
+    return matrix
 
 
 def _split(pipeline: Pipeline) -> tuple[ColumnTransformer, XGBClassifier]:

@@ -123,7 +123,8 @@ def test_a_chunked_ingest_publishes_the_snapshot_of_an_unchunked_read(
     # text column, and the table is stored out of time order: chunks of 41 rows see the integer
     # column as all-NULL objects, then as int64, and must still give the one float64 column (and
     # the content hash) of a read in one piece.
-    database = write_awkward_source(tmp_path / "nulls.db", shipyard_home, last_week[0])
+    database = tmp_path / "nulls.db"
+    write_awkward_source(f"sqlite:///{database}", shipyard_home, last_week[0])
 
     spec = spec_variant(source={"url": f"sqlite:///{database}", "chunk_rows": 41})
     outcome = make_runner(spec)("ingest")

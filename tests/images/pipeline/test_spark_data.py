@@ -18,6 +18,7 @@ from awkward_source import write_awkward_source
 
 from shipyard_pipeline import dataset, demo, snapshot, spark_engine, spark_source
 from shipyard_pipeline.errors import StepError
+from shipyard_pipeline.source import DRIVERS
 from shipyard_pipeline.spark_window import SparkWindow
 from shipyard_pipeline.training_window import PARTS, PandasWindow
 from shipyard_spec import load_spec
@@ -38,9 +39,9 @@ def two_cores(monkeypatch: pytest.MonkeyPatch) -> None:
 def awkward_source(tmp_path_factory: pytest.TempPathFactory, shipyard_home: Path, last_week) -> Path:
     """The demo table stored out of time order, with NULLs in an integer and a text column in the
     first rows of the week: partitions that see an integer column only NULL, then only integers."""
-    return write_awkward_source(
-        tmp_path_factory.mktemp("awkward") / "awkward.db", shipyard_home, last_week[0]
-    )
+    database = tmp_path_factory.mktemp("awkward") / "awkward.db"
+    write_awkward_source(f"sqlite:///{database}", shipyard_home, last_week[0])
+    return database
 
 
 def test_spark_ingest_publishes_the_snapshot_pandas_ingest_publishes(
@@ -177,18 +178,31 @@ def test_the_window_spark_reads_and_splits_is_the_pandas_window(
 
 
 def test_a_source_url_becomes_a_jdbc_url_without_its_credentials() -> None:
-    sqlite = spark_source.jdbc_source("sqlite:////data/telco.db")
+    sqlite = spark_source.jdbc_source(sa.make_url("sqlite:////data/telco.db"))
     assert (sqlite.url, sqlite.properties) == ("jdbc:sqlite:/data/telco.db", {"driver": "org.sqlite.JDBC"})
     postgres = spark_source.jdbc_source(
-        "postgresql+psycopg://etl:s3cret@db.internal:6543/warehouse?sslmode=require"
+        sa.make_url("postgresql+psycopg://etl:s3cret@db.internal:6543/warehouse?sslmode=require")
     )
     assert postgres.url == "jdbc:postgresql://db.internal:6543/warehouse"
     assert postgres.properties == {
         "driver": "org.postgresql.Driver", "sslmode": "require", "user": "etl", "password": "s3cret"
     }  # fmt: skip
     assert "s3cret" not in repr(postgres)  # what a log line could show
-    with pytest.raises(StepError, match=r"sqlite or postgresql .* not mysql"):
-        spark_source.jdbc_source("mysql://etl:s3cret@db/warehouse")
+    # Given twice, the query's password is the one libpq (the pandas read) sends.
+    twice = spark_source.jdbc_source(sa.make_url("postgresql://etl:old@db.internal/warehouse?password=new"))
+    assert twice.url == "jdbc:postgresql://db.internal:5432/warehouse"
+    assert twice.properties["password"] == "new"
+    assert set(spark_source.JDBC_SOURCES) == set(DRIVERS)  # every URL the pandas read takes
+
+
+@pytest.mark.parametrize(
+    "url", ["postgresql://etl:s3cret@/warehouse", "postgresql://etl:s3cret@/warehouse?host=/run/postgresql"]
+)
+def test_spark_refuses_a_postgresql_url_without_a_tcp_address(url) -> None:
+    # libpq would read it from a unix socket on the driver; JDBC has none, and executors are elsewhere.
+    with pytest.raises(StepError, match=r"over TCP .* not postgresql://etl:\*\*\*@/warehouse") as raised:
+        spark_source.jdbc_source(sa.make_url(url))
+    assert "s3cret" not in str(raised.value)
 
 
 def test_the_interval_is_cut_into_adjoining_event_time_ranges() -> None:

@@ -182,3 +182,28 @@ def test_signature_from_a_bounded_sample_equals_the_whole_frames(monkeypatch: py
     monkeypatch.setattr(model_artifact, "SAMPLE_ROWS", rows)
     assert signature == model_artifact.model_kwargs(pipeline, frame)["signature"]
     assert signature.inputs.input_types()[2].name == "string"
+
+
+def test_the_baseline_is_fitted_on_a_bounded_seeded_sample_of_the_train_split(tmp_path: Path, spec) -> None:
+    """Evaluate's logistic baseline reads at most BASELINE_ROWS rows of the train split and only the
+    columns it needs: the whole part when smaller; else the same seeded rows on every run (a retried
+    evaluate computes the same baseline)."""
+    from shipyard_pipeline.context import RunContext
+    from shipyard_pipeline.train import read_split_sample, split_uri
+
+    context = RunContext(spec, MONDAY, MONDAY + WEEK, "run-1", str(tmp_path))
+    frame = churn_frame(500).assign(unused=1.0)
+    uri = Path(split_uri(context, "train"))
+    uri.parent.mkdir(parents=True)
+    frame.to_parquet(uri)
+    columns = [c for c in frame.columns if c != "unused"]
+
+    whole = read_split_sample(context, "train", columns, 500, seed=7)
+    pd.testing.assert_frame_equal(whole, frame[columns])
+    sample = read_split_sample(context, "train", columns, 100, seed=7)
+    assert list(sample.columns) == columns
+    assert len(sample) == 100
+    assert sample["customer_id"].is_unique
+    assert set(sample["customer_id"]) <= set(frame["customer_id"])
+    pd.testing.assert_frame_equal(sample, read_split_sample(context, "train", columns, 100, seed=7))
+    assert not sample.equals(read_split_sample(context, "train", columns, 100, seed=8))

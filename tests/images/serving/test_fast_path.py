@@ -91,8 +91,9 @@ def test_parity_failure_on_the_input_example_falls_back_to_the_exact_path(
 def test_tree_walk_is_bit_equal_to_xgboost(
     loaded: ShipyardModel, trained: Trained, rows: int, missing: bool
 ) -> None:
-    """The walk has a one-row shape and a NaN-free shortcut: both must stay XGBoost's answer exactly.
-    The Pipeline's matrices never hold NaN (the imputer fills them), so NaN is put in here."""
+    """The compiled walk is XGBoost's answer exactly, bit for bit (the float32 sum of the leaves, the
+    default direction of a NaN, the C library's expf in the sigmoid), for one row and many. The
+    Pipeline's matrices never hold NaN (the imputer fills them), so NaN is put in here."""
     batch = loaded.decoder.from_v1({"inputs": trained.columns})
     matrix = loaded.fast.transform(batch.numeric[:rows], {k: v[:rows] for k, v in batch.categorical.items()})
     if missing:
@@ -108,7 +109,7 @@ def test_one_row_requests_score_as_the_pipeline_on_the_example_and_hostile_rows(
     loaded: ShipyardModel, trained: Trained
 ) -> None:
     """A one-row request takes every short cut of the request path (decoding straight to arrays,
-    the NaN-free walk, the one-row tree shape): each answer must still be the Pipeline's. Rows: the
+    the compiled transform and walk): each answer must still be the Pipeline's. Rows: the
     input example, a spread of Telco rows and every hostile row (each feature missing in turn,
     unseen categories, everything missing), each sent as its own V1 request."""
     reference = trained.probabilities
