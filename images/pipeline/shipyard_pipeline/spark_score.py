@@ -29,6 +29,7 @@ from pyspark.sql.types import FloatType, StringType, StructField, StructType
 from shipyard_pipeline import snapshot, storage
 from shipyard_pipeline.errors import StepError
 from shipyard_pipeline.scoring_model import Column, ScoringModel
+from shipyard_pipeline.spark_source import spark_cause
 from shipyard_spec.contract import Env
 
 
@@ -46,22 +47,12 @@ def read_parquet(spark: SparkSession, uri: str) -> DataFrame:
     try:
         return spark.read.parquet(spark_uri(uri))
     except (PySparkException, Py4JJavaError) as e:
-        cause = _java_causes(e) if isinstance(e, Py4JJavaError) else str(e).strip().splitlines()[0]
+        cause = spark_cause(e)
         if "No FileSystem for scheme" in cause:
             cause += (
                 f" (the S3A jars of images/pipeline/spark-jars.txt are not in {Env.SPARK_JARS}: make spark)"
             )
         raise StepError(f"Spark cannot read {uri}: {cause}") from e
-
-
-def _java_causes(error: Py4JJavaError) -> str:
-    """The Java exception's first line and, when another lies under it, its root cause's (an executor's
-    failure to read a footer is Spark's exception over the store's answer)."""
-    top = root = error.java_exception
-    while (under := root.getCause()) is not None and under != root:
-        root = under
-    lines = [str(top).splitlines()[0], *([str(root).splitlines()[0]] if root != top else [])]
-    return "; caused by ".join(lines)
 
 
 def snapshot_schema(published: snapshot.Snapshot) -> pa.Schema:

@@ -146,14 +146,10 @@ def test_without_credentials_spark_fails_naming_them(chain: dict[str, Any]) -> N
         "AWS_CONFIG_FILE": os.devnull,
     }
     snapshot = storage.join(chain["results"][Step.VALIDATE]["snapshot_uri"], "data.parquet")
-    completed = subprocess.run(
-        [sys.executable, "-c", READ_WITH_SPARK, snapshot],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    command = [sys.executable, "-c", READ_WITH_SPARK, snapshot]
+    completed = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
     assert completed.returncode != 0
-    assert "No AWS Credentials provided by DefaultCredentialsProvider" in completed.stderr, completed.stderr[
-        -3000:
-    ]
+    errors = [line for line in completed.stderr.splitlines() if line.startswith("shipyard_pipeline.errors")]
+    assert errors, completed.stderr[-3000:]
+    assert errors[0].startswith(f"shipyard_pipeline.errors.StepError: Spark cannot read {snapshot}: ")
+    assert "Unable to load credentials from any of the providers" in errors[0]  # the AWS SDK's answer
