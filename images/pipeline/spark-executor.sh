@@ -9,6 +9,9 @@ if [[ "${1:-}" != executor ]]; then
   echo "usage: shipyard-spark-executor executor (the argument Spark gives its executor pods)" >&2
   exit 2
 fi
+# The executor fetches the driver's spark.jars (JDBC drivers, S3A) into its working directory: the pod's
+# /tmp (an emptyDir), as the image's WORKDIR is read-only in the chart's pods (readOnlyRootFilesystem).
+cd "${TMPDIR:-/tmp}"
 jars="$(python -c 'import os, pyspark; print(os.path.join(os.path.dirname(pyspark.__file__), "jars"))')"
 # The driver hands the executor JVM its options as SPARK_JAVA_OPT_0, SPARK_JAVA_OPT_1, ... in order.
 mapfile -t java_opts < <(env | grep '^SPARK_JAVA_OPT_' | sort -t_ -k4 -n | sed 's/^[^=]*=//')

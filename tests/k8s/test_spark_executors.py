@@ -225,11 +225,12 @@ class ContainerRuntime:
             "PATH": f"{Path(venv_python('pipeline')).parent}:{os.environ['PATH']}",
             "HOME": str(local),
             "SPARK_LOCAL_DIRS": str(local),
+            "TMPDIR": str(local),  # the pod's own /tmp
         }
         with (self.workdir / f"{name}.log").open("w") as log:
             self.processes.append(
-                subprocess.Popen(  # in its own directory: executors fetch spark.jars into theirs
-                    [str(LAUNCHER), *container.args], cwd=local, env=env, stdout=log, stderr=subprocess.STDOUT
+                subprocess.Popen(
+                    [str(LAUNCHER), *container.args], env=env, stdout=log, stderr=subprocess.STDOUT
                 )
             )
 
@@ -456,3 +457,6 @@ def test_executors_read_the_bucket_with_the_storage_settings_of_their_pods(
     assert done.returncode == 0, tmp_path / "driver.log"
     assert "sum 499500" in done.stdout
     assert len(seen) == SPARK_VALUES["executors"]["instances"]
+    # Each fetched the driver's jars into its pod's /tmp (the image's working directory is read-only).
+    for name in seen:
+        assert (tmp_path / name / "hadoop-aws-3.5.0.jar").exists(), name
