@@ -56,8 +56,8 @@ $(VENVS)/pipeline/.spark.done: $(VENVS)/pipeline/.done images/pipeline/requireme
 java:  ## A Java 17 runtime for Spark (Debian package openjdk-17-jre-headless)
 	@java -version 2>&1 | grep -q 'version "\(1[7-9]\|2[0-9]\)' || apt-get install -y openjdk-17-jre-headless || { echo "install Java 17 (Debian: apt-get install -y openjdk-17-jre-headless)" >&2; exit 1; }
 
-# The JDBC drivers the Spark engine's ingest reads SQL sources with (pinned with their sha256 in
-# images/pipeline/spark-jars.txt), in a cache outside the repository; the step's Spark session puts
+# The JDBC drivers the Spark engine's ingest reads SQL sources with and Hadoop's S3A filesystem for s3://
+# storage roots (pinned with their sha256 in images/pipeline/spark-jars.txt), in a cache outside the repository; the step's Spark session puts
 # every jar of SHIPYARD_SPARK_JARS (default: this directory) on spark.jars.
 SPARK_JARS_DIR ?= $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/shipyard/spark-jars
 export SHIPYARD_SPARK_JARS := $(SPARK_JARS_DIR)
@@ -66,7 +66,7 @@ $(SPARK_JARS_DIR)/.done: images/pipeline/spark-jars.txt images/pipeline/fetch_sp
 	$(PIPELINE_PY) images/pipeline/fetch_spark_jars.py images/pipeline/spark-jars.txt $(SPARK_JARS_DIR)
 	touch $@
 
-spark: java $(VENVS)/pipeline/.spark.done $(SPARK_JARS_DIR)/.done  ## The Spark engine: pyspark in the pipeline virtualenv, Java 17, the JDBC driver jars
+spark: java $(VENVS)/pipeline/.spark.done $(SPARK_JARS_DIR)/.done  ## The Spark engine: pyspark in the pipeline virtualenv, Java 17, the JDBC driver and S3A jars
 
 locks: $(UV)  ## Re-resolve every lock file from its .in file
 	$(UV) pip compile -q --python-version 3.12 requirements.in -o requirements.txt

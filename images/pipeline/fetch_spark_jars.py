@@ -1,4 +1,5 @@
-"""Fetch the pinned JDBC driver jars (images/pipeline/spark-jars.txt) into a directory, checking each sha256.
+"""Fetch the pinned Spark jars (images/pipeline/spark-jars.txt: JDBC drivers, S3A) into a directory,
+checking each sha256.
 
     python fetch_spark_jars.py <spark-jars.txt> <directory>
 

@@ -105,6 +105,8 @@ class Env(StrEnum):
     # S3-compatible object storage endpoint (MinIO, Ceph, moto); credentials come from the
     # standard AWS variables of a Secret or from workload identity, never from values.
     S3_ENDPOINT_URL = "AWS_ENDPOINT_URL_S3"
+    # Its region (the chart's storage.region; unset: the client's default).
+    S3_REGION = "AWS_DEFAULT_REGION"
     # Largest request body the predictor reads, in bytes (its --max_request_bytes).
     MAX_REQUEST_BYTES = "SHIPYARD_MAX_REQUEST_BYTES"
     # The Prometheus Pushgateway (http://host:9091) the rollout and the batch steps push their

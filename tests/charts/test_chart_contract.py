@@ -55,7 +55,6 @@ RENDERS = [
 THIRD_PARTY_ENV = {
     "AWS_ACCESS_KEY_ID",
     "AWS_SECRET_ACCESS_KEY",
-    "AWS_DEFAULT_REGION",
     "MLFLOW_BACKEND_STORE_URI",
     "MLFLOW_S3_ENDPOINT_URL",
 }
@@ -190,6 +189,22 @@ class TestEveryRender:
             env = env_values(container)
             if where.startswith(("ConfigMap/", "ServingRuntime/")) and endpoint:
                 assert env[Env.S3_ENDPOINT_URL] == endpoint, where
+
+    def test_spark_executors_reach_storage_by_the_step_pods_names_and_values(self, values_files, values):
+        """Executors read s3a:// with the endpoint, region (spark_engine.s3a_confs) and credentials the
+        driver has: the storage variables of the Spark step pods, the same in the executor pod template."""
+        objects = by_kind_name(rendered(values_files, values))
+        storage = {Env.S3_ENDPOINT_URL, Env.S3_REGION, "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"}
+        for template in step_templates(list(objects.values()), prefix="spark-"):
+            [driver] = template["spec"]["containers"]
+            [(_, executor)] = [
+                found
+                for (kind, name), obj in objects.items()
+                if kind == "ConfigMap" and name.endswith("-spark-executor")
+                for found in object_containers(obj)
+            ]
+            expected = [item for item in driver["env"] if item["name"] in storage]
+            assert [item for item in executor["env"] if item["name"] in storage] == expected
 
     def test_spark_step_pods_tell_the_driver_its_executors_by_the_contract_names(self, values_files, values):
         objects = by_kind_name(rendered(values_files, values))

@@ -185,3 +185,33 @@ class TestPredictionLogs:
         rendered = objects(storage)
         for container in (step_container(rendered), predictor_container(rendered)):
             assert env_by_name(container)[Env.PREDICTION_LOG_URI]["value"] == expected
+
+
+class TestSparkExecutors:
+    """Executor pods read the snapshots themselves (s3a://): they reach the bucket as the step pods do."""
+
+    @staticmethod
+    def spark_containers(rendered: dict) -> tuple[dict, dict]:
+        steps = rendered[("ConfigMap", "shipyard-pod-templates")]["data"]
+        driver = next(yaml.safe_load(text) for name, text in steps.items() if name.startswith("spark-"))
+        executor = yaml.safe_load(rendered[("ConfigMap", "shipyard-spark-executor")]["data"]["executor.yaml"])
+        return driver["spec"]["containers"][0], executor["spec"]["containers"][0]
+
+    def test_executors_get_the_endpoint_region_and_key_pair_of_the_step_pods(self):
+        driver, executor = self.spark_containers(objects(MINIO, spark={"enabled": True}))
+        names = (Env.S3_ENDPOINT_URL, Env.S3_REGION, *KEY_PAIR)
+        for name in names:
+            assert env_by_name(executor)[name] == env_by_name(driver)[name]
+        assert env_by_name(executor)[KEY_PAIR[1]]["valueFrom"]["secretKeyRef"]["name"] == "shipyard-s3"
+
+    def test_with_workload_identity_executors_run_as_the_pipelines_storage_identity(self):
+        annotations = {"eks.amazonaws.com/role-arn": "arn:aws:iam::123456789012:role/shipyard"}
+        rendered = objects(
+            {"root": "s3://shipyard-data/prod"},
+            pipeline={"serviceAccount": {"annotations": annotations}},
+            spark={"enabled": True},
+        )
+        driver, executor = self.spark_containers(rendered)
+        account = env_by_name(driver)[Env.SPARK_EXECUTOR_SERVICE_ACCOUNT]["value"]
+        assert rendered[("ServiceAccount", account)]["metadata"]["annotations"] == annotations
+        assert not [name for name in env_by_name(executor) if name.startswith("AWS_")]

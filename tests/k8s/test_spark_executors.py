@@ -16,6 +16,7 @@ first executor ends the step with StepError, and stopping it must delete the pod
 
 from __future__ import annotations
 
+import base64
 import collections
 import copy
 import json
@@ -34,7 +35,7 @@ import yaml
 from envtest import RELEASE, Kube
 from kubernetes import client
 from step_runs import END, START, write_pod_templates
-from support.servers import REPO, venv_python
+from support.servers import REPO, s3_server, venv_python
 from support.specs import spark_pipeline
 from test_rbac import call_key, granted, user
 
@@ -123,12 +124,18 @@ def field(pod: client.V1Pod, path: str) -> str:
     return value
 
 
-def container_env(container: client.V1Container, pod: client.V1Pod) -> dict[str, str]:
-    """Literal values, and the downward API's from the pod as the API server stores it."""
-    return {
-        e.name: e.value if e.value_from is None else field(pod, e.value_from.field_ref.field_path)
-        for e in container.env
-    }
+def container_env(container: client.V1Container, pod: client.V1Pod, core: client.CoreV1Api) -> dict[str, str]:
+    """Literal values, the downward API's from the pod as the API server stores it, and Secrets' keys."""
+
+    def value(e: client.V1EnvVar) -> str:
+        if e.value_from is None:
+            return e.value
+        if ref := e.value_from.secret_key_ref:
+            data = core.read_namespaced_secret(ref.name, pod.metadata.namespace).data
+            return base64.b64decode(data[ref.key]).decode()
+        return field(pod, e.value_from.field_ref.field_path)
+
+    return {e.name: value(e) for e in container.env}
 
 
 def driver_environment(kube: Kube, driver: client.V1Pod, account: str, workdir: Path) -> dict[str, str]:
@@ -137,7 +144,7 @@ def driver_environment(kube: Kube, driver: client.V1Pod, account: str, workdir: 
     the ServiceAccount's token and CA) are files in `workdir`, and the API server's in-cluster
     address is its loopback one, both passed by the contract's names."""
     [container] = [c for c in driver.spec.containers if c.name == "base"]
-    env = container_env(container, driver)
+    env = container_env(container, driver, client.CoreV1Api(kube.api))
     executor_template = client.CoreV1Api(kube.api).read_namespaced_config_map(
         f"{RELEASE}-spark-executor", driver.metadata.namespace
     )
@@ -220,10 +227,11 @@ class ContainerRuntime:
         assert container.command == ["shipyard-spark-executor"]
         local = self.workdir / name
         local.mkdir()
-        env = container_env(container, pod) | {
+        env = container_env(container, pod, self.core) | {
             "PATH": f"{Path(venv_python('pipeline')).parent}:{os.environ['PATH']}",
             "HOME": str(local),
             "SPARK_LOCAL_DIRS": str(local),
+            "TMPDIR": str(local),  # the pod's own /tmp
         }
         with (self.workdir / f"{name}.log").open("w") as log:
             self.processes.append(
@@ -407,3 +415,61 @@ def test_executors_that_start_run_the_steps_work_and_go_at_stop(
     assert "sum 999000" in done.stdout
     assert len(seen) == SPARK_VALUES["executors"]["instances"]
     assert executor_pods(kube, namespace) == []
+
+
+# Written by the driver (s3fs), read by the executors (s3a://, spark_score.read_parquet): the driver
+# runs no task in client mode, so only the executors' tasks scan it.
+READ_THE_BUCKET = textwrap.dedent(
+    """
+    import pandas as pd
+    from shipyard_pipeline import spark_score, storage
+    from shipyard_pipeline.spark_engine import session
+    uri = "{uri}"
+    storage.write_bytes_atomic(uri, pd.DataFrame({{"id": range(1000)}}).to_parquet())
+    with session("shipyard-train") as spark:
+        print("sum", spark_score.read_parquet(spark, uri).groupBy().sum("id").collect()[0][0])
+    """
+)
+
+
+def test_executors_read_the_bucket_with_the_storage_settings_of_their_pods(
+    kube: Kube, tmp_path: Path
+) -> None:
+    """The chart installed with an S3-compatible endpoint and a credentials Secret; the executor pods, run
+    with the environment the chart's executor template gives them (Secret keys resolved as the kubelet
+    would), read a snapshot-like file from the bucket (moto on loopback) through S3A: the jars the
+    driver ships (spark.jars), the endpoint it hands them, and the key pair of their own pods."""
+    namespace, bucket, secret = "shipyard-spark-s3", "shipyard-data", "shipyard-s3"
+    kube.create_namespace(namespace)
+    core = client.CoreV1Api(kube.api)
+    keys = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing"}
+    core.create_namespaced_secret(
+        namespace, client.V1Secret(metadata={"name": secret}, string_data=keys, type="Opaque")
+    )
+    with s3_server(tmp_path / "s3", buckets=(bucket,)) as endpoint:
+        storage = {"root": f"s3://{bucket}/spark", "endpoint": endpoint, "existingSecret": secret}
+        kube.helm(
+            "install", RELEASE, str(REPO / "charts/shipyard"), "--namespace", namespace,
+            "--values", str(REPO / "charts/shipyard/ci/spark-values.yaml"),
+            f"--set-json=storage={json.dumps(storage | {'region': 'us-east-1'})}",
+        )  # fmt: skip
+        templates = write_pod_templates(kube, namespace, tmp_path / "pod-templates")
+        pod = operator_pod(namespace, templates, spark_pipeline(tmp_path))
+        driver = running_driver(kube, pod, namespace)
+        env = driver_environment(kube, driver, DRIVER_SA, tmp_path) | {
+            Env.SPARK_EXECUTOR_START_TIMEOUT: "180",
+            Env.SPARK_JARS: os.environ.get(Env.SPARK_JARS, str(Path.home() / ".cache/shipyard/spark-jars")),
+        }
+        assert env[Env.S3_ENDPOINT_URL] == endpoint
+        program = READ_THE_BUCKET.format(uri=f"{storage['root']}/rows.parquet")
+        runtime = ContainerRuntime(kube, tmp_path)
+        try:
+            done, seen = run_driver(env, kube, namespace, tmp_path / "driver.log", ["-c", program], runtime)
+        finally:
+            runtime.stop()
+    assert done.returncode == 0, tmp_path / "driver.log"
+    assert "sum 499500" in done.stdout
+    assert len(seen) == SPARK_VALUES["executors"]["instances"]
+    # Each fetched the driver's jars into its pod's /tmp (the image's working directory is read-only).
+    for name in seen:
+        assert (tmp_path / name / "hadoop-aws-3.5.0.jar").exists(), name

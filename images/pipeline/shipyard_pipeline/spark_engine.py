@@ -5,7 +5,8 @@ pyspark is an optional part of the pipeline image (`images/pipeline/requirements
 `local[*]`: the step process is the driver and its cores the executors. On Kubernetes the
 step pod is the driver in client mode and the master `k8s://https://<api server>`: executor
 pods run the same image, configured from the step pod's environment (`CONFS_FROM_ENV`, set by
-the operator and the chart; docs/architecture.md, "Engines").
+the operator and the chart; docs/architecture.md, "Engines"). A storage root on object storage
+(`s3://`) is read by Hadoop's S3A filesystem (`s3a_confs`).
 """
 
 from __future__ import annotations
@@ -60,10 +61,30 @@ KUBERNETES_CONFS = {
     "spark.kubernetes.driver.ownPersistentVolumeClaim": "false",
     "spark.kubernetes.driver.reusePersistentVolumeClaim": "false",
 }
+# Hadoop's S3A filesystem (hadoop-aws and the AWS SDK, images/pipeline/spark-jars.txt) finds credentials
+# as storage.py's s3fs does: the AWS SDK's default chain, in each JVM's own environment (the chart's
+# Secret or the pod's workload identity), on the driver and on every executor.
+S3A_CREDENTIALS_PROVIDER = "software.amazon.awssdk.auth.credentials.DefaultCredentialsProvider"
+
+
+def s3a_confs() -> dict[str, str]:
+    """Spark confs for `s3a://` from the variables storage.py's s3fs reads (contract.Env).
+
+    The endpoint and region become Hadoop settings, which the driver hands its executors; an endpoint
+    (an S3-compatible store: MinIO, Ceph, moto) also means path-style requests. Credentials never enter
+    the Spark configuration (its settings are logged and shown): each JVM's SDK reads its environment.
+    """
+    confs = {"spark.hadoop.fs.s3a.aws.credentials.provider": S3A_CREDENTIALS_PROVIDER}
+    if endpoint := os.environ.get(Env.S3_ENDPOINT_URL):
+        confs["spark.hadoop.fs.s3a.endpoint"] = endpoint
+        confs["spark.hadoop.fs.s3a.path.style.access"] = "true"
+    if region := os.environ.get(Env.S3_REGION):
+        confs["spark.hadoop.fs.s3a.endpoint.region"] = region
+    return confs
 
 
 def jdbc_jars() -> list[str]:
-    """The JDBC driver jars of SHIPYARD_SPARK_JARS (default: where `make spark` puts them)."""
+    """The jars of SHIPYARD_SPARK_JARS (default: where `make spark` puts them): JDBC drivers, S3A."""
     default = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache"), "shipyard", "spark-jars")
     return sorted(str(jar) for jar in Path(os.environ.get(Env.SPARK_JARS, default)).glob("*.jar"))
 
@@ -91,6 +112,7 @@ def session(app_name: str, confs: dict[str, str] | None = None) -> Iterator[Spar
         # Snapshots hold pandas' nanosecond timestamps, which Spark reads only as epoch nanoseconds.
         .config("spark.sql.legacy.parquet.nanosAsLong", "true")
         .config(map=KUBERNETES_CONFS)
+        .config(map=s3a_confs())
         .config(map={conf: os.environ[env] for env, conf in CONFS_FROM_ENV.items() if os.environ.get(env)})
         .config(map=confs or {})
         .getOrCreate()
@@ -178,7 +200,7 @@ class SparkEngine:
 
         empty = spark_score.snapshot_schema(published).empty_table().to_pandas()
         with self.session(f"shipyard-validate-{spec.name}") as spark:
-            rows = spark.read.parquet(spark_score.spark_uri(published.data_uri))
+            rows = spark_score.read_parquet(spark, published.data_uri)
             if spec.columns.target in rows.columns:
                 schema = StructType(
                     [*rows.schema.fields, StructField(expectations.TARGET_POSITIVE, LongType(), False)]

@@ -33,7 +33,7 @@ from pyspark.sql.types import DoubleType, LongType, StringType, StructField, Str
 
 from shipyard_pipeline import dataset
 from shipyard_pipeline.metrics import Scored, Scorer, TestScores, slice_keys
-from shipyard_pipeline.spark_score import spark_uri
+from shipyard_pipeline.spark_score import read_parquet
 from shipyard_spec.model import PipelineSpec
 
 BINS = 10_000  # score bins of the summary: scores 1e-4 apart may be ordered as ties
@@ -44,7 +44,7 @@ SCORE, ROWS = "__score__", "__rows__"
 def test_scores(
     spark: SparkSession, test_uri: str, scorers: dict[str, Scorer], spec: PipelineSpec
 ) -> TestScores:
-    rows = spark.read.parquet(spark_uri(test_uri))
+    rows = read_parquet(spark, test_uri)
     keys = [c for c in spec.evaluation.slices if c in rows.columns]
     target = spec.columns.target
     schema = StructType(

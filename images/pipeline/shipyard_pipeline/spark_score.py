@@ -21,17 +21,38 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 from fsspec.implementations.local import LocalFileSystem
-from pyspark.sql import SparkSession
+from py4j.protocol import Py4JJavaError
+from pyspark.errors import PySparkException
+from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql.types import FloatType, StringType, StructField, StructType
 
 from shipyard_pipeline import snapshot, storage
+from shipyard_pipeline.errors import StepError
 from shipyard_pipeline.scoring_model import Column, ScoringModel
+from shipyard_pipeline.spark_source import spark_cause
+from shipyard_spec.contract import Env
 
 
 def spark_uri(uri: str) -> str:
-    """What Spark reads for a storage URI: a local path, or `s3a://` (hadoop-aws on the image) for `s3://`."""
+    """What Spark reads for a storage URI: a local path, or for `s3://` the same object as `s3a://`, Hadoop's
+    S3A filesystem (hadoop-aws, spark-jars.txt; configured by `spark_engine.s3a_confs`)."""
     fs, path = storage.filesystem(uri)
     return path if isinstance(fs, LocalFileSystem) else uri.replace("s3://", "s3a://", 1)
+
+
+def read_parquet(spark: SparkSession, uri: str) -> DataFrame:
+    """The Parquet file at a storage URI as a DataFrame: every Spark read of the storage root (snapshots,
+    the test split). Spark lists the file and reads its footer here, so a store it cannot read (no
+    credentials, no such bucket, no S3A jars) ends the step with a StepError naming the file and the cause."""
+    try:
+        return spark.read.parquet(spark_uri(uri))
+    except (PySparkException, Py4JJavaError) as e:
+        cause = spark_cause(e)
+        if "No FileSystem for scheme" in cause:
+            cause += (
+                f" (the S3A jars of images/pipeline/spark-jars.txt are not in {Env.SPARK_JARS}: make spark)"
+            )
+        raise StepError(f"Spark cannot read {uri}: {cause}") from e
 
 
 def snapshot_schema(published: snapshot.Snapshot) -> pa.Schema:
@@ -44,7 +65,7 @@ def snapshot_schema(published: snapshot.Snapshot) -> pa.Schema:
 def scored(
     spark: SparkSession, model: ScoringModel, published: snapshot.Snapshot, keys: list[str], batch_rows: int
 ) -> Iterator[Iterator[pd.DataFrame]]:
-    rows = spark.read.parquet(spark_uri(published.data_uri))
+    rows = read_parquet(spark, published.data_uri)
     schema = StructType(
         [
             *(rows.schema[name] for name in keys),

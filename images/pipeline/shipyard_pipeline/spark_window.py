@@ -38,7 +38,7 @@ from shipyard_pipeline import dataset, snapshot, spark_fit, storage
 from shipyard_pipeline.errors import StepError
 from shipyard_pipeline.fitting import Fit
 from shipyard_pipeline.model_artifact import SAMPLE_ROWS
-from shipyard_pipeline.spark_score import snapshot_schema, spark_uri
+from shipyard_pipeline.spark_score import read_parquet, snapshot_schema
 from shipyard_pipeline.training_window import PARTS
 from shipyard_spec.model import ModelConfig, PipelineSpec
 
@@ -121,7 +121,7 @@ class SparkWindow:
         self._written: dict[str, str] = {}
 
     def _read(self, snapshots: list[snapshot.Snapshot]) -> DataFrame:
-        frames = [self._spark.read.parquet(spark_uri(s.data_uri)) for s in snapshots]
+        frames = [read_parquet(self._spark, s.data_uri) for s in snapshots]
         spark_types = {f.name: f.dataType for frame in frames for f in frame.schema.fields}
         typed = []
         for place, frame in enumerate(frames):
