@@ -66,9 +66,13 @@ SPEC_EXECUTORS = {"cores": 1, "memory": "1g"}
 DRIVER = textwrap.dedent(
     """
     import sys
+    from datetime import UTC, datetime
     from shipyard_pipeline import engines
+    from shipyard_pipeline.context import RunContext
     from shipyard_spec import load_spec
-    with engines.engine(load_spec(sys.argv[1])).session("shipyard-train"):
+    week = datetime(2026, 1, 5, tzinfo=UTC), datetime(2026, 1, 12, tzinfo=UTC)
+    run = RunContext(load_spec(sys.argv[1]), *week, "spark_on_kubernetes", sys.argv[2])
+    with engines.engine(run).session("shipyard-train"):
         pass
     """
 )
@@ -258,7 +262,9 @@ def spark_run(
     driver = running_driver(kube, pod, namespace)
     env = driver_environment(kube, driver, DRIVER_SA, workdir)
     before = len(kube.plane.audit_events())
-    done, seen = run_driver(env, kube, namespace, workdir / "driver.log", ["-c", DRIVER, str(spec)])
+    done, seen = run_driver(
+        env, kube, namespace, workdir / "driver.log", ["-c", DRIVER, str(spec), str(workdir)]
+    )
     calls = [
         e for e in kube.plane.audit_events()[before:] if e["user"]["username"] == user(namespace, DRIVER_SA)
     ]
@@ -362,7 +368,7 @@ def test_without_the_right_to_create_pods_the_step_fails_with_the_api_servers_an
     env = driver_environment(kube, driver, account, tmp_path)
     started = time.monotonic()
     done, seen = run_driver(
-        env, kube, namespace, tmp_path / "driver.log", ["-c", DRIVER, str(spark_run["spec"])]
+        env, kube, namespace, tmp_path / "driver.log", ["-c", DRIVER, str(spark_run["spec"]), str(tmp_path)]
     )
     elapsed = time.monotonic() - started
     assert done.returncode == 1, done.stdout[-3000:]
@@ -417,17 +423,25 @@ def test_executors_that_start_run_the_steps_work_and_go_at_stop(
     assert executor_pods(kube, namespace) == []
 
 
-# Written by the driver (s3fs), read by the executors (s3a://, spark_score.read_parquet): the driver
-# runs no task in client mode, so only the executors' tasks scan it.
+# Written by the driver (s3fs), read by the executors (s3a://, spark_storage.read_parquet): the driver
+# runs no task in client mode, so only the executors' tasks scan it. Then the executors write parts for
+# the driver (spark_storage.written, as ingest, the split and scoring do) into the run's scratch space
+# in the bucket, and the driver reads them all back: each executor pod has its own /tmp here.
 READ_THE_BUCKET = textwrap.dedent(
     """
     import pandas as pd
-    from shipyard_pipeline import spark_score, storage
+    from shipyard_pipeline import spark_storage, storage
     from shipyard_pipeline.spark_engine import session
-    uri = "{uri}"
+    uri, scratch = "{uri}", "{scratch}"
     storage.write_bytes_atomic(uri, pd.DataFrame({{"id": range(1000)}}).to_parquet())
     with session("shipyard-train") as spark:
-        print("sum", spark_score.read_parquet(spark, uri).groupBy().sum("id").collect()[0][0])
+        rows = spark_storage.read_parquet(spark, uri)
+        print("sum", rows.groupBy().sum("id").collect()[0][0])
+        with spark_storage.written(rows.selectExpr("id * 2 AS id").repartition(4), scratch) as parts:
+            ids = [i for batch in parts.batches() for i in batch.column("id").to_pylist()]
+            print("parts", len(parts.paths), "rows", len(ids), "sum", sum(ids), "in", parts.fs.protocol)
+    fs, path = storage.filesystem(scratch)
+    print("scratch left", fs.find(path))
     """
 )
 
@@ -461,7 +475,8 @@ def test_executors_read_the_bucket_with_the_storage_settings_of_their_pods(
             Env.SPARK_JARS: os.environ.get(Env.SPARK_JARS, str(Path.home() / ".cache/shipyard/spark-jars")),
         }
         assert env[Env.S3_ENDPOINT_URL] == endpoint
-        program = READ_THE_BUCKET.format(uri=f"{storage['root']}/rows.parquet")
+        scratch = f"{storage['root']}/telco_churn/runs/spark_on_kubernetes/scratch"
+        program = READ_THE_BUCKET.format(uri=f"{storage['root']}/rows.parquet", scratch=scratch)
         runtime = ContainerRuntime(kube, tmp_path)
         try:
             done, seen = run_driver(env, kube, namespace, tmp_path / "driver.log", ["-c", program], runtime)
@@ -469,6 +484,8 @@ def test_executors_read_the_bucket_with_the_storage_settings_of_their_pods(
             runtime.stop()
     assert done.returncode == 0, tmp_path / "driver.log"
     assert "sum 499500" in done.stdout
+    assert "parts 4 rows 1000 sum 999000 in ('s3', 's3a')" in done.stdout, tmp_path / "driver.log"
+    assert "scratch left []" in done.stdout
     assert len(seen) == SPARK_VALUES["executors"]["instances"]
     # Each fetched the driver's jars into its pod's /tmp (the image's working directory is read-only).
     for name in seen:

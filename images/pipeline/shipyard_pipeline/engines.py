@@ -31,6 +31,7 @@ if TYPE_CHECKING:
     from great_expectations.data_context import AbstractDataContext
     from great_expectations.datasource.fluent.interfaces import Batch
 
+    from shipyard_pipeline.context import RunContext
     from shipyard_pipeline.scoring_model import ScoringModel
 
 SPARK_PACKAGES = ("pyspark", "py4j")  # the Spark part of the image (requirements-spark.txt)
@@ -117,7 +118,7 @@ class PandasEngine:
         return TestScores(curves, test[[c for c in spec.evaluation.slices if c in test.columns]])
 
 
-def _spark(spec: PipelineSpec) -> Engine:
+def _spark(context: RunContext) -> Engine:
     try:  # pyspark: imported by a Spark pipeline's steps only
         from shipyard_pipeline.spark_engine import SparkEngine
     except ModuleNotFoundError as e:
@@ -127,12 +128,12 @@ def _spark(spec: PipelineSpec) -> Engine:
             f"the spec selects engine: spark but {e.name} is not installed "
             "(make spark, or the pipeline image's Spark variant)"
         ) from e
-    return SparkEngine(spec.spark or Spark())
+    return SparkEngine(context.spec.spark or Spark(), context.scratch_dir())
 
 
-ENGINES: dict[str, Callable[[PipelineSpec], Engine]] = {"pandas": lambda _: PandasEngine(), "spark": _spark}
+ENGINES: dict[str, Callable[[RunContext], Engine]] = {"pandas": lambda _: PandasEngine(), "spark": _spark}
 
 
-def engine(spec: PipelineSpec) -> Engine:
-    """The engine the spec's `engine` names, with the spec's settings for it."""
-    return ENGINES[spec.engine](spec)
+def engine(context: RunContext) -> Engine:
+    """The engine the run's spec names, with the spec's settings for it and the run's scratch space."""
+    return ENGINES[context.spec.engine](context)

@@ -81,7 +81,7 @@ def run(context: RunContext, force: bool = False) -> dict[str, Any]:
     )
     order = [c for c in (spec.columns.event_time, spec.columns.id) if c]
     targets: set[Any] = set()
-    reading = engines.engine(spec).read_source(spec, context.interval_start, context.interval_end, order)
+    reading = engines.engine(context).read_source(spec, context.interval_start, context.interval_end, order)
     with reading as read, chunks.Spill(order) as spill:
         for chunk in read:
             if not spill.columns:

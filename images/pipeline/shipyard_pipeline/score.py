@@ -76,7 +76,7 @@ def run(context: RunContext) -> dict[str, Any]:
         return {**result, "status": Status.NO_MODEL.value, "model_version": None}
     model = ScoringModel.load(version)
     keys = [c for c in (spec.columns.id, spec.columns.event_time) if c]
-    with engines.engine(spec).scored(model, published, keys, settings.batch_rows) as chunks:
+    with engines.engine(context).scored(model, published, keys, settings.batch_rows) as chunks:
         written = _publish(context, published, model, chunks)
     log.info(
         "scored %d rows of %s with %s v%s on %s into %s",

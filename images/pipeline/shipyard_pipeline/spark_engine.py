@@ -24,7 +24,7 @@ import pandas as pd
 from pyspark.sql import SparkSession
 from pyspark.sql.types import LongType, StructField, StructType
 
-from shipyard_pipeline import snapshot, source, spark_evaluate, spark_score, spark_source
+from shipyard_pipeline import snapshot, source, spark_evaluate, spark_score, spark_source, spark_storage
 from shipyard_pipeline.dataset import FeatureSet
 from shipyard_pipeline.errors import StepError
 from shipyard_pipeline.metrics import Scorer, TestScores
@@ -147,8 +147,9 @@ def await_executor(spark: SparkSession, timeout: float) -> None:
 class SparkEngine:
     """`engines.Engine` on Spark, with one pipeline's Spark settings."""
 
-    def __init__(self, settings: Spark) -> None:
+    def __init__(self, settings: Spark, scratch: str) -> None:
         self.confs = executor_confs(settings.executors)
+        self.scratch = scratch  # where executors write what the driver reads (spark_storage.written)
 
     def session(self, app_name: str) -> contextlib.AbstractContextManager[SparkSession]:
         return session(app_name, self.confs)
@@ -167,7 +168,7 @@ class SparkEngine:
             )
         with (
             self.session("shipyard-ingest") as spark,
-            spark_source.read_interval(spark, spec, start, end, order) as chunks,
+            spark_source.read_interval(spark, spec, start, end, order, self.scratch) as chunks,
         ):
             yield chunks
 
@@ -176,7 +177,7 @@ class SparkEngine:
         self, spec: PipelineSpec, snapshots: list[snapshot.Snapshot]
     ) -> Iterator[TrainingWindow]:
         with self.session("shipyard-train") as spark:
-            yield SparkWindow(spark, spec, snapshots)
+            yield SparkWindow(spark, spec, snapshots, self.scratch)
 
     @contextlib.contextmanager
     def scored(
@@ -184,7 +185,7 @@ class SparkEngine:
     ) -> Iterator[Iterator[pd.DataFrame]]:
         with (
             self.session(f"shipyard-score-{model.name}-v{model.version}") as spark,
-            spark_score.scored(spark, model, published, keys, batch_rows) as chunks,
+            spark_score.scored(spark, model, published, keys, batch_rows, self.scratch) as chunks,
         ):
             yield chunks
 
@@ -200,7 +201,7 @@ class SparkEngine:
 
         empty = spark_score.snapshot_schema(published).empty_table().to_pandas()
         with self.session(f"shipyard-validate-{spec.name}") as spark:
-            rows = spark_score.read_parquet(spark, published.data_uri)
+            rows = spark_storage.read_parquet(spark, published.data_uri)
             if spec.columns.target in rows.columns:
                 schema = StructType(
                     [*rows.schema.fields, StructField(expectations.TARGET_POSITIVE, LongType(), False)]

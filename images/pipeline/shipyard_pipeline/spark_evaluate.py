@@ -33,7 +33,7 @@ from pyspark.sql.types import DoubleType, LongType, StringType, StructField, Str
 
 from shipyard_pipeline import dataset
 from shipyard_pipeline.metrics import Scored, Scorer, TestScores, slice_keys
-from shipyard_pipeline.spark_score import read_parquet
+from shipyard_pipeline.spark_storage import read_parquet
 from shipyard_spec.model import PipelineSpec
 
 BINS = 10_000  # score bins of the summary: scores 1e-4 apart may be ordered as ties

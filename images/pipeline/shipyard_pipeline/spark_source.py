@@ -33,14 +33,11 @@ import contextlib
 import itertools
 import logging
 import math
-import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
-from pathlib import Path
 
 import pandas as pd
-import pyarrow.parquet as pq
 import sqlalchemy as sa
 from py4j.protocol import Py4JJavaError
 from pyspark.errors import PySparkException
@@ -48,7 +45,7 @@ from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
-from shipyard_pipeline import source
+from shipyard_pipeline import source, spark_storage
 from shipyard_pipeline.errors import StepError
 from shipyard_spec.model import PipelineSpec, SqlSource
 
@@ -132,7 +129,7 @@ def custom_schema(declared: T.StructType, event_time: str | None, affinities: bo
 
 @contextlib.contextmanager
 def read_interval(
-    spark: SparkSession, spec: PipelineSpec, start: datetime, end: datetime, order: list[str]
+    spark: SparkSession, spec: PipelineSpec, start: datetime, end: datetime, order: list[str], scratch: str
 ) -> Iterator[Iterator[pd.DataFrame]]:
     """`source.read_interval` for a SQL source, read by Spark (see the module doc)."""
     sql = spec.source
@@ -161,33 +158,14 @@ def read_interval(
             properties["customSchema"] = schema
         frame = spark.read.jdbc(jdbc.url, table, predicates=predicates, properties=properties)
         frame = frame.sortWithinPartitions(*(F.col(name).asc_nulls_last() for name in order))
-        with tempfile.TemporaryDirectory(prefix="shipyard-spark-ingest-") as out:
-            frame.write.parquet(f"{out}/rows")
-            parts = sorted(Path(out, "rows").glob("part-*.parquet"))
-            yield (source.with_utc_event_times(spec, chunk) for chunk in _chunks(parts, sql.chunk_rows))
+        with spark_storage.written(frame, scratch) as parts:
+            chunks = (batch.to_pandas() for batch in parts.batches(sql.chunk_rows))
+            yield (source.with_utc_event_times(spec, chunk) for chunk in chunks)
     except (PySparkException, Py4JJavaError) as e:
-        raise StepError(f"reading {source.describe_url(url)} on Spark failed: {spark_cause(e)}") from e
-
-
-def spark_cause(error: PySparkException | Py4JJavaError) -> str:
-    """The first line of a Spark error, and the Java exception at the root of it when that line does
-    not say it: py4j's is `An error occurred while calling o54.jdbc.`, Spark's JDBC errors say
-    `Couldn't connect to the database` without the database's answer (a refused login)."""
-    first = str(error).strip().splitlines()[0]
-    java = getattr(error, "java_exception", None) or getattr(error, "_origin", None)  # py4j's; pyspark's
-    root = None
-    while java is not None:
-        root, java = java, java.getCause()
-    root_text = " ".join(str(root.toString()).split()) if root is not None else ""
-    return f"{first} ({root_text})" if root_text and root_text not in first else first
+        cause = spark_storage.spark_cause(e)
+        raise StepError(f"reading {source.describe_url(url)} on Spark failed: {cause}") from e
 
 
 def compiled(clause: sa.ClauseElement, dialect: sa.Dialect) -> str:
     """SQL text with its values inlined, as the source's database reads it."""
     return str(clause.compile(dialect=dialect, compile_kwargs={"literal_binds": True}))
-
-
-def _chunks(parts: list[Path], rows: int) -> Iterator[pd.DataFrame]:
-    for part in parts:
-        for batch in pq.ParquetFile(part).iter_batches(batch_size=rows):
-            yield batch.to_pandas()

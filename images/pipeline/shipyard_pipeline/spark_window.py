@@ -25,7 +25,6 @@ from __future__ import annotations
 import functools
 import logging
 import tempfile
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -34,11 +33,12 @@ import pyarrow.parquet as pq
 from pyspark.sql import Column, DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
 
-from shipyard_pipeline import dataset, snapshot, spark_fit, storage
+from shipyard_pipeline import dataset, snapshot, spark_fit, spark_storage, storage
 from shipyard_pipeline.errors import StepError
 from shipyard_pipeline.fitting import Fit
 from shipyard_pipeline.model_artifact import SAMPLE_ROWS
-from shipyard_pipeline.spark_score import read_parquet, snapshot_schema
+from shipyard_pipeline.spark_score import snapshot_schema
+from shipyard_pipeline.spark_storage import read_parquet
 from shipyard_pipeline.training_window import PARTS
 from shipyard_spec.model import ModelConfig, PipelineSpec
 
@@ -83,8 +83,10 @@ def window_schema(schemas: list[pa.Schema]) -> pa.Schema:
 class SparkWindow:
     """`training_window.TrainingWindow` in Spark (see the module doc)."""
 
-    def __init__(self, spark: SparkSession, spec: PipelineSpec, snapshots: list[snapshot.Snapshot]) -> None:
-        self._spark, self._spec = spark, spec
+    def __init__(
+        self, spark: SparkSession, spec: PipelineSpec, snapshots: list[snapshot.Snapshot], scratch: str
+    ) -> None:
+        self._spark, self._spec, self._scratch = spark, spec, scratch
         window_rows = sum(s.manifest["rows"] for s in snapshots)
         shuffle_partitions = max(spark.sparkContext.defaultParallelism, -(-window_rows // PARTITION_ROWS))
         spark.conf.set("spark.sql.shuffle.partitions", str(shuffle_partitions))
@@ -196,13 +198,14 @@ class SparkWindow:
     def write_split(self, uris: dict[str, str]) -> None:
         for name in PARTS:
             rows = self._part(name).orderBy(POSITION).select(*self._schema.names)
-            with tempfile.TemporaryDirectory(prefix="shipyard-spark-split-") as out:
-                rows.write.parquet(f"{out}/rows")
+            with (
+                spark_storage.written(rows, self._scratch) as parts,
+                tempfile.TemporaryDirectory(prefix="shipyard-spark-split-") as out,
+            ):
                 local = f"{out}/{name}.parquet"
                 with pq.ParquetWriter(local, self._schema) as writer:
-                    for part in sorted(Path(out, "rows").glob("part-*.parquet")):
-                        for batch in pq.ParquetFile(part).iter_batches():
-                            writer.write_table(self._typed(pa.Table.from_batches([batch])))
+                    for batch in parts.batches():
+                        writer.write_table(self._typed(pa.Table.from_batches([batch])))
                 storage.upload_file(local, uris[name])
             self._written[name] = uris[name]
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from pathlib import Path
 
 from support.specs import TELCO
 
@@ -23,19 +24,25 @@ class WithoutSpark(importlib.abc.MetaPathFinder):
 sys.meta_path.insert(0, WithoutSpark())
 from shipyard_pipeline import engines, score, train
 from shipyard_pipeline.errors import StepError
+from datetime import UTC, datetime
+from shipyard_pipeline.context import RunContext
 from shipyard_spec import load_spec
 spec = load_spec(sys.argv[1])
-print(type(engines.engine(spec)).__name__)
+week = datetime(2026, 1, 5, tzinfo=UTC), datetime(2026, 1, 12, tzinfo=UTC)
+print(type(engines.engine(RunContext(spec, *week, "run", sys.argv[2]))).__name__)
 try:
-    engines.engine(spec.model_copy(update={"engine": "spark"}))
+    engines.engine(RunContext(spec.model_copy(update={"engine": "spark"}), *week, "run", sys.argv[2]))
 except StepError as e:
     print(e)
 """
 
 
-def test_a_pandas_pipeline_needs_no_pyspark_and_a_spark_one_says_how_to_get_it() -> None:
+def test_a_pandas_pipeline_needs_no_pyspark_and_a_spark_one_says_how_to_get_it(tmp_path: Path) -> None:
     completed = subprocess.run(
-        [sys.executable, "-c", WITHOUT_SPARK, str(TELCO)], capture_output=True, text=True, check=True
+        [sys.executable, "-c", WITHOUT_SPARK, str(TELCO), str(tmp_path)],
+        capture_output=True,
+        text=True,
+        check=True,
     )
     pandas, spark = completed.stdout.splitlines()
     assert pandas == "PandasEngine"

@@ -19,7 +19,7 @@ from pyspark.errors import PySparkException
 from support.servers import postgres_server
 from support.specs import spark_pipeline
 
-from shipyard_pipeline import snapshot, spark_engine, spark_source
+from shipyard_pipeline import snapshot, spark_engine, spark_source, spark_storage
 from shipyard_pipeline.source import URL_FORMS
 from shipyard_spec.contract import Env, ExitCode
 
@@ -174,6 +174,6 @@ def test_a_login_jdbc_is_refused_is_named_with_the_database_s_answer(warehouse) 
     jdbc = spark_source.jdbc_source(postgres.set(password="not-the-" + postgres.password))
     with spark_engine.session("test-jdbc-login") as spark, pytest.raises(PySparkException) as raised:
         spark.read.jdbc(jdbc.url, "customers", properties=jdbc.properties).schema  # noqa: B018
-    cause = spark_source.spark_cause(raised.value)
+    cause = spark_storage.spark_cause(raised.value)
     assert "Couldn't connect to the database" in cause
     assert f'password authentication failed for user "{postgres.username}"' in cause

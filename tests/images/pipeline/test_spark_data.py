@@ -147,7 +147,7 @@ def test_the_window_spark_reads_and_splits_is_the_pandas_window(
     assert dataset.applied_split_policy(spec) == policy
     pandas = PandasWindow(spec, overlapping_snapshots)
     with spark_engine.session("test-window") as spark:
-        spark_window = SparkWindow(spark, spec, overlapping_snapshots)
+        spark_window = SparkWindow(spark, spec, overlapping_snapshots, str(tmp_path / "scratch"))
         assert spark_window.features == pandas.features
         assert spark_window.rows == pandas.rows
         written = {}

@@ -131,9 +131,9 @@ def test_evaluate_on_spark_scores_the_test_split_in_the_bucket_as_pandas_does(
 # What a Spark step does first with a snapshot, in a process of its own: a JVM reads its environment once.
 READ_WITH_SPARK = """
 import sys
-from shipyard_pipeline import spark_engine, spark_score
+from shipyard_pipeline import spark_engine, spark_storage
 with spark_engine.session("no-credentials") as spark:
-    spark_score.read_parquet(spark, sys.argv[1])
+    spark_storage.read_parquet(spark, sys.argv[1])
 """
 
 
