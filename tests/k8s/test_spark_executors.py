@@ -250,6 +250,17 @@ class ContainerRuntime:
             process.wait()
 
 
+def run_with_executors(
+    env: dict[str, str], kube: Kube, namespace: str, workdir: Path, program: str
+) -> tuple[subprocess.CompletedProcess, dict[str, client.V1Pod]]:
+    """`run_driver` with each executor pod started as it appears (the EMULATED runtime), all stopped after."""
+    runtime = ContainerRuntime(kube, workdir)
+    try:
+        return run_driver(env, kube, namespace, workdir / "driver.log", ["-c", program], runtime)
+    finally:
+        runtime.stop()
+
+
 @pytest.fixture(scope="module")
 def spark_run(
     kube: Kube, namespace: str, tmp_path_factory: pytest.TempPathFactory
@@ -412,11 +423,7 @@ def test_executors_that_start_run_the_steps_work_and_go_at_stop(
     pod.metadata.name += "-running"
     driver = running_driver(kube, pod, namespace)
     env = driver_environment(kube, driver, DRIVER_SA, tmp_path) | {Env.SPARK_EXECUTOR_START_TIMEOUT: "180"}
-    runtime = ContainerRuntime(kube, tmp_path)
-    try:
-        done, seen = run_driver(env, kube, namespace, tmp_path / "driver.log", ["-c", JOB], runtime)
-    finally:
-        runtime.stop()
+    done, seen = run_with_executors(env, kube, namespace, tmp_path, JOB)
     assert done.returncode == 0, tmp_path / "driver.log"
     assert "sum 999000" in done.stdout
     assert len(seen) == SPARK_VALUES["executors"]["instances"]
@@ -477,11 +484,7 @@ def test_executors_read_the_bucket_with_the_storage_settings_of_their_pods(
         assert env[Env.S3_ENDPOINT_URL] == endpoint
         scratch = f"{storage['root']}/telco_churn/runs/spark_on_kubernetes/scratch"
         program = READ_THE_BUCKET.format(uri=f"{storage['root']}/rows.parquet", scratch=scratch)
-        runtime = ContainerRuntime(kube, tmp_path)
-        try:
-            done, seen = run_driver(env, kube, namespace, tmp_path / "driver.log", ["-c", program], runtime)
-        finally:
-            runtime.stop()
+        done, seen = run_with_executors(env, kube, namespace, tmp_path, program)
     assert done.returncode == 0, tmp_path / "driver.log"
     assert "sum 499500" in done.stdout
     assert "parts 4 rows 1000 sum 999000 in ('s3', 's3a')" in done.stdout, tmp_path / "driver.log"
