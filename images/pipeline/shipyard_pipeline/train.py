@@ -26,6 +26,7 @@ import mlflow.data
 import mlflow.sklearn
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 import pyarrow.parquet as pq
 import sklearn
 import xgboost
@@ -52,14 +53,21 @@ def read_split_sample(
     context: RunContext, part: str, columns: list[str], rows: int, seed: int
 ) -> pd.DataFrame:
     """At most `rows` rows of a split part, `columns` only: the whole part when it is no larger, else
-    a seeded uniform sample (the same rows on every run). Read as Arrow; only the sample becomes a
-    pandas frame, so the memory is the part's Arrow columns, not its pandas objects."""
+    a seeded uniform sample (the same rows on every run). The part is read a batch at a time and only
+    the sampled rows are kept, so the memory is the sample's, whatever the part's size."""
     fs, path = storage.filesystem(split_uri(context, part))
     with fs.open(path, "rb") as handle:
-        table = pq.read_table(handle, columns=columns)
-    if table.num_rows > rows:
-        table = table.take(np.sort(np.random.default_rng(seed).choice(table.num_rows, rows, replace=False)))
-    return table.to_pandas()
+        parquet = pq.ParquetFile(handle)
+        total = parquet.metadata.num_rows
+        if total <= rows:
+            return parquet.read(columns=columns).to_pandas()
+        picked = np.sort(np.random.default_rng(seed).choice(total, rows, replace=False))
+        kept, start = [], 0
+        for batch in parquet.iter_batches(columns=columns):
+            first, last = np.searchsorted(picked, [start, start + batch.num_rows])
+            kept.append(pa.Table.from_batches([batch]).take(picked[first:last] - start))
+            start += batch.num_rows
+    return pa.concat_tables(kept).to_pandas()
 
 
 def pip_requirements() -> list[str]:
