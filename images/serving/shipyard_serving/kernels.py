@@ -4,7 +4,7 @@
 for a compilation, whatever the layout of the arrays it hands over (`A` layouts take any).
 Compiled code is cached on disk only where the deployment names a cache directory
 (NUMBA_CACHE_DIR: the Makefile sets one for tests and the demo, where many predictors start);
-the image has a read-only root filesystem and compiles at each start (1–3 s here).
+the image has a read-only root filesystem and compiles at each start (1 to 3 s here).
 """
 
 from __future__ import annotations
