@@ -54,6 +54,8 @@ MODEL = "telco"
 SHIPYARD = "shipyard predictor"
 CEILING = "ceiling: kserve + constant model"
 CEILING_FRONT_DOOR = "ceiling + Shipyard front door"
+SHIPYARD_NO_SCORING = "shipyard predictor without scoring"
+SHIPYARD_NO_RANGE_CHECK = "shipyard predictor without range check"
 SHIPYARD_GRPC = "shipyard predictor, gRPC V2"
 CEILING_GRPC = "ceiling: kserve + constant model, gRPC V2"
 LOG_CONFIG = REPO / "images/serving/shipyard_serving/logging.yaml"
@@ -118,10 +120,14 @@ def stacks(model_dir: Path, workers: int) -> list[Stack]:
     ceiling = [venv_python("serving"), str(Path(__file__).with_name("ceiling_predictor.py"))]
     shipyard = [venv_python("serving"), "-m", "shipyard_serving", "--model_dir", str(model_dir)]
     naive = [venv_python("serving"), str(Path(__file__).with_name("naive_predictor.py"))]
+    partial = [venv_python("serving"), str(Path(__file__).with_name("partial_predictor.py"))]
+    partial += ["--model_dir", str(model_dir)]
     return [
         Stack("ceiling", CEILING, [*ceiling, *rest], *v1),
         Stack("ceiling-front-door", CEILING_FRONT_DOOR, [*ceiling, *rest, "--front_door", "true"], *v1),
         Stack("shipyard", SHIPYARD, [*shipyard, *rest], *v1),
+        Stack("no-scoring", SHIPYARD_NO_SCORING, [*partial, "--without", "scoring", *rest], *v1),
+        Stack("no-range-check", SHIPYARD_NO_RANGE_CHECK, [*partial, "--without", "range_check", *rest], *v1),
         Stack("ceiling-grpc", CEILING_GRPC, [*ceiling, *grpc], *v2_grpc),
         Stack("shipyard-grpc", SHIPYARD_GRPC, [*shipyard, *grpc], *v2_grpc),
         Stack("naive", "naive kserve (pandas)", [*naive, *rest, "--model_dir", str(model_dir)], *v1),
@@ -305,33 +311,53 @@ def grpc_request(model_dir: Path, records: list[dict[str, object]], rows: int) -
     return pb.ModelInferRequest(model_name=MODEL, id="bench", inputs=inputs).SerializeToString()
 
 
-def in_process_latency(model_dir: Path, repeats: int = 2000) -> list[tuple[str, int, float, float]]:
-    """Median µs of decode and of score, per path and batch size, in this (serving) interpreter."""
+@dataclass(frozen=True)
+class InProcess:
+    path: str
+    rows: int
+    decode: tuple[float, float]  # median µs: hot, cold
+    score: tuple[float, float]
+
+
+def in_process_latency(model_dir: Path, repeats: int = 2000) -> list[InProcess]:
+    """Median µs of decode and of score, per path and batch size, in this (serving) interpreter:
+    hot (call after call) and cold (caches flushed before each call, as a loaded server's event
+    loop, sockets and other requests flush them between one request's steps)."""
     os.environ.setdefault("OMP_NUM_THREADS", "1")
+    import numpy as np
+
     from shipyard_serving.predictor import Settings, ShipyardModel
 
     model = ShipyardModel(MODEL, Settings(str(model_dir)))
     model.load()
     fast = model.fast
     records = example_records(model_dir)
+    flush = np.zeros(CACHE_FLUSH_BYTES // 8)
     figures = []
     for rows in (1, 32):
         body = {"instances": [records[i % len(records)] for i in range(rows)]}
-        decode = _median_us(lambda body=body: model.decoder.decode(body), repeats)
         batch = model.decoder.decode(body)
         for path, score in (
             ("fast", lambda batch=batch: fast.predict(batch.numeric, batch.categorical)),
             ("exact", lambda batch=batch: model.exact(batch)),
         ):
-            figures.append(
-                (path, rows, decode, _median_us(score, repeats if path == "fast" else repeats // 10))
+            n = repeats if path == "fast" else repeats // 10
+            decode, scored = (
+                tuple(_median_us(call, n, flush if cold else None) for cold in (False, True))
+                for call in (lambda body=body: model.decoder.decode(body), score)
             )
+            figures.append(InProcess(path, rows, decode, scored))
     return figures
 
 
-def _median_us(call, repeats: int) -> float:
+CACHE_FLUSH_BYTES = 8 * 1024 * 1024  # written before each cold call: twice this machine's L1 + L2
+
+
+def _median_us(call, repeats: int, flush=None) -> float:
     samples = []
     for _ in range(repeats):
+        if flush is not None:
+            flush += 1.0
         start = time.perf_counter()
         call()
         samples.append(time.perf_counter() - start)
@@ -535,16 +561,36 @@ def print_ceiling_fractions(results: dict[tuple[str, Case], Measured]) -> None:
                 f"p99 {p99:.1f} ms = {p99 / top.percentile_ms(99):.2f}x the ceiling's, "
                 f"CPU/request {ours.cpu_us_per_request / top.cpu_us_per_request:.2f}x{goal}"
             )
+    print_server_breakdown(results)
+
+
+# Each part's name, and the stack serving everything up to and including it: differences of
+# consecutive stacks' server CPU per request are what each part costs in a loaded server.
+PARTS = (
+    ("kserve", CEILING),
+    ("front door", CEILING_FRONT_DOOR),
+    ("model call + decode + validate", SHIPYARD_NO_SCORING),
+    ("scoring", SHIPYARD_NO_RANGE_CHECK),
+    ("range check", SHIPYARD),
+)
+
+
+def print_server_breakdown(results: dict[tuple[str, Case], Measured]) -> None:
+    """Where a request's server CPU time goes, from the stacks of this run (a part whose stack was
+    not run is named and counted with the next part measured)."""
+    print("where a request's server CPU time goes (µs; differences of the rows above):")
     for case in CASES:
-        ceiling, front, ours = (results.get((name, case)) for name in (CEILING, CEILING_FRONT_DOOR, SHIPYARD))
-        if ceiling and front and ours:
-            if case == CASES[0]:
-                print("where a request's server CPU time goes (µs; differences of the rows above):")
-            print(
-                f"  {case}: kserve {ceiling.cpu_us_per_request:,.0f}, "
-                f"front door {front.cpu_us_per_request - ceiling.cpu_us_per_request:+,.0f}, "
-                f"decode + score + model {ours.cpu_us_per_request - front.cpu_us_per_request:+,.0f}"
-            )
+        parts, unmeasured, previous = [], [], None
+        for part, stack in PARTS:
+            unmeasured.append(part)
+            if (measured := results.get((stack, case))) is None:
+                continue
+            cpu = measured.cpu_us_per_request
+            figure = f"{cpu:,.0f}" if previous is None else f"{cpu - previous:+,.0f}"
+            parts.append(f"{' + '.join(unmeasured)} {figure}")
+            unmeasured, previous = [], cpu
+        if len(parts) > 1:
+            print(f"  {case}: {', '.join(parts)}")
 
 
 def main() -> None:
@@ -582,10 +628,11 @@ def main() -> None:
     if args.workers > 1:
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir
     print("\nin-process, median µs (one thread):\n")
-    print("| path | rows | decode + validate | score |")
-    print("|---|---|---|---|")
-    for path, rows, decode, score in in_process_latency(model_dir):
-        print(f"| {path} | {rows} | {decode:.0f} | {score:.0f} |")
+    print("| path | rows | decode + validate | score | decode + validate, cold | score, cold |")
+    print("|---|---|---|---|---|---|")
+    for f in in_process_latency(model_dir):
+        hot, cold = f"{f.decode[0]:.0f} | {f.score[0]:.0f}", f"{f.decode[1]:.0f} | {f.score[1]:.0f}"
+        print(f"| {f.path} | {f.rows} | {hot} | {cold} |")
     print("\none 1-row V1 request through kserve's whole app in process, median µs:\n")
     previous = None
     for name, micros in whole_app_breakdown(model_dir):

@@ -35,11 +35,10 @@ class UnsupportedPipeline(ValueError):
 
 @dataclass(frozen=True)
 class CategoricalBlock:
-    """One categorical column: its one-hot offset in the matrix and the index of each known category."""
+    """One categorical column: the matrix column of each known category's one-hot cell."""
 
     name: str
-    offset: int
-    index: Mapping[Any, int]
+    columns: Mapping[Any, int]
 
 
 class FastPath:
@@ -67,7 +66,7 @@ class FastPath:
         self.numeric = list(numeric)
         self.fill, self.mean, self.scale = _numeric_parameters(numeric_steps)
         self.blocks = _categorical_blocks(categorical_steps, categorical_columns, start=len(self.numeric))
-        self.width = len(self.numeric) + sum(len(b.index) for b in self.blocks)
+        self.width = len(self.numeric) + sum(len(b.columns) for b in self.blocks)
         if classifier.n_features_in_ != self.width:
             raise UnsupportedPipeline(
                 f"booster expects {classifier.n_features_in_} features, transform gives {self.width}"
@@ -81,16 +80,16 @@ class FastPath:
             raise UnsupportedPipeline(str(e)) from e
 
     def transform(self, numeric: np.ndarray, categorical: Mapping[str, Sequence[Any]]) -> np.ndarray:
-        """The ColumnTransformer's output for `numeric` (rows x numeric columns, NaN = missing)."""
+        """The ColumnTransformer's output for `numeric` (rows x numeric columns, NaN = missing), as
+        the float32 matrix XGBoost compares its splits on."""
         # The one-hot cells, as flat positions in the matrix (a dict lookup per value, in Python).
-        ones: list[int] = []
-        for block in self.blocks:
-            index, offset, width = block.index, block.offset, self.width
-            ones += [
-                row * width + offset + position
-                for row, value in enumerate(categorical[block.name])
-                if (position := index.get(value)) is not None
-            ]
+        width = self.width
+        ones = [
+            row * width + column
+            for block in self.blocks
+            for row, value in enumerate(categorical[block.name])
+            if (column := block.columns.get(value)) is not None
+        ]
         return _transform(
             numeric, self.fill, self.mean, self.scale, np.array(ones, dtype=np.int64), self.width
         )
@@ -100,12 +99,13 @@ class FastPath:
 
 
 # Compiled at import for these types (trees.py says why).
-@kernel("float64[:, ::1](float64[:, :], float64[::1], float64[::1], float64[::1], int64[::1], int64)")
+@kernel("float32[:, ::1](float64[:, :], float64[::1], float64[::1], float64[::1], int64[::1], int64)")
 def _transform(numeric, fill, mean, scale, ones, width):
     """Median fill and `(x - mean) / scale` into the first columns, 1.0 at the one-hot positions:
-    one compiled call (the same float64 arithmetic as the fitted transformers)."""
+    one compiled call (the same float64 arithmetic as the fitted transformers, rounded to float32
+    as XGBoost rounds its input)."""
     rows, columns = numeric.shape
-    matrix = np.zeros((rows, width), dtype=np.float64)
+    matrix = np.zeros((rows, width), dtype=np.float32)
     for row in range(rows):
         for j in range(columns):
             value = numeric[row, j]
@@ -166,11 +166,11 @@ def _categorical_blocks(transformer: Any, columns: list[str], start: int) -> lis
     # the raw value is looked up directly.
     blocks, offset = [], start
     for name, categories in zip(columns, encoder.categories_, strict=True):
-        index = {category: i for i, category in enumerate(categories.tolist())}
-        if any(isinstance(c, float) for c in index):
+        cells = {category: offset + i for i, category in enumerate(categories.tolist())}
+        if any(isinstance(c, float) for c in cells):
             # A NaN category only arises when training data carried NaN (not None) in a string
             # column; requests never do, and NaN keys do not hash-match, so refuse to guess.
-            raise UnsupportedPipeline(f"column {name!r} has a float category in {list(index)}")
-        blocks.append(CategoricalBlock(name, offset, index))
-        offset += len(index)
+            raise UnsupportedPipeline(f"column {name!r} has a float category in {list(cells)}")
+        blocks.append(CategoricalBlock(name, cells))
+        offset += len(cells)
     return blocks

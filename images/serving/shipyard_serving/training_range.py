@@ -57,23 +57,24 @@ class TrainingRange:
 
     def outside(self, numeric: np.ndarray) -> np.ndarray | None:
         """Per feature, how many of the rows are out of range (missing values are not); None when
-        none is, the common case."""
-        total, counts = _outside(numeric, self.low, self.high)
-        return counts if total else None
+        none is, the common case, which costs one compiled call returning a number."""
+        if not _count_outside(numeric, self.low, self.high):
+            return None
+        return ((numeric < self.low) | (numeric > self.high)).sum(axis=0)  # NaN compares false
 
 
 # Compiled at import for these types (trees.py says why).
-@kernel("Tuple((int64, int64[::1]))(float64[:, :], float64[::1], float64[::1])")
-def _outside(numeric, low, high):
-    """Out-of-range values in all and per column: one compiled call per request, where three numpy
-    calls cost ~20 µs in the server (each runs cold there; trees.py)."""
-    counts = np.zeros(numeric.shape[1], dtype=np.int64)
+@kernel("int64(float64[:, :], float64[::1], float64[::1])")
+def _count_outside(numeric, low, high):
+    """Out-of-range values in all: one compiled call per request, returning no array (allocating
+    and handing one back costs more than the count in a server, where it runs cold; trees.py)."""
+    count = 0
     for row in range(numeric.shape[0]):
         for j in range(numeric.shape[1]):
             value = numeric[row, j]
             if value < low[j] or value > high[j]:  # NaN (missing) compares false both ways
-                counts[j] += 1
-    return counts.sum(), counts
+                count += 1
+    return count
 
 
 class OutOfRangeMonitor:
