@@ -444,7 +444,8 @@ READ_THE_BUCKET = textwrap.dedent(
     with session("shipyard-train") as spark:
         rows = spark_storage.read_parquet(spark, uri)
         print("sum", rows.groupBy().sum("id").collect()[0][0])
-        with spark_storage.written(rows.selectExpr("id * 2 AS id").repartition(4), scratch) as parts:
+        doubled = rows.selectExpr("id * 2 AS id").repartition(4)
+        with spark_storage.written(doubled, scratch, "doubling the ids") as parts:
             ids = [i for batch in parts.batches() for i in batch.column("id").to_pylist()]
             print("parts", len(parts.paths), "rows", len(ids), "sum", sum(ids), "in", parts.fs.protocol)
     fs, path = storage.filesystem(scratch)

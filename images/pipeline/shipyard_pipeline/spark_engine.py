@@ -199,7 +199,7 @@ class SparkEngine:
         inferred features from the snapshot's Arrow schema (its empty frame's dtypes)."""
         from shipyard_pipeline import expectations  # Great Expectations: for validate only
 
-        empty = spark_score.snapshot_schema(published).empty_table().to_pandas()
+        empty = spark_storage.parquet_schema(published.data_uri).empty_table().to_pandas()
         with self.session(f"shipyard-validate-{spec.name}") as spark:
             rows = spark_storage.read_parquet(spark, published.data_uri)
             if spec.columns.target in rows.columns:

@@ -17,19 +17,12 @@ from collections.abc import Iterator
 
 import pandas as pd
 import pyarrow as pa
-import pyarrow.parquet as pq
 from pyspark.sql import SparkSession
 from pyspark.sql.types import FloatType, StringType, StructField, StructType
 
-from shipyard_pipeline import snapshot, storage
+from shipyard_pipeline import snapshot
 from shipyard_pipeline.scoring_model import Column, ScoringModel
-from shipyard_pipeline.spark_storage import read_parquet, written
-
-
-def snapshot_schema(published: snapshot.Snapshot) -> pa.Schema:
-    fs, path = storage.filesystem(published.data_uri)
-    with fs.open(path, "rb") as handle:
-        return pq.read_schema(handle)
+from shipyard_pipeline.spark_storage import parquet_schema, read_parquet, written
 
 
 @contextlib.contextmanager
@@ -50,9 +43,10 @@ def scored(
             StructField(Column.MLFLOW_RUN_ID.value, StringType(), False),
         ]
     )
-    key_types = {name: snapshot_schema(published).field(name).type for name in keys}
+    key_types = {name: parquet_schema(published.data_uri).field(name).type for name in keys}
     scored_rows = rows.mapInPandas(functools.partial(model.scored_rows, keys), schema)
-    with written(scored_rows, scratch, max_records_per_file=batch_rows) as parts:
+    what = f"scoring {published.data_uri}"
+    with written(scored_rows, scratch, what, max_records_per_file=batch_rows) as parts:
         yield (_typed_keys(batch, key_types) for batch in parts.batches(batch_rows))
 
 

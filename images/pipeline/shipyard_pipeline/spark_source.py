@@ -158,7 +158,7 @@ def read_interval(
             properties["customSchema"] = schema
         frame = spark.read.jdbc(jdbc.url, table, predicates=predicates, properties=properties)
         frame = frame.sortWithinPartitions(*(F.col(name).asc_nulls_last() for name in order))
-        with spark_storage.written(frame, scratch) as parts:
+        with spark_storage.written(frame, scratch, f"reading {source.describe_url(url)}") as parts:
             chunks = (batch.to_pandas() for batch in parts.batches(sql.chunk_rows))
             yield (source.with_utc_event_times(spec, chunk) for chunk in chunks)
     except (PySparkException, Py4JJavaError) as e:

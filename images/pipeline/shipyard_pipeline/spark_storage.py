@@ -11,6 +11,7 @@ executor pod has a disk of its own, which the driver cannot read.
 from __future__ import annotations
 
 import contextlib
+import logging
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -26,6 +27,8 @@ from pyspark.sql import DataFrame, SparkSession
 from shipyard_pipeline import storage
 from shipyard_pipeline.errors import StepError
 from shipyard_spec.contract import Env
+
+log = logging.getLogger(__name__)
 
 
 def spark_uri(uri: str) -> str:
@@ -64,20 +67,37 @@ class Parts:
 
 
 @contextlib.contextmanager
-def written(frame: DataFrame, scratch: str, max_records_per_file: int | None = None) -> Iterator[Parts]:
+def written(
+    frame: DataFrame, scratch: str, what: str, max_records_per_file: int | None = None
+) -> Iterator[Parts]:
     """`frame` written by the executors as Parquet parts in a fresh directory under `scratch` (the run's
     scratch space in the storage root: on Kubernetes each executor pod has a disk of its own, so
-    a directory of the step pod would receive nothing), read by the driver, removed afterwards."""
+    a directory of the step pod would receive nothing), read by the driver, removed afterwards.
+
+    Spark computes `frame` only here, so a failure of anything it does (reading a source or a
+    snapshot, a lost executor, a store that refuses the parts) ends the step with a StepError
+    `{what} on Spark failed: {cause}`; the log names the scratch directory."""
     uri = storage.join(scratch, f"spark-{uuid.uuid4().hex}")
     writer = frame.write
     if max_records_per_file is not None:
         writer = writer.option("maxRecordsPerFile", max_records_per_file)
+    log.info("%s on Spark: the executors write the rows to %s", what, uri)
     try:
-        writer.parquet(spark_uri(uri))  # the frame's own failures (a source's) are its caller's to name
+        try:
+            writer.parquet(spark_uri(uri))
+        except (PySparkException, Py4JJavaError) as e:
+            raise StepError(f"{what} on Spark failed: {spark_cause(e)}") from e
         fs, path = storage.filesystem(uri)
         yield Parts(fs, sorted(fs.glob(f"{path.rstrip('/')}/part-*.parquet")))
     finally:
         storage.remove(uri)
+
+
+def parquet_schema(uri: str) -> pa.Schema:
+    """The schema of the Parquet file at a storage URI (its footer only)."""
+    fs, path = storage.filesystem(uri)
+    with fs.open(path, "rb") as handle:
+        return pq.read_schema(handle)
 
 
 def spark_cause(error: PySparkException | Py4JJavaError) -> str:

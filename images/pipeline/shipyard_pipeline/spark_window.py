@@ -37,7 +37,6 @@ from shipyard_pipeline import dataset, snapshot, spark_fit, spark_storage, stora
 from shipyard_pipeline.errors import StepError
 from shipyard_pipeline.fitting import Fit
 from shipyard_pipeline.model_artifact import SAMPLE_ROWS
-from shipyard_pipeline.spark_score import snapshot_schema
 from shipyard_pipeline.spark_storage import read_parquet
 from shipyard_pipeline.training_window import PARTS
 from shipyard_spec.model import ModelConfig, PipelineSpec
@@ -90,7 +89,7 @@ class SparkWindow:
         window_rows = sum(s.manifest["rows"] for s in snapshots)
         shuffle_partitions = max(spark.sparkContext.defaultParallelism, -(-window_rows // PARTITION_ROWS))
         spark.conf.set("spark.sql.shuffle.partitions", str(shuffle_partitions))
-        self._schema = window_schema([snapshot_schema(s) for s in snapshots])
+        self._schema = window_schema([spark_storage.parquet_schema(s.data_uri) for s in snapshots])
         self.features = dataset.resolve_features(spec, self._schema.empty_table().to_pandas())
         ordered = self._ordered(self._deduplicated(self._read(snapshots))).persist()
         position, total = self._positions(ordered)
@@ -199,7 +198,7 @@ class SparkWindow:
         for name in PARTS:
             rows = self._part(name).orderBy(POSITION).select(*self._schema.names)
             with (
-                spark_storage.written(rows, self._scratch) as parts,
+                spark_storage.written(rows, self._scratch, f"writing the {name} split") as parts,
                 tempfile.TemporaryDirectory(prefix="shipyard-spark-split-") as out,
             ):
                 local = f"{out}/{name}.parquet"
