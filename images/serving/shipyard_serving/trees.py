@@ -92,25 +92,36 @@ class TreeEnsemble:
         return _walk(matrix, self.roots, self.depth, self.nodes, self.conditions)
 
 
+# Trees walked side by side: one tree's steps depend on each other, 16 trees' do not, so the CPU
+# overlaps their reads (32 rows: 124 -> 80 µs in a loop of its own).
+LANES = 16
+
+
 # Compiled once, at import, for these types only, so that no request ever waits for a compilation.
 @kernel("float64[::1](float32[:, ::1], int64[::1], int64, int32[:, ::1], float32[::1])")
 def _walk(values, roots, depth, nodes, conditions):
     """Each row down every tree, `depth` steps (a leaf points to itself), its leaves summed."""
     probability = np.empty(values.shape[0], dtype=np.float64)
+    trees = roots.shape[0]
+    at = np.empty(LANES, dtype=np.int64)  # the node each lane's tree is at
     for row in range(values.shape[0]):
         # The running sum of negated leaf values, base first, is -margin (a float sum of negated
         # terms is exactly the negated sum): bit-equal to XGBoost's float32 sum.
         minus_margin = np.float32(0.0)
-        for root in roots:
-            node = root
+        for first in range(0, trees, LANES):
+            lanes = min(LANES, trees - first)
+            at[:lanes] = roots[first : first + lanes]
             for _ in range(depth):
-                split = nodes[node, 0]
-                value = values[row, split if split >= 0 else -split - 1]
-                # `not value < condition` goes right; NaN compares false both ways and goes its
-                # default way (right where the feature is stored negative).
-                right = split < 0 if np.isnan(value) else value >= conditions[node]
-                node = nodes[node, 1 + right]
-            minus_margin -= conditions[node]
+                for lane in range(lanes):
+                    node = at[lane]
+                    split = nodes[node, 0]
+                    value = values[row, split if split >= 0 else -split - 1]
+                    # `not value < condition` goes right; NaN compares false both ways and goes its
+                    # default way (right where the feature is stored negative).
+                    right = split < 0 if np.isnan(value) else value >= conditions[node]
+                    at[lane] = nodes[node, 1 + right]
+            for lane in range(lanes):  # the leaves in tree order
+                minus_margin -= conditions[at[lane]]
         exp = np.float32(math.exp(min(minus_margin, _EXP_LIMIT)))
         probability[row] = np.float32(1.0) / (exp + np.float32(1.0))
     return probability
