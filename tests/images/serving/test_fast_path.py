@@ -142,3 +142,56 @@ def test_with_several_bad_values_the_first_in_signature_order_is_named(
             loaded.decoder.decode(body)
         first_bad_row = 0 if body["instances"][0] is reversed_keys else 1
         assert raised.value.reason.startswith(f"feature {numeric[0]!r} row {first_bad_row}:")
+
+
+def test_the_common_request_decodes_as_the_checked_path_decodes_it(
+    loaded: ShipyardModel, trained: Trained, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Records with exactly the signature's features and plain values take a short cut
+    (`RequestDecoder._valid_records`): each such body must decode to the batch the checked path
+    builds, and every body with anything else in it must be left to the checked path, which
+    converts or names it."""
+    decoder = loaded.decoder
+    records = [
+        {name: values[i] for name, values in trained.columns.items()}
+        for i in range(len(trained.probabilities))
+    ]
+    assert any(None in record.values() for record in records)  # missing numbers and categories among them
+    number, category = decoder.numeric[0], decoder.categorical[0]
+    common = [
+        *({"instances": [record]} for record in records[::50]),
+        *({"instances": [record]} for record in records if None in record.values()),
+        {"instances": records[:1000]},
+        {"instances": [{**records[0], number: 3}]},  # an integer
+    ]
+    hostile = [
+        {**records[0], number: float("nan")},
+        {**records[0], number: float("inf")},
+        {**records[0], number: True},
+        {**records[0], number: "12"},  # a JSON number in quotes: the checked path converts it
+        {**records[0], category: 5},
+        {**records[0], category: b"Yes"},
+        {name: value for name, value in records[0].items() if name != category},
+        {**records[0], "extra": 1},
+    ]
+    for body in common:
+        assert decoder._valid_records(body) is not None, body
+    for body in [
+        *({"instances": [record]} for record in hostile),
+        {"instances": records[:1], "ids": [7]},
+        {"instances": []},
+        {"instances": [records[0]] * (decoder.max_batch_size + 1)},
+        {"instances": [records[0], "not a record"]},
+        {"inputs": {name: [value] for name, value in records[0].items()}},
+    ]:
+        assert decoder._valid_records(body) is None, body
+    short_cut = [decoder.decode(body) for body in common]
+    monkeypatch.setattr(type(decoder), "_valid_records", lambda self, body: None)
+    for body, batch in zip(common, short_cut, strict=True):
+        checked = decoder.decode(body)
+        np.testing.assert_array_equal(batch.numeric, checked.numeric)
+        assert (batch.numeric_names, batch.categorical, batch.ids) == (
+            checked.numeric_names,
+            checked.categorical,
+            checked.ids,
+        )
