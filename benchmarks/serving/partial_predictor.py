@@ -8,7 +8,7 @@ costs inside a loaded server, where every part runs with colder caches than in a
 own (run.py's in-process figures measure the same parts both ways). Without `scoring`, a
 request is decoded and validated, then answered 0.5 (no scoring, no range check); without
 `range_check`, it is scored but its values are not checked against the training range.
-Served with one worker (run.py's default): not for production.
+Not for production.
 """
 
 from __future__ import annotations

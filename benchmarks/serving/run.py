@@ -578,7 +578,7 @@ PARTS = (
 def print_server_breakdown(results: dict[tuple[str, Case], Measured]) -> None:
     """Where a request's server CPU time goes, from the stacks of this run (a part whose stack was
     not run is named and counted with the next part measured)."""
-    print("where a request's server CPU time goes (µs; differences of the rows above):")
+    lines = []
     for case in CASES:
         parts, unmeasured, previous = [], [], None
         for part, stack in PARTS:
@@ -590,7 +590,9 @@ def print_server_breakdown(results: dict[tuple[str, Case], Measured]) -> None:
             parts.append(f"{' + '.join(unmeasured)} {figure}")
             unmeasured, previous = [], cpu
         if len(parts) > 1:
-            print(f"  {case}: {', '.join(parts)}")
+            lines.append(f"  {case}: {', '.join(parts)}")
+    if lines:
+        print("where a request's server CPU time goes (µs; differences of the rows above):", *lines, sep="\n")
 
 
 def main() -> None:
