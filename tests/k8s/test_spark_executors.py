@@ -70,9 +70,10 @@ DRIVER = textwrap.dedent(
     from shipyard_pipeline import engines
     from shipyard_pipeline.context import RunContext
     from shipyard_spec import load_spec
+    from shipyard_spec.contract import Step
     week = datetime(2026, 1, 5, tzinfo=UTC), datetime(2026, 1, 12, tzinfo=UTC)
     run = RunContext(load_spec(sys.argv[1]), *week, "spark_on_kubernetes", sys.argv[2])
-    with engines.engine(run).session("shipyard-train"):
+    with engines.engine(run, Step.TRAIN).session("shipyard-train"):
         pass
     """
 )
@@ -483,7 +484,7 @@ def test_executors_read_the_bucket_with_the_storage_settings_of_their_pods(
             Env.SPARK_JARS: os.environ.get(Env.SPARK_JARS, str(Path.home() / ".cache/shipyard/spark-jars")),
         }
         assert env[Env.S3_ENDPOINT_URL] == endpoint
-        scratch = f"{storage['root']}/telco_churn/runs/spark_on_kubernetes/scratch"
+        scratch = f"{storage['root']}/telco_churn/runs/spark_on_kubernetes/train/scratch"
         program = READ_THE_BUCKET.format(uri=f"{storage['root']}/rows.parquet", scratch=scratch)
         done, seen = run_with_executors(env, kube, namespace, tmp_path, program)
     assert done.returncode == 0, tmp_path / "driver.log"

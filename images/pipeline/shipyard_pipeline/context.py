@@ -84,10 +84,11 @@ class RunContext:
         safe_run_id = re.sub(r"[^A-Za-z0-9_.:+-]", "_", run_id or self.run_id)
         return storage.join(self.pipeline_root, RUNS_DIR, safe_run_id, step)
 
-    def scratch_dir(self) -> str:
-        """`{root}/{pipeline}/runs/{run_id}/scratch`: the run's temporary files that every process of a
-        step reaches, wherever it runs (Spark's executors write their parts there)."""
-        return self.step_dir("scratch")
+    def scratch_dir(self, step: str) -> str:
+        """`{root}/{pipeline}/runs/{run_id}/{step}/scratch`: one step's temporary files that every
+        process of it reaches, wherever it runs (Spark's executors write their parts there). Only
+        that step of that run writes there, one try at a time, so a try may empty it first."""
+        return storage.join(self.step_dir(step), "scratch")
 
     def step_result_uri(self, step: str) -> str:
         return storage.join(self.step_dir(step), "result.json")

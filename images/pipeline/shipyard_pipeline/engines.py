@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import logging
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
 from datetime import datetime
@@ -25,6 +26,7 @@ from shipyard_pipeline.dataset import FeatureSet
 from shipyard_pipeline.errors import StepError
 from shipyard_pipeline.metrics import Scored, Scorer, TestScores
 from shipyard_pipeline.training_window import PandasWindow, TrainingWindow
+from shipyard_spec.contract import Step
 from shipyard_spec.model import PipelineSpec, Spark
 
 if TYPE_CHECKING:
@@ -33,6 +35,8 @@ if TYPE_CHECKING:
 
     from shipyard_pipeline.context import RunContext
     from shipyard_pipeline.scoring_model import ScoringModel
+
+log = logging.getLogger(__name__)
 
 SPARK_PACKAGES = ("pyspark", "py4j")  # the Spark part of the image (requirements-spark.txt)
 
@@ -118,7 +122,7 @@ class PandasEngine:
         return TestScores(curves, test[[c for c in spec.evaluation.slices if c in test.columns]])
 
 
-def _spark(context: RunContext) -> Engine:
+def _spark(context: RunContext, step: Step) -> Engine:
     try:  # pyspark: imported by a Spark pipeline's steps only
         from shipyard_pipeline.spark_engine import SparkEngine
     except ModuleNotFoundError as e:
@@ -128,12 +132,19 @@ def _spark(context: RunContext) -> Engine:
             f"the spec selects engine: spark but {e.name} is not installed "
             "(make spark, or the pipeline image's Spark variant)"
         ) from e
-    return SparkEngine(context.spec.spark or Spark(), context.scratch_dir())
+    scratch = context.scratch_dir(step)
+    if storage.exists(scratch):  # parts of an earlier try of this step, killed while they were written
+        log.info("removing %s: what an earlier try of this step left", scratch)
+        storage.remove(scratch)
+    return SparkEngine(context.spec.spark or Spark(), scratch)
 
 
-ENGINES: dict[str, Callable[[RunContext], Engine]] = {"pandas": lambda _: PandasEngine(), "spark": _spark}
+ENGINES: dict[str, Callable[[RunContext, Step], Engine]] = {
+    "pandas": lambda _context, _step: PandasEngine(),
+    "spark": _spark,
+}
 
 
-def engine(context: RunContext) -> Engine:
-    """The engine the run's spec names, with the spec's settings for it and the run's scratch space."""
-    return ENGINES[context.spec.engine](context)
+def engine(context: RunContext, step: Step) -> Engine:
+    """The engine the run's spec names, with the spec's settings for it and the step's scratch space."""
+    return ENGINES[context.spec.engine](context, step)

@@ -154,7 +154,7 @@ def run(context: RunContext) -> dict[str, Any]:
     scorers = {MODEL: Scorer(model, columns), BASELINE: Scorer(baseline, columns)}
     if champion is not None and champion.scorer is not None:
         scorers[CHAMPION] = champion.scorer
-    scored = engines.engine(context).test_scores(test_uri, scorers, spec)
+    scored = engines.engine(context, Step.EVALUATE).test_scores(test_uri, scorers, spec)
 
     test_metrics = metrics.classification(scored.curves[MODEL], threshold)
     baseline_metrics = metrics.classification(scored.curves[BASELINE], threshold)

@@ -16,6 +16,7 @@ import pandas as pd
 from shipyard_pipeline import chunks, dataset, engines, snapshot, source
 from shipyard_pipeline.context import RunContext
 from shipyard_pipeline.errors import CheckFailed
+from shipyard_spec.contract import Step
 from shipyard_spec.model import PipelineSpec
 
 log = logging.getLogger(__name__)
@@ -81,7 +82,9 @@ def run(context: RunContext, force: bool = False) -> dict[str, Any]:
     )
     order = [c for c in (spec.columns.event_time, spec.columns.id) if c]
     targets: set[Any] = set()
-    reading = engines.engine(context).read_source(spec, context.interval_start, context.interval_end, order)
+    reading = engines.engine(context, Step.INGEST).read_source(
+        spec, context.interval_start, context.interval_end, order
+    )
     with reading as read, chunks.Spill(order) as spill:
         for chunk in read:
             if not spill.columns:

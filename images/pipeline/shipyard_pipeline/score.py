@@ -33,7 +33,7 @@ from shipyard_pipeline import engines, snapshot, storage, tracking
 from shipyard_pipeline.context import RunContext, partition_key
 from shipyard_pipeline.errors import CheckFailed, StepError
 from shipyard_pipeline.scoring_model import ScoringModel
-from shipyard_spec.contract import PREDICTIONS_DIR
+from shipyard_spec.contract import PREDICTIONS_DIR, Step
 from shipyard_spec.model import Scoring
 
 log = logging.getLogger(__name__)
@@ -76,7 +76,7 @@ def run(context: RunContext) -> dict[str, Any]:
         return {**result, "status": Status.NO_MODEL.value, "model_version": None}
     model = ScoringModel.load(version)
     keys = [c for c in (spec.columns.id, spec.columns.event_time) if c]
-    with engines.engine(context).scored(model, published, keys, settings.batch_rows) as chunks:
+    with engines.engine(context, Step.SCORE).scored(model, published, keys, settings.batch_rows) as chunks:
         written = _publish(context, published, model, chunks)
     log.info(
         "scored %d rows of %s with %s v%s on %s into %s",

@@ -125,7 +125,7 @@ def run(
             earlier["mlflow_run_id"],
         )
         return earlier
-    with engines.engine(context).training_data(spec, snapshots) as window:
+    with engines.engine(context, Step.TRAIN).training_data(spec, snapshots) as window:
         features, rows = window.features, window.rows
         log.info(
             "%d rows from %d snapshot(s): train %d, validation %d, test %d; "

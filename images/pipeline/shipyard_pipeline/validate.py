@@ -33,7 +33,7 @@ def check(context: RunContext, published: snapshot.Snapshot) -> dict[str, Any]:
 
     gx_context = gx.get_context(mode="ephemeral")
     gx_context.variables.progress_bars = ProgressBarsConfig(globally=False)
-    engine = engines.engine(context)
+    engine = engines.engine(context, Step.VALIDATE)
     with engine.validation_batch(gx_context, context.spec, published) as (batch, features):
         return batch.validate(build_suite(context.spec, features)).to_json_dict()
 

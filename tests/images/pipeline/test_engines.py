@@ -27,11 +27,13 @@ from shipyard_pipeline.errors import StepError
 from datetime import UTC, datetime
 from shipyard_pipeline.context import RunContext
 from shipyard_spec import load_spec
+from shipyard_spec.contract import Step
 spec = load_spec(sys.argv[1])
 week = datetime(2026, 1, 5, tzinfo=UTC), datetime(2026, 1, 12, tzinfo=UTC)
-print(type(engines.engine(RunContext(spec, *week, "run", sys.argv[2]))).__name__)
+print(type(engines.engine(RunContext(spec, *week, "run", sys.argv[2]), Step.TRAIN)).__name__)
 try:
-    engines.engine(RunContext(spec.model_copy(update={"engine": "spark"}), *week, "run", sys.argv[2]))
+    spark = spec.model_copy(update={"engine": "spark"})
+    engines.engine(RunContext(spark, *week, "run", sys.argv[2]), Step.TRAIN)
 except StepError as e:
     print(e)
 """
