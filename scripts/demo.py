@@ -147,11 +147,18 @@ def retrain_on_drift(env: dict[str, str], pipeline_name: str) -> dict:
                 announced = True
             # Unpausing makes the scheduler catch up the latest weekly interval as well, queued
             # behind the retraining run (max_active_runs=1). Runs 1 and 2 trained on that week as
-            # manual runs, which the scheduler does not count: the demo deletes that run.
+            # manual runs, which the scheduler does not count: the demo deletes that run. The
+            # scheduler may create it again (it finds no automated run of that week) and be
+            # writing it while it is deleted, which the API answers 409: the next poll deletes it.
             for queued in api.dag_runs(TRAINING_DAG, run_type="scheduled", state="queued"):
                 run_id = queued["dag_run_id"]
                 say(f"deleting {run_id}, queued behind it: runs 1 and 2 already trained on that week")
-                api.delete_dag_run(TRAINING_DAG, run_id)
+                try:
+                    api.delete_dag_run(TRAINING_DAG, run_id)
+                except urllib.error.HTTPError as e:
+                    if e.code not in (404, 409):
+                        raise
+                    say(f"{run_id} changed while being deleted (HTTP {e.code}): deleting it at the next poll")
             if retrain and retrain[0]["state"] in FINISHED:
                 run, took = retrain[0], time.monotonic() - started
                 say(f"{run['dag_run_id']}: {run['state']} after {took:.0f} s (task logs in {logs}/logs)")
