@@ -158,7 +158,7 @@ def retrain_on_drift(env: dict[str, str], pipeline_name: str) -> dict:
                 except urllib.error.HTTPError as e:
                     if e.code not in (404, 409):
                         raise
-                    say(f"{run_id} changed while being deleted (HTTP {e.code}): deleting it at the next poll")
+                    say(f"{run_id} changed while being deleted (HTTP {e.code}): looked at again next poll")
             if retrain and retrain[0]["state"] in FINISHED:
                 run, took = retrain[0], time.monotonic() - started
                 say(f"{run['dag_run_id']}: {run['state']} after {took:.0f} s (task logs in {logs}/logs)")

@@ -43,7 +43,8 @@ def scored(
             StructField(Column.MLFLOW_RUN_ID.value, StringType(), False),
         ]
     )
-    key_types = {name: parquet_schema(published.data_uri).field(name).type for name in keys}
+    snapshot_schema = parquet_schema(published.data_uri)
+    key_types = {name: snapshot_schema.field(name).type for name in keys}
     scored_rows = rows.mapInPandas(functools.partial(model.scored_rows, keys), schema)
     what = f"scoring {published.data_uri}"
     with written(scored_rows, scratch, what, max_records_per_file=batch_rows) as parts:

@@ -70,7 +70,7 @@ class Parts:
 def written(
     frame: DataFrame, scratch: str, what: str, max_records_per_file: int | None = None
 ) -> Iterator[Parts]:
-    """`frame` written by the executors as Parquet parts in a fresh directory under `scratch` (the run's
+    """`frame` written by the executors as Parquet parts in a fresh directory under `scratch` (the step's
     scratch space in the storage root: on Kubernetes each executor pod has a disk of its own, so
     a directory of the step pod would receive nothing), read by the driver, removed afterwards.
 
